@@ -1,0 +1,30 @@
+"""Domain-free energy market: orders, an order book and pluggable clearing rules."""
+
+from heron.market.book import OrderBook
+from heron.market.clearing import (
+    CLEARING_RULES,
+    ClearingResult,
+    ClearingRule,
+    ContinuousDoubleAuction,
+    McAfee,
+    PayAsBid,
+    UniformPrice,
+    make_clearing_rule,
+)
+from heron.market.orders import Order, Side, Trade, validate_order
+
+__all__ = [
+    "CLEARING_RULES",
+    "ClearingResult",
+    "ClearingRule",
+    "ContinuousDoubleAuction",
+    "McAfee",
+    "Order",
+    "OrderBook",
+    "PayAsBid",
+    "Side",
+    "Trade",
+    "UniformPrice",
+    "make_clearing_rule",
+    "validate_order",
+]

@@ -1,0 +1,34 @@
+"""Protocol ABCs: vertical protocols flow parent -> child, horizontal ones peer <-> peer."""
+
+from __future__ import annotations
+
+from abc import ABC
+from typing import ClassVar
+
+
+class Protocol(ABC):
+    """A coordination rule that an environment runs once per step.
+
+    Protocols are stateless between episodes unless they say otherwise; ``reset`` is
+    called by the environment at the start of every episode.
+    """
+
+    name: ClassVar[str] = "protocol"
+
+    def reset(self) -> None:
+        """Forget per-episode state (default: nothing to forget)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class VerticalProtocol(Protocol):
+    """Parent -> child coordination (set-points, price signals)."""
+
+    direction: ClassVar[str] = "vertical"
+
+
+class HorizontalProtocol(Protocol):
+    """Peer <-> peer coordination (trading, consensus)."""
+
+    direction: ClassVar[str] = "horizontal"

@@ -1,0 +1,53 @@
+"""Peer-to-peer energy trading: agents post limit orders, a clearing rule matches them."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable
+
+from heron.market.book import OrderBook
+from heron.market.clearing import ClearingResult, ClearingRule, make_clearing_rule
+from heron.market.orders import Order
+from heron.protocols.base import HorizontalProtocol
+
+
+class P2PTradingProtocol(HorizontalProtocol):
+    """Clears each step's orders with a pluggable rule and a per-unit trading fee.
+
+    Stateless between steps (a fresh book every call), so ``reset`` has nothing to do and
+    the protocol pickles / deep-copies cleanly for vectorised and distributed rollouts.
+    ``trading_fee`` is money per unit quantity; each trade's total fee is split half to
+    the buyer and half to the seller (see :class:`~heron.market.orders.Trade`).
+    """
+
+    name = "p2p_trading"
+
+    def __init__(
+        self, clearing: str | ClearingRule = "uniform", trading_fee: float = 0.0
+    ) -> None:
+        if (
+            isinstance(trading_fee, bool)
+            or not isinstance(trading_fee, numbers.Real)
+            or not 0.0 <= trading_fee < math.inf
+        ):
+            raise ValueError(f"trading_fee must be a finite number >= 0, got {trading_fee!r}")
+        self.clearing_rule: ClearingRule = make_clearing_rule(clearing)
+        self.trading_fee: float = float(trading_fee)
+
+    def clear(self, orders: Iterable[Order], agents: Iterable[str] | None = None) -> ClearingResult:
+        """Clear ``orders``; their iteration order is their time priority.
+
+        ``agents``, if given, restricts who may trade (unknown agents -> ``ValueError``).
+        """
+        book = OrderBook(agents)
+        add = book.add
+        for order in orders:
+            add(order)
+        return self.clearing_rule.clear(book, self.trading_fee)
+
+    def __repr__(self) -> str:
+        rule = self.clearing_rule
+        # Show the short name when it fully describes the rule; otherwise its parameters.
+        spec = repr(rule.name) if rule == type(rule)() else repr(rule)
+        return f"{type(self).__name__}(clearing={spec}, trading_fee={self.trading_fee!r})"

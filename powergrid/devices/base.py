@@ -1,0 +1,62 @@
+"""Power devices: a heron Device placed on a feeder bus, with a signed active power output."""
+
+from __future__ import annotations
+
+import math
+from abc import abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+
+from heron.devices.base import Device
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Exogenous inputs a device may need in one step (read-only, shared by all devices)."""
+
+    hour: int
+    dt_hours: float
+    pv_per_kw: float  # available PV output per kW installed, this hour
+
+
+class PowerDevice(Device):
+    """Sign convention: ``p_kw`` > 0 injects power into the feeder (generation, discharge).
+
+    ``element`` says how the device appears in the pandapower net: ``"sgen"`` (injection)
+    or ``"storage"`` (pandapower's storage, positive = charging, so its p is ``-p_kw``).
+    """
+
+    element: ClassVar[Literal["sgen", "storage"]] = "sgen"
+
+    def __init__(self, name: str, bus: str) -> None:
+        super().__init__(name)
+        self.bus = bus
+        self.p_kw = 0.0
+        self.clipped = False  # True when limits changed the requested set-point
+
+    @abstractmethod
+    def step(self, action: np.ndarray, ctx: StepContext) -> float:
+        """Apply the action within the device's limits; set ``p_kw`` and ``cost``; return p_kw."""
+
+
+@dataclass(frozen=True)
+class DeviceParams:
+    """Base for device parameter dataclasses: validated, immutable, buildable into a device."""
+
+    name: str
+    bus: str
+
+    def build(self) -> PowerDevice:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _require(self, condition: bool, field: str, expected: str) -> None:
+        if not condition:
+            value = getattr(self, field)
+            raise ValueError(f"{type(self).__name__}({self.name!r}).{field} = {value!r}: expected {expected}")
+
+    def _require_finite(self, *fields: str) -> None:
+        for f in fields:
+            value = getattr(self, f)
+            self._require(isinstance(value, (int, float)) and math.isfinite(value), f, "a finite number")

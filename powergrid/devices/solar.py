@@ -1,0 +1,64 @@
+"""PV plant: available power from an irradiance profile, curtailable, optional inverter limit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from powergrid.devices.base import DeviceParams, PowerDevice, StepContext
+
+
+@dataclass(frozen=True)
+class SolarParams(DeviceParams):
+    """``capacity_kw`` is the DC/AC nameplate scaling the per-kW profile."""
+
+    name: str = "pv"
+    bus: str = "680"
+    capacity_kw: float = 1500.0
+    inverter_kw: float | None = None
+
+    def __post_init__(self) -> None:
+        self._require_finite("capacity_kw")
+        self._require(self.capacity_kw > 0, "capacity_kw", "> 0")
+        if self.inverter_kw is not None:
+            self._require_finite("inverter_kw")
+            self._require(self.inverter_kw > 0, "inverter_kw", "> 0 or None")
+
+    def build(self) -> Solar:
+        return Solar(self)
+
+
+class Solar(PowerDevice):
+    """Action in [-1, 1]: values <= 0 mean no curtailment, +1 curtails everything.
+
+    Mapping only the positive half to curtailment makes the neutral action (0) and the
+    whole negative half "use all the sun", which is what an untrained policy should do.
+    """
+
+    action_labels = ("curtail",)
+    obs_labels = ("pv_available",)
+
+    def __init__(self, params: SolarParams) -> None:
+        super().__init__(params.name, params.bus)
+        self.params = params
+        self.available_kw = 0.0
+
+    def reset(self, rng: np.random.Generator) -> None:
+        self.p_kw, self.cost, self.available_kw, self.clipped = 0.0, 0.0, 0.0, False
+
+    def available(self, pv_per_kw: float) -> float:
+        avail = self.params.capacity_kw * max(pv_per_kw, 0.0)
+        if self.params.inverter_kw is not None:
+            avail = min(avail, self.params.inverter_kw)
+        return avail
+
+    def step(self, action: np.ndarray, ctx: StepContext) -> float:
+        self.available_kw = self.available(ctx.pv_per_kw)
+        curtail = min(max(float(action[0]), 0.0), 1.0)
+        self.p_kw = self.available_kw * (1.0 - curtail)
+        self.cost = 0.0
+        return self.p_kw
+
+    def observe(self) -> tuple[float, ...]:
+        return (self.available_kw / self.params.capacity_kw,)

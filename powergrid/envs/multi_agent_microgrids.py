@@ -1,0 +1,462 @@
+"""MultiAgentMicrogrids: IEEE-13 microgrids that trade energy peer-to-peer on AC power flow."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from gymnasium import spaces
+from pettingzoo import ParallelEnv
+
+from heron.agents import Agent
+from heron.market import Order, Side
+from heron.protocols.base import HorizontalProtocol
+from powergrid.data import load_profiles
+from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
+from powergrid.envs.config import EnvConfig
+from powergrid.networks import FeederDevice, create_multi_microgrid
+from powergrid.pf import PFResult, make_solver
+
+# (label, low, high) of the features every agent observes, before its device features.
+COMMON_OBS: tuple[tuple[str, float, float], ...] = (
+    ("load_now", 0.0, 5.0),             # expected load this hour / peak load
+    ("load_next", 0.0, 5.0),            # expected load next hour / peak load
+    ("pv_now", 0.0, 2.0),               # PV available per kW installed, this hour
+    ("pv_next", 0.0, 2.0),              # ... next hour
+    ("hour_sin", -1.0, 1.0),
+    ("hour_cos", -1.0, 1.0),
+    ("retail_price", 0.0, np.inf),      # $/kWh, this hour
+    ("feed_in_price", 0.0, np.inf),     # $/kWh, this hour
+    ("last_clearing_price", 0.0, np.inf),  # $/kWh, 0 when nothing cleared
+    ("last_p2p_kwh", -np.inf, np.inf),  # sold - bought last step / peak load
+    ("last_grid_kwh", -np.inf, np.inf),  # export - import last step / peak load
+    ("v_min_pu", 0.0, 2.0),             # own feeder, last power flow
+    ("v_max_pu", 0.0, 2.0),
+)
+DEVICE_OBS_BOUNDS: dict[str, tuple[float, float]] = {
+    "soc": (0.0, 1.0), "gen_p": (0.0, 1.0), "pv_available": (0.0, 2.0),
+}
+EPS_KWH = 1e-9
+
+
+class MultiAgentMicrogrids(ParallelEnv):
+    """N microgrids (default MG1, MG2) on tied IEEE-13 feeders trading energy in a market.
+
+    ## Description
+    Each agent operates one microgrid: an IEEE-13 feeder (pandapower, balanced
+    positive-sequence) whose loads follow a real BDEW load profile and whose devices are
+    set by the agent. Every step (one hour by default): devices dispatch; each microgrid's
+    net position (generation + discharge - load - charge) becomes a sell order (surplus)
+    or a buy order (deficit); the horizontal protocol clears the book; the residual is
+    settled with the upstream grid (buy at retail, sell at feed-in); the AC power flow of
+    the tied network is solved; rewards are minus costs in $.
+
+    ## Action space
+    ``Box(-1, 1, (n_devices + 1,), float32)`` per agent: one component per device action,
+    in device order, then the market price. Default MG1 = [generator p, ESS p, price];
+    MG2 = [ESS p, PV curtailment, price].
+
+    | component       | -1                           | +1                      |
+    |-----------------|------------------------------|-------------------------|
+    | generator p     | off (target 0 kW)            | p_max_kw (ramp-limited) |
+    | ESS p           | charge at p_max_kw           | discharge at p_max_kw   |
+    | PV curtailment  | none (also for all a <= 0)   | curtail everything      |
+    | price           | limit = feed-in tariff       | limit = retail tariff   |
+
+    Out-of-range finite values are clipped (``infos[a]["action_clipped"]``); NaN/inf,
+    a wrong shape, a missing or unknown agent raise ``ValueError``.
+
+    ## Observation space
+    ``Box(float32)`` per agent: the 13 ``COMMON_OBS`` features (load and PV forecasts,
+    hour sin/cos, tariffs, last clearing price, own last P2P and grid exchange, own feeder
+    voltage min/max) then one feature per device (ESS ``soc``, generator ``gen_p`` / p_max,
+    PV ``pv_available`` per kW). ``env.obs_labels[agent]`` names every component.
+    ``state()`` concatenates all agents' observations with the upstream exchange and losses.
+
+    ## Rewards
+    ``-(generation + degradation + grid import - grid export revenue + P2P payments
+    - P2P revenue + fees + safety penalty)`` in $; ``infos[a]["costs"]`` has each term.
+
+    ## Episode end
+    ``truncated`` after ``max_episode_steps``; never ``terminated``. Then ``agents`` is
+    empty and ``step`` raises until ``reset``. A non-converged power flow sets
+    ``infos[a]["pf_converged"] = False`` and charges ``pf_failure_penalty``; the episode
+    continues.
+
+    ## Arguments
+    ``config``: a dict (or ``EnvConfig``); see ``powergrid.envs.config.EnvConfig`` for every
+    key, its default and unit. Unknown keys raise ``ValueError``.
+    """
+
+    metadata = {"name": "multi_agent_microgrids_v0", "render_modes": ["ansi", "human"],
+                "is_parallelizable": True}
+
+    def __init__(self, config: Mapping[str, Any] | EnvConfig | None = None, **overrides: Any):
+        if overrides:
+            base = dict(config) if isinstance(config, Mapping) else {}
+            if isinstance(config, EnvConfig):
+                raise TypeError("pass either an EnvConfig or keyword overrides, not both")
+            config = {**base, **overrides}
+        cfg = EnvConfig.from_dict(config)
+        self.config = cfg
+        self.render_mode = cfg.render_mode
+        self.profiles = load_profiles()
+        self.retail_price = np.asarray(cfg.retail_price or self.profiles.retail_price, float)
+        self.feed_in_price = np.asarray(cfg.feed_in_price or self.profiles.feed_in_price, float)
+        if np.any(self.feed_in_price > self.retail_price):
+            raise ValueError("config: feed_in_price must not exceed retail_price in any hour")
+        self.protocol = self._make_protocol(cfg)
+        self.vertical_protocol = copy.deepcopy(cfg.vertical_protocol)
+
+        self.possible_agents = [m.name for m in cfg.microgrids]
+        self._agents: dict[str, Agent] = {
+            m.name: Agent(m.name, [d.build() for d in m.devices], extra_action_labels=("price",))
+            for m in cfg.microgrids}
+        self._specs = {m.name: m for m in cfg.microgrids}
+        self.network = create_multi_microgrid([
+            (m.name, m.load_scale,
+             [FeederDevice(d.name, d.bus, d.element) for d in self._agents[m.name].devices])
+            for m in cfg.microgrids])
+        self.solver = make_solver(self.network.net, cfg.power_flow)
+        self._load_rows = [self.network.load_rows[a] for a in self.possible_agents]
+        self._device_rows = [
+            [(d, *self.network.device_rows[(a, d.name)]) for d in self._agents[a].devices]
+            for a in self.possible_agents]
+
+        self.action_spaces = {a: spaces.Box(-1.0, 1.0, (ag.action_dim,), np.float32)
+                              for a, ag in self._agents.items()}
+        self.action_labels = {a: ag.action_labels for a, ag in self._agents.items()}
+        self.obs_labels: dict[str, tuple[str, ...]] = {}
+        self.observation_spaces = {}
+        for a, ag in self._agents.items():
+            dev_labels = [lab for d in ag.devices for lab in d.obs_labels]
+            self.obs_labels[a] = tuple(c[0] for c in COMMON_OBS) + tuple(dev_labels)
+            low = [c[1] for c in COMMON_OBS] + [DEVICE_OBS_BOUNDS.get(x, (-np.inf,))[0]
+                                                for x in dev_labels]
+            high = [c[2] for c in COMMON_OBS] + [DEVICE_OBS_BOUNDS.get(x, (0, np.inf))[1]
+                                                 for x in dev_labels]
+            self.observation_spaces[a] = spaces.Box(np.array(low, np.float32),
+                                                    np.array(high, np.float32), dtype=np.float32)
+        n_state = sum(s.shape[0] for s in self.observation_spaces.values()) + 2
+        self.state_space = spaces.Box(-np.inf, np.inf, (n_state,), np.float32)
+        self.agents: list[str] = []
+        self._rng = np.random.default_rng()
+        self._t = 0
+        self._last_infos: dict[str, dict] = {}
+
+    # ------------------------------------------------------------------ PettingZoo API
+    def observation_space(self, agent: str) -> spaces.Box:
+        return self.observation_spaces[agent]
+
+    def action_space(self, agent: str) -> spaces.Box:
+        return self.action_spaces[agent]
+
+    def reset(self, seed: int | None = None, options: dict | None = None):
+        if seed is not None:
+            self._rng = np.random.default_rng(seed)
+            for i, a in enumerate(self.possible_agents):
+                self.action_spaces[a].seed(seed + i)
+                self.observation_spaces[a].seed(seed + i)
+        options = options or {}
+        start_day = options.get("start_day", self.config.start_day)
+        if start_day is None:
+            start_day = int(self._rng.integers(0, self.profiles.n_days))
+        self.start_day = int(start_day)
+        self.agents = list(self.possible_agents)
+        self._t = 0
+        for ag in self._agents.values():
+            for d in ag.devices:
+                d.reset(self._rng)
+        self.solver.reset()
+        if self.protocol is not None:
+            self.protocol.reset()
+        if self.vertical_protocol is not None:
+            self.vertical_protocol.reset()
+        self._build_episode_series()
+        n = len(self.possible_agents)
+        self._last_price = 0.0
+        self._last_p2p = np.zeros(n)
+        self._last_grid = np.zeros(n)
+        self._v_min = np.ones(n)
+        self._v_max = np.ones(n)
+        self._last_pf: PFResult | None = None
+        self._last_infos = {a: {} for a in self.agents}
+        return self._observations(), {a: {"start_day": self.start_day} for a in self.agents}
+
+    def step(self, actions: Mapping[str, Any]):
+        if not self.agents:
+            raise RuntimeError("step() called on an environment with no live agents: the "
+                               "episode has ended (or reset() was never called); call reset()")
+        acts, clipped = self._validate_actions(actions)
+        t, dt, cfg = self._t, self.config.dt_hours, self.config
+        hour = self._hours[t]
+        ctx = StepContext(hour=hour, dt_hours=dt, pv_per_kw=float(self._pv[t]))
+        retail, feed_in = float(self._retail[t]), float(self._feed_in[t])
+
+        n = len(self.possible_agents)
+        net_kw = np.empty(n)
+        load_kw = self._load_kw[t]
+        dev_cost = np.zeros((n, 2))  # generation, degradation
+        limited = [False] * n
+        orders: list[Order] = []
+        for i, a in enumerate(self.possible_agents):
+            action, k, out = acts[a], 0, 0.0
+            for d in self._agents[a].devices:
+                out += d.step(action[k:k + d.action_dim], ctx)
+                k += d.action_dim
+                dev_cost[i, 0 if isinstance(d, Generator) else 1] += d.cost
+                limited[i] |= d.clipped
+            net_kw[i] = out - load_kw[i]
+            qty = abs(net_kw[i]) * dt
+            if self.protocol is not None and qty > EPS_KWH:
+                limit = feed_in + (float(action[-1]) + 1.0) * 0.5 * (retail - feed_in)
+                side = Side.SELL if net_kw[i] > 0 else Side.BUY
+                orders.append(Order(a, side, qty, limit))
+
+        market = self._clear(orders)
+        sold = np.array([market.sold(a) if market else 0.0 for a in self.possible_agents])
+        bought = np.array([market.bought(a) if market else 0.0 for a in self.possible_agents])
+        residual = net_kw * dt - sold + bought
+        grid_export = np.maximum(residual, 0.0)
+        grid_import = np.maximum(-residual, 0.0)
+
+        pf = self._solve_power_flow(t)
+        rewards, infos = {}, {}
+        for i, a in enumerate(self.possible_agents):
+            p2p_pay, p2p_rev, fees = self._money(market, a)
+            safety = self._safety(i, pf)
+            costs = {
+                "generation": dev_cost[i, 0],
+                "degradation": dev_cost[i, 1],
+                "grid_import": grid_import[i] * retail,
+                "grid_export_revenue": grid_export[i] * feed_in,
+                "p2p_payment": p2p_pay,
+                "p2p_revenue": p2p_rev,
+                "fees": fees,
+                "safety_penalty": safety["penalty"],
+            }
+            total = (costs["generation"] + costs["degradation"] + costs["grid_import"]
+                     - costs["grid_export_revenue"] + p2p_pay - p2p_rev + fees
+                     + safety["penalty"])
+            costs = {k: float(v) for k, v in costs.items()}
+            costs["total"] = float(total)
+            rewards[a] = -float(total)
+            infos[a] = {
+                "hour": hour, "day": int(self._days[t]),
+                "load_kw": float(load_kw[i]), "net_kw": float(net_kw[i]),
+                "devices": self._device_info(a),
+                "market": {
+                    "orders": [o for o in orders if o.agent == a],
+                    "trades": [tr for tr in market.trades if a in (tr.buyer, tr.seller)]
+                    if market else [],
+                    "clearing_price": market.clearing_price if market else math.nan,
+                    "volume_kwh": market.volume if market else 0.0,
+                    "bought_kwh": float(bought[i]), "sold_kwh": float(sold[i]),
+                },
+                "grid_import_kwh": float(grid_import[i]),
+                "grid_export_kwh": float(grid_export[i]),
+                "retail_price": retail, "feed_in_price": feed_in,
+                "costs": costs,
+                "action_clipped": clipped[a], "device_limited": limited[i],
+                **safety["metrics"],
+                "upstream_import_kw": float(pf.p_slack_mw * 1e3),
+                "network_losses_kw": float(pf.losses_mw * 1e3),
+            }
+        self._last_price = market.clearing_price if market and market.volume > 0 else 0.0
+        self._last_p2p = sold - bought
+        self._last_grid = grid_export - grid_import
+        self._t += 1
+        done = self._t >= cfg.max_episode_steps
+        terminateds = {a: False for a in self.agents}
+        truncateds = {a: done for a in self.agents}
+        self._last_infos = infos
+        obs = self._observations()
+        if done:
+            self.agents = []
+        if self.render_mode == "human":
+            print(self.render())
+        return obs, rewards, terminateds, truncateds, infos
+
+    def state(self) -> np.ndarray:
+        parts = [self._observe(a) for a in self.possible_agents]
+        pf = self._last_pf
+        extra = np.array([pf.p_slack_mw, pf.losses_mw] if pf is not None else [0.0, 0.0],
+                         np.float32)
+        return np.concatenate(parts + [extra]).astype(np.float32)
+
+    def render(self) -> str | None:
+        if self.render_mode is None:
+            return None
+        from powergrid.envs.render import render_ansi
+
+        return render_ansi(self)
+
+    def close(self) -> None:
+        pass
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _make_protocol(cfg: EnvConfig) -> HorizontalProtocol | None:
+        proto = copy.deepcopy(cfg.horizontal_protocol)
+        if proto is None:
+            if cfg.clearing is not None or cfg.trading_fee is not None:
+                raise ValueError("config keys 'clearing'/'trading_fee' need a trading protocol; "
+                                 "horizontal_protocol is None")
+            return None
+        if cfg.clearing is not None or cfg.trading_fee is not None:
+            if not hasattr(proto, "clearing_rule"):
+                raise ValueError(f"config keys 'clearing'/'trading_fee' apply to "
+                                 f"P2PTradingProtocol, not {type(proto).__name__}")
+            from heron.market import make_clearing_rule
+
+            if cfg.clearing is not None:
+                proto.clearing_rule = make_clearing_rule(cfg.clearing)
+            if cfg.trading_fee is not None:
+                proto.trading_fee = float(cfg.trading_fee)
+        return proto
+
+    def _build_episode_series(self) -> None:
+        """Pre-compute the exogenous series of the episode (one extra step for forecasts)."""
+        cfg, prof = self.config, self.profiles
+        steps = cfg.max_episode_steps + 1
+        time_h = np.arange(steps) * cfg.dt_hours
+        self._hours = (np.floor(time_h).astype(int) % 24).tolist()
+        self._days = (self.start_day + np.floor(time_h / 24).astype(int)) % prof.n_days
+        hours = np.array(self._hours)
+        self._pv = prof.pv_per_kw[self._days, hours]
+        self._retail = self.retail_price[hours]
+        self._feed_in = self.feed_in_price[hours]
+        forecast = np.stack([self._specs[a].peak_load_kw * prof.load(self._specs[a].load_profile)
+                             [self._days, hours] for a in self.possible_agents], axis=1)
+        noise = 1.0 + cfg.load_noise_std * self._rng.standard_normal(forecast.shape)
+        self._load_forecast = forecast
+        self._load_kw = forecast * np.clip(noise, 0.0, None)
+        self._peak = np.array([self._specs[a].peak_load_kw for a in self.possible_agents])
+
+    def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
+        if not isinstance(actions, Mapping):
+            raise ValueError(f"actions must be a dict {{agent: action}}, got "
+                             f"{type(actions).__name__}")
+        unknown = [a for a in actions if a not in self.possible_agents]
+        if unknown:
+            raise ValueError(f"actions for unknown agent(s) {unknown}; "
+                             f"agents are {self.possible_agents}")
+        done = [a for a in actions if a not in self.agents]
+        if done:
+            raise ValueError(f"actions for agent(s) {done} that are done this episode")
+        missing = [a for a in self.agents if a not in actions]
+        if missing:
+            raise ValueError(f"missing actions for agent(s) {missing}: every live agent must act")
+        out, clipped = {}, {}
+        for a in self.agents:
+            space = self.action_spaces[a]
+            try:
+                arr = np.asarray(actions[a], dtype=np.float64)
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"action for {a!r} is not numeric: {actions[a]!r}") from exc
+            if arr.shape != space.shape:
+                raise ValueError(f"action for {a!r} has shape {arr.shape}, expected {space.shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"action for {a!r} contains NaN or inf: {arr.tolist()}")
+            c = np.clip(arr, -1.0, 1.0)
+            clipped[a] = bool(np.any(c != arr))
+            out[a] = c
+        return out, clipped
+
+    def _clear(self, orders: list[Order]):
+        if self.protocol is None:
+            return None
+        return self.protocol.clear(orders, agents=self.possible_agents)
+
+    @staticmethod
+    def _money(market, agent: str) -> tuple[float, float, float]:
+        pay = rev = fees = 0.0
+        if market is None:
+            return pay, rev, fees
+        for tr in market.trades:
+            if tr.buyer == agent:
+                pay += tr.value
+                fees += tr.fee / 2
+            elif tr.seller == agent:
+                rev += tr.value
+                fees += tr.fee / 2
+        return pay, rev, fees
+
+    def _solve_power_flow(self, t: int) -> PFResult:
+        net = self.network
+        load_p = np.empty(len(net.load_share))
+        for i, rows in enumerate(self._load_rows):
+            load_p[rows] = self._load_kw[t, i] * net.load_share[rows] / 1e3
+        sgen_p = np.zeros(len(net.net.sgen))
+        storage_p = np.zeros(len(net.net.storage))
+        for dev_rows in self._device_rows:
+            for d, element, row in dev_rows:
+                if element == "storage":
+                    storage_p[row] = -d.p_kw / 1e3
+                else:
+                    sgen_p[row] = d.p_kw / 1e3
+        pf = self.solver.solve(load_p, load_p * net.load_q_ratio, sgen_p, storage_p)
+        self._last_pf = pf
+        return pf
+
+    def _safety(self, i: int, pf: PFResult) -> dict[str, Any]:
+        cfg = self.config
+        a = self.possible_agents[i]
+        vm = pf.vm_pu[self.network.bus_rows[a]]
+        lo, hi = cfg.voltage_band
+        v_violation = float(np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0)))
+        loading = pf.line_loading_percent[self.network.line_rows[a]]
+        overload = float(np.sum(np.maximum(loading - 100.0, 0.0)))
+        soc_violation = any(isinstance(d, ESS) and not (
+            d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
+            for d in self._agents[a].devices)
+        penalty = (cfg.voltage_penalty_per_pu * v_violation
+                   + cfg.line_overload_penalty_per_pct * overload
+                   + (0.0 if pf.converged else cfg.pf_failure_penalty))
+        self._v_min[i], self._v_max[i] = float(vm.min()), float(vm.max())
+        return {"penalty": penalty, "metrics": {
+            "pf_converged": bool(pf.converged),
+            "v_min_pu": float(self._v_min[i]), "v_max_pu": float(self._v_max[i]),
+            "voltage_violation_pu": v_violation,
+            "line_loading_max_pct": float(loading.max()),
+            "soc_violation": soc_violation,
+        }}
+
+    def _device_info(self, agent: str) -> dict[str, dict[str, float]]:
+        info = {}
+        for d in self._agents[agent].devices:
+            entry = {"p_kw": d.p_kw, "cost": d.cost}
+            if isinstance(d, ESS):
+                entry["soc"] = d.soc
+            if isinstance(d, Solar):
+                entry["available_kw"] = d.available_kw
+            info[d.name] = entry
+        return info
+
+    def _observe(self, agent: str) -> np.ndarray:
+        i = self.possible_agents.index(agent)
+        t = min(self._t, self.config.max_episode_steps - 1)
+        hour = self._hours[t]
+        peak = self._peak[i]
+        angle = 2 * math.pi * hour / 24
+        feats = [
+            self._load_forecast[t, i] / peak, self._load_forecast[t + 1, i] / peak,
+            self._pv[t], self._pv[t + 1], math.sin(angle), math.cos(angle),
+            self._retail[t], self._feed_in[t], self._last_price,
+            self._last_p2p[i] / peak, self._last_grid[i] / peak,
+            self._v_min[i], self._v_max[i],
+        ]
+        for d in self._agents[agent].devices:
+            feats.extend(d.observe())
+        space = self.observation_spaces[agent]
+        return np.clip(np.nan_to_num(np.asarray(feats, np.float32)), space.low, space.high)
+
+    def _observations(self) -> dict[str, np.ndarray]:
+        return {a: self._observe(a) for a in self.agents}
+
+    def devices(self, agent: str) -> list[PowerDevice]:
+        """The live device objects of ``agent`` (read their state; do not mutate)."""
+        return list(self._agents[agent].devices)

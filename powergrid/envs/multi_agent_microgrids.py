@@ -17,6 +17,7 @@ from heron.protocols.base import HorizontalProtocol
 from powergrid.data import load_profiles
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
 from powergrid.envs.config import EnvConfig
+from powergrid.envs.series import episode_series, limit_price
 from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import PFResult, make_solver
 
@@ -212,7 +213,7 @@ class MultiAgentMicrogrids(ParallelEnv):
             net_kw[i] = out - load_kw[i]
             qty = abs(net_kw[i]) * dt
             if self.protocol is not None and qty > EPS_KWH:
-                limit = feed_in + (float(action[-1]) + 1.0) * 0.5 * (retail - feed_in)
+                limit = limit_price(float(action[-1]), feed_in, retail)
                 side = Side.SELL if net_kw[i] > 0 else Side.BUY
                 orders.append(Order(a, side, qty, limit))
 
@@ -319,21 +320,14 @@ class MultiAgentMicrogrids(ParallelEnv):
         return proto
 
     def _build_episode_series(self) -> None:
-        """Pre-compute the exogenous series of the episode (one extra step for forecasts)."""
-        cfg, prof = self.config, self.profiles
-        steps = cfg.max_episode_steps + 1
-        time_h = np.arange(steps) * cfg.dt_hours
-        self._hours = (np.floor(time_h).astype(int) % 24).tolist()
-        self._days = (self.start_day + np.floor(time_h / 24).astype(int)) % prof.n_days
-        hours = np.array(self._hours)
-        self._pv = prof.pv_per_kw[self._days, hours]
-        self._retail = self.retail_price[hours]
-        self._feed_in = self.feed_in_price[hours]
-        forecast = np.stack([self._specs[a].peak_load_kw * prof.load(self._specs[a].load_profile)
-                             [self._days, hours] for a in self.possible_agents], axis=1)
-        noise = 1.0 + cfg.load_noise_std * self._rng.standard_normal(forecast.shape)
-        self._load_forecast = forecast
-        self._load_kw = forecast * np.clip(noise, 0.0, None)
+        s = episode_series(self.config, self.profiles, self.retail_price, self.feed_in_price,
+                           [self._specs[a] for a in self.possible_agents], self.start_day,
+                           self._rng)
+        self.series = s
+        self._hours = s.hours.tolist()
+        self._days = s.days
+        self._pv, self._retail, self._feed_in = s.pv_per_kw, s.retail, s.feed_in
+        self._load_forecast, self._load_kw = s.load_forecast_kw, s.load_kw
         self._peak = np.array([self._specs[a].peak_load_kw for a in self.possible_agents])
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:

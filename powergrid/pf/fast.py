@@ -279,6 +279,12 @@ class FastSolver(PowerFlowSolver):
         self._br_ct = np.concatenate(ct) if ct else np.zeros(0)
         self._br_pw = np.concatenate(pw) if pw else np.zeros(0, dtype=bool)
         self._br_dest = np.concatenate(dest) if dest else np.zeros(0, dtype=np.int64)
+        self._post_args = (
+            self._pq, int(s), complex(Vs), int(n), self._bus_map.astype(np.int64), self._br_Yf,
+            self._br_Yt, self._br_fb, self._br_tb, self._br_cf, self._br_ct, self._br_pw,
+            self._br_dest, self._n_line, self._n_trafo, self._Yslack, complex(cons0[s]),
+            self._Mslack, complex(self._cons_total0), self._Mtotal, base,
+        )
 
     @staticmethod
     def _incidence(net: pp.pandapowerNet, table: str, sign: float, n: int) -> np.ndarray:
@@ -317,9 +323,22 @@ class FastSolver(PowerFlowSolver):
         return self._solve_single(X[0])
 
     def _solve_single(self, x: np.ndarray) -> PFResult:
-        S = self._Spq0 + x @ self._MpqT
-        kernel = _fixed_point_nb if self.use_numba else _fixed_point_np
-        V, it, status = kernel(self._Z, self._w, S, self._V_single, self.tol, self.max_iter)
+        if self.use_numba:
+            # One compiled call for injections + iteration + results: at ~30 buses
+            # numpy's per-call overhead would otherwise dominate the solve.
+            V, it, status, out = _single_nb(
+                x, self._Spq0, self._MpqT, self._Z, self._w, self._V_single, self.tol,
+                self.max_iter, self._post_args,
+            )
+            if status == 0:
+                self._V_single = V
+                return PFResult(True, it, *out)
+            S = self._Spq0 + x @ self._MpqT
+        else:
+            S = self._Spq0 + x @ self._MpqT
+            V, it, status = _fixed_point_np(
+                self._Z, self._w, S, self._V_single, self.tol, self.max_iter
+            )
         ok = status == 0
         if not ok and self.newton_fallback:
             V, it2, ok = self._newton_row(S, self._V_single)
@@ -392,12 +411,7 @@ class FastSolver(PowerFlowSolver):
         self, Vpq: np.ndarray, X: np.ndarray, conv: np.ndarray, iters: np.ndarray, batched: bool
     ) -> PFResult:
         if not batched and self.use_numba:
-            out = _post_nb(
-                Vpq[0], X[0], self._pq, self._s, self._Vs, self._n, self._bus_map,
-                self._br_Yf, self._br_Yt, self._br_fb, self._br_tb, self._br_cf, self._br_ct,
-                self._br_pw, self._br_dest, self._n_line, self._n_trafo, self._Yslack,
-                self._cons_slack0, self._Mslack, self._cons_total0, self._Mtotal, self._base,
-            )
+            out = _post_nb(Vpq[0], X[0], self._post_args)
             return PFResult(bool(conv[0]), int(iters[0]), *out)
         B = Vpq.shape[0]
         V = np.empty((B, self._n), dtype=complex)
@@ -442,9 +456,10 @@ class FastSolver(PowerFlowSolver):
 if HAVE_NUMBA:
 
     @njit(cache=True)
-    def _post_nb(Vpq, x, pq, s, Vs, n, bus_map, Yf, Yt, fb, tb, cf, ct, pw, dest, n_line,
-                 n_trafo, Yslack, cons_slack0, Mslack, cons_total0, Mtotal, base):  # pragma: no cover
+    def _post_nb(Vpq, x, args):  # pragma: no cover - compiled
         """Single-solve result extraction; numpy's per-call overhead dominates at this size."""
+        (pq, s, Vs, n, bus_map, Yf, Yt, fb, tb, cf, ct, pw, dest, n_line, n_trafo, Yslack,
+         cons_slack0, Mslack, cons_total0, Mtotal, base) = args
         V = np.empty(n, dtype=np.complex128)
         V[s] = Vs
         for k in range(pq.shape[0]):
@@ -483,6 +498,17 @@ if HAVE_NUMBA:
         p_slack = s_sl.real * base
         return (vm, va, p_from[:n_line], loading[:n_line], loading[n_line:], p_slack,
                 s_sl.imag * base, p_slack - cons.real * base)
+
+    @njit(cache=True)
+    def _single_nb(x, Spq0, MpqT, Z, w, V0, tol, max_iter, post_args):  # pragma: no cover
+        """Fused single solve: injections, fixed point and (on success) results."""
+        S = Spq0.copy()
+        for j in range(x.shape[0]):
+            if x[j] != 0.0:
+                for i in range(S.shape[0]):
+                    S[i] += x[j] * MpqT[j, i]
+        V, it, status = _fixed_point_nb(Z, w, S, V0, tol, max_iter)
+        return V, it, status, _post_nb(V, x, post_args)
 
 
 def _check_scope(net: pp.pandapowerNet) -> None:

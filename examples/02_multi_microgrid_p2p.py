@@ -12,7 +12,6 @@ trading (every microgrid settles only with the grid) for comparison.
 from __future__ import annotations
 
 import argparse
-import math
 
 from heron.market import CLEARING_RULES
 from heron.protocols.horizontal import P2PTradingProtocol
@@ -31,7 +30,7 @@ def make_env(clearing: str | None, day: int, fee: float = 0.0) -> MultiAgentMicr
 def print_hour(infos: dict) -> None:
     first = next(iter(infos.values()))
     price = first["market"]["clearing_price"]
-    price_txt = "  no trade" if math.isnan(price) else f"  cleared {first['market']['volume_kwh']:7.1f} kWh @ {price:.3f} $/kWh"
+    price_txt = "  no trade" if price is None else f"  cleared {first['market']['volume_kwh']:7.1f} kWh @ {price:.3f} $/kWh"
     print(f"hour {first['hour']:02d}  retail {first['retail_price']:.2f}  "
           f"feed-in {first['feed_in_price']:.2f}{price_txt}")
     for a, inf in infos.items():

@@ -94,8 +94,9 @@ def test_invalid_fee_is_rejected(rule, fee):
         rule.clear(OrderBook(), fee)
 
 
-@pytest.mark.parametrize("rule", [UniformPrice(), PayAsBid(), ContinuousDoubleAuction()],
-                         ids=lambda r: r.name)
+@pytest.mark.parametrize(
+    "rule", [UniformPrice(), PayAsBid(), ContinuousDoubleAuction()], ids=lambda r: r.name
+)
 def test_fee_per_unit_charges_each_trade_proportionally_to_quantity(rule):
     result = rule.clear(make_book(("S", "sell", 3.0, 0.1), ("B", "buy", 5.0, 0.2)), 0.01)
     (trade,) = result.trades
@@ -107,8 +108,12 @@ def test_fee_per_unit_charges_each_trade_proportionally_to_quantity(rule):
 @pytest.mark.parametrize("rule", ALL_RULES, ids=lambda r: r.name)
 def test_trades_record_the_matched_order_ids(rule):
     # Two crossing pairs plus slack so McAfee's reduction leaves one trade.
-    book = make_book(("S1", "sell", 1.0, 1.0), ("B1", "buy", 1.0, 10.0),
-                     ("S2", "sell", 1.0, 2.0), ("B2", "buy", 1.0, 9.0))
+    book = make_book(
+        ("S1", "sell", 1.0, 1.0),
+        ("B1", "buy", 1.0, 10.0),
+        ("S2", "sell", 1.0, 2.0),
+        ("B2", "buy", 1.0, 9.0),
+    )
     for t in rule.clear(book).trades:
         assert book.orders[t.buy_order_id].agent == t.buyer
         assert book.orders[t.sell_order_id].agent == t.seller
@@ -172,8 +177,12 @@ def test_uniform_nets_an_agents_own_crossing_volume_and_trades_the_rest():
 
 def test_uniform_reroutes_around_self_matches():
     # Best bid A and best ask A are the same agent: A buys from S, B buys from A.
-    book = make_book(("A", "buy", 1.0, 10.0), ("B", "buy", 1.0, 9.0),
-                     ("A", "sell", 1.0, 1.0), ("S", "sell", 1.0, 2.0))
+    book = make_book(
+        ("A", "buy", 1.0, 10.0),
+        ("B", "buy", 1.0, 9.0),
+        ("A", "sell", 1.0, 1.0),
+        ("S", "sell", 1.0, 2.0),
+    )
     assert_trades(UniformPrice().clear(book), [("A", "S", 1.0, 5.5), ("B", "A", 1.0, 5.5)])
 
 
@@ -217,11 +226,17 @@ def test_cda_incoming_sell_trades_at_resting_bid_price():
 def test_cda_replays_arrivals_with_price_time_priority_and_resting_remainders():
     # id0 A sells 2@5 and id1 B sells 1@4 rest. id2 C buys 2@6: takes B@4 then A@5.
     # id3 D buys 2@5: takes A's last unit @5, rests 1@5. id4 E sells 1@3: hits D @5.
-    book = make_book(("A", "sell", 2.0, 5.0), ("B", "sell", 1.0, 4.0), ("C", "buy", 2.0, 6.0),
-                     ("D", "buy", 2.0, 5.0), ("E", "sell", 1.0, 3.0))
-    assert_trades(ContinuousDoubleAuction().clear(book), [
-        ("C", "B", 1.0, 4.0), ("C", "A", 1.0, 5.0), ("D", "A", 1.0, 5.0), ("D", "E", 1.0, 5.0)
-    ])
+    book = make_book(
+        ("A", "sell", 2.0, 5.0),
+        ("B", "sell", 1.0, 4.0),
+        ("C", "buy", 2.0, 6.0),
+        ("D", "buy", 2.0, 5.0),
+        ("E", "sell", 1.0, 3.0),
+    )
+    assert_trades(
+        ContinuousDoubleAuction().clear(book),
+        [("C", "B", 1.0, 4.0), ("C", "A", 1.0, 5.0), ("D", "A", 1.0, 5.0), ("D", "E", 1.0, 5.0)],
+    )
 
 
 def test_cda_outcome_depends_on_arrival_order():
@@ -233,22 +248,29 @@ def test_cda_outcome_depends_on_arrival_order():
 
 def test_cda_equal_resting_prices_fill_earlier_order_first():
     book = make_book(("S1", "sell", 1.0, 5.0), ("S2", "sell", 1.0, 5.0), ("B", "buy", 1.5, 6.0))
-    assert_trades(ContinuousDoubleAuction().clear(book), [("B", "S1", 1.0, 5.0),
-                                                          ("B", "S2", 0.5, 5.0)])
+    assert_trades(
+        ContinuousDoubleAuction().clear(book), [("B", "S1", 1.0, 5.0), ("B", "S2", 0.5, 5.0)]
+    )
 
 
 def test_cda_skips_own_resting_order_and_leaves_it_for_others():
     # A's buy skips A's resting ask and rests; B's ask then hits A's bid at A's price.
-    book = make_book(("A", "sell", 1.0, 5.0), ("A", "buy", 1.0, 6.0), ("B", "sell", 1.0, 5.5),
-                     ("C", "buy", 1.0, 5.0))
-    assert_trades(ContinuousDoubleAuction().clear(book), [("A", "B", 1.0, 6.0),
-                                                          ("C", "A", 1.0, 5.0)])
+    book = make_book(
+        ("A", "sell", 1.0, 5.0),
+        ("A", "buy", 1.0, 6.0),
+        ("B", "sell", 1.0, 5.5),
+        ("C", "buy", 1.0, 5.0),
+    )
+    assert_trades(
+        ContinuousDoubleAuction().clear(book), [("A", "B", 1.0, 6.0), ("C", "A", 1.0, 5.0)]
+    )
 
 
 def test_cda_partially_filled_incoming_order_rests_its_remainder():
     book = make_book(("S", "sell", 1.0, 5.0), ("B", "buy", 3.0, 6.0), ("T", "sell", 4.0, 6.0))
-    assert_trades(ContinuousDoubleAuction().clear(book), [("B", "S", 1.0, 5.0),
-                                                          ("B", "T", 2.0, 6.0)])
+    assert_trades(
+        ContinuousDoubleAuction().clear(book), [("B", "S", 1.0, 5.0), ("B", "T", 2.0, 6.0)]
+    )
 
 
 # --------------------------------------------------------------------------- McAfee
@@ -256,9 +278,16 @@ def test_cda_partially_filled_incoming_order_rests_its_remainder():
 
 def test_mcafee_all_efficient_pairs_trade_at_p0_when_it_lies_between_marginal_prices():
     # Unit bids 10, 9, 8, 3; asks 1, 2, 4, 9.5. K=3, p0=(3+9.5)/2=6.25 in [4, 8].
-    book = make_book(("B1", "buy", 1, 10), ("B2", "buy", 1, 9), ("B3", "buy", 1, 8),
-                     ("B4", "buy", 1, 3), ("S1", "sell", 1, 1), ("S2", "sell", 1, 2),
-                     ("S3", "sell", 1, 4), ("S4", "sell", 1, 9.5))
+    book = make_book(
+        ("B1", "buy", 1, 10),
+        ("B2", "buy", 1, 9),
+        ("B3", "buy", 1, 8),
+        ("B4", "buy", 1, 3),
+        ("S1", "sell", 1, 1),
+        ("S2", "sell", 1, 2),
+        ("S3", "sell", 1, 4),
+        ("S4", "sell", 1, 9.5),
+    )
     result = McAfee().clear(book)
     assert_trades(result, [("B1", "S1", 1, 6.25), ("B2", "S2", 1, 6.25), ("B3", "S3", 1, 6.25)])
     assert result.surplus == 0.0
@@ -267,9 +296,16 @@ def test_mcafee_all_efficient_pairs_trade_at_p0_when_it_lies_between_marginal_pr
 def test_mcafee_reduces_the_marginal_pair_when_p0_is_outside():
     # Unit bids 10, 9, 5, 4.8; asks 1, 2, 4, 9. K=3, p0=6.9 > b_K=5 -> drop pair 3:
     # buyers pay b_K=5, sellers receive a_K=4, operator keeps 2 * (5 - 4).
-    book = make_book(("B1", "buy", 1, 10), ("B2", "buy", 1, 9), ("B3", "buy", 1, 5),
-                     ("B4", "buy", 1, 4.8), ("S1", "sell", 1, 1), ("S2", "sell", 1, 2),
-                     ("S3", "sell", 1, 4), ("S4", "sell", 1, 9))
+    book = make_book(
+        ("B1", "buy", 1, 10),
+        ("B2", "buy", 1, 9),
+        ("B3", "buy", 1, 5),
+        ("B4", "buy", 1, 4.8),
+        ("S1", "sell", 1, 1),
+        ("S2", "sell", 1, 2),
+        ("S3", "sell", 1, 4),
+        ("S4", "sell", 1, 9),
+    )
     result = McAfee().clear(book)
     assert_trades(result, [("B1", "S1", 1, 5.0), ("B2", "S2", 1, 5.0)])
     assert [t.seller_price for t in result.trades] == pytest.approx([4.0, 4.0], abs=TOL)
@@ -279,8 +315,9 @@ def test_mcafee_reduces_the_marginal_pair_when_p0_is_outside():
 
 
 def test_mcafee_reduces_when_no_untraded_order_exists():
-    book = make_book(("B1", "buy", 1, 10), ("B2", "buy", 1, 9),
-                     ("S1", "sell", 1, 1), ("S2", "sell", 1, 2))
+    book = make_book(
+        ("B1", "buy", 1, 10), ("B2", "buy", 1, 9), ("S1", "sell", 1, 1), ("S2", "sell", 1, 2)
+    )
     result = McAfee().clear(book)
     assert_trades(result, [("B1", "S1", 1, 9.0)])
     assert result.trades[0].seller_price == pytest.approx(2.0, abs=TOL)
@@ -303,20 +340,27 @@ def test_mcafee_divisible_reduction_removes_only_the_final_segment():
 
 def test_mcafee_divisible_p0_branch_when_final_segment_exhausts_both_orders():
     # A 2@10 takes C 1@1 and D 1@4 exactly; next bid B@3, next ask E@8 -> p0=5.5 in [4, 10].
-    book = make_book(("A", "buy", 2, 10), ("B", "buy", 1, 3), ("C", "sell", 1, 1),
-                     ("D", "sell", 1, 4), ("E", "sell", 1, 8))
+    book = make_book(
+        ("A", "buy", 2, 10),
+        ("B", "buy", 1, 3),
+        ("C", "sell", 1, 1),
+        ("D", "sell", 1, 4),
+        ("E", "sell", 1, 8),
+    )
     assert_trades(McAfee().clear(book), [("A", "C", 1.0, 5.5), ("A", "D", 1.0, 5.5)])
 
 
 def test_mcafee_tie_between_bids_goes_to_earlier_order():
-    book = make_book(("A", "buy", 1, 10), ("B", "buy", 1, 10),
-                     ("D", "sell", 1, 2), ("E", "sell", 1, 2))
+    book = make_book(
+        ("A", "buy", 1, 10), ("B", "buy", 1, 10), ("D", "sell", 1, 2), ("E", "sell", 1, 2)
+    )
     assert_trades(McAfee().clear(book), [("A", "D", 1.0, 10.0)])
 
 
 def test_mcafee_money_balances_with_fees_and_surplus():
-    book = make_book(("B1", "buy", 1, 10), ("B2", "buy", 1, 9),
-                     ("S1", "sell", 1, 1), ("S2", "sell", 1, 2))
+    book = make_book(
+        ("B1", "buy", 1, 10), ("B2", "buy", 1, 9), ("S1", "sell", 1, 1), ("S2", "sell", 1, 2)
+    )
     result = McAfee().clear(book, fee_per_unit=0.5)
     paid = sum(t.buyer_pays for t in result.trades)
     received = sum(t.seller_receives for t in result.trades)
@@ -329,10 +373,12 @@ def test_mcafee_money_balances_with_fees_and_surplus():
 
 
 def test_result_bought_sold_and_payments_per_agent():
-    result = ClearingResult.from_trades([
-        Trade("A", "B", 2.0, 3.0, fee=0.2),
-        Trade("B", "C", 1.0, 4.0),
-    ])
+    result = ClearingResult.from_trades(
+        [
+            Trade("A", "B", 2.0, 3.0, fee=0.2),
+            Trade("B", "C", 1.0, 4.0),
+        ]
+    )
     assert result.bought("A") == 2.0 and result.sold("A") == 0.0
     assert result.bought("B") == 1.0 and result.sold("B") == 2.0
     assert result.payments("A") == pytest.approx(6.1, abs=TOL)
@@ -346,8 +392,12 @@ def test_result_bought_sold_and_payments_per_agent():
 
 
 def test_registry_maps_names_to_rule_classes():
-    assert CLEARING_RULES == {"uniform": UniformPrice, "pay_as_bid": PayAsBid,
-                              "cda": ContinuousDoubleAuction, "mcafee": McAfee}
+    assert CLEARING_RULES == {
+        "uniform": UniformPrice,
+        "pay_as_bid": PayAsBid,
+        "cda": ContinuousDoubleAuction,
+        "mcafee": McAfee,
+    }
     for name, cls in CLEARING_RULES.items():
         assert cls.name == name
 
@@ -400,8 +450,11 @@ def test_p2p_clear_applies_rule_and_fee():
 
 
 def test_p2p_clear_uses_iteration_order_as_time_priority():
-    orders = [Order("B", Side.BUY, 1.0, 10.0), Order("A", Side.BUY, 1.0, 10.0),
-              Order("S", Side.SELL, 1.0, 5.0)]
+    orders = [
+        Order("B", Side.BUY, 1.0, 10.0),
+        Order("A", Side.BUY, 1.0, 10.0),
+        Order("S", Side.SELL, 1.0, 5.0),
+    ]
     assert_trades(P2PTradingProtocol().clear(orders), [("B", "S", 1.0, 7.5)])
 
 
@@ -423,12 +476,17 @@ def test_p2p_repr_shows_rule_and_fee():
     )
 
 
-@pytest.mark.parametrize("clone", [copy.deepcopy, lambda p: pickle.loads(pickle.dumps(p))],
-                         ids=["deepcopy", "pickle"])
+@pytest.mark.parametrize(
+    "clone", [copy.deepcopy, lambda p: pickle.loads(pickle.dumps(p))], ids=["deepcopy", "pickle"]
+)
 def test_p2p_survives_copying_with_identical_behaviour(clone):
     proto = P2PTradingProtocol("mcafee", trading_fee=0.1)
     twin = clone(proto)
-    orders = [Order("B1", Side.BUY, 1, 10), Order("B2", Side.BUY, 1, 9),
-              Order("S1", Side.SELL, 1, 1), Order("S2", Side.SELL, 1, 2)]
+    orders = [
+        Order("B1", Side.BUY, 1, 10),
+        Order("B2", Side.BUY, 1, 9),
+        Order("S1", Side.SELL, 1, 1),
+        Order("S2", Side.SELL, 1, 2),
+    ]
     assert repr(twin) == repr(proto)
     assert twin.clear(orders) == proto.clear(orders)

@@ -109,4 +109,3 @@ class OrderBook:
 
     def __repr__(self) -> str:
         return f"OrderBook(bids={len(self._bids)}, asks={len(self._asks)})"
-

@@ -50,7 +50,9 @@ class ClearingResult:
     surplus: float = 0.0
 
     @classmethod
-    def from_trades(cls, trades: Sequence[Trade], clearing_price: float | None = None) -> ClearingResult:
+    def from_trades(
+        cls, trades: Sequence[Trade], clearing_price: float | None = None
+    ) -> ClearingResult:
         """Summarise ``trades``; pass ``clearing_price`` when it is known exactly (uniform)."""
         volume = 0.0
         value = 0.0

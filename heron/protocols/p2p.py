@@ -23,9 +23,7 @@ class P2PTradingProtocol(HorizontalProtocol):
 
     name = "p2p_trading"
 
-    def __init__(
-        self, clearing: str | ClearingRule = "uniform", trading_fee: float = 0.0
-    ) -> None:
+    def __init__(self, clearing: str | ClearingRule = "uniform", trading_fee: float = 0.0) -> None:
         if (
             isinstance(trading_fee, bool)
             or not isinstance(trading_fee, numbers.Real)

@@ -225,6 +225,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         grid_import = np.maximum(-residual, 0.0)
 
         pf = self._solve_power_flow(t)
+        price = market.clearing_price if market is not None and market.volume > 0 else None
         rewards, infos = {}, {}
         for i, a in enumerate(self.possible_agents):
             p2p_pay, p2p_rev, fees = self._money(market, a)
@@ -253,7 +254,8 @@ class MultiAgentMicrogrids(ParallelEnv):
                     "orders": [o for o in orders if o.agent == a],
                     "trades": [tr for tr in market.trades if a in (tr.buyer, tr.seller)]
                     if market else [],
-                    "clearing_price": market.clearing_price if market else math.nan,
+                    # None (not NaN) when nothing cleared, so infos compare equal
+                    "clearing_price": price,
                     "volume_kwh": market.volume if market else 0.0,
                     "bought_kwh": float(bought[i]), "sold_kwh": float(sold[i]),
                 },
@@ -266,7 +268,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "upstream_import_kw": float(pf.p_slack_mw * 1e3),
                 "network_losses_kw": float(pf.losses_mw * 1e3),
             }
-        self._last_price = market.clearing_price if market and market.volume > 0 else 0.0
+        self._last_price = 0.0 if price is None else price
         self._last_p2p = sold - bought
         self._last_grid = grid_export - grid_import
         self._t += 1

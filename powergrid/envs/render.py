@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,7 +17,7 @@ def render_ansi(env: MultiAgentMicrogrids) -> str:
         return f"day {getattr(env, 'start_day', '?')}: episode not started"
     first = next(iter(infos.values()))
     price = first["market"]["clearing_price"]
-    price_txt = "-" if math.isnan(price) else f"{price:.3f} $/kWh"
+    price_txt = "-" if price is None else f"{price:.3f} $/kWh"
     lines = [f"day {first['day']} hour {first['hour']:02d}  clearing {price_txt}  "
              f"volume {first['market']['volume_kwh']:.1f} kWh  "
              f"retail {first['retail_price']:.3f}  feed-in {first['feed_in_price']:.3f}",

@@ -349,6 +349,8 @@ class FastSolver(PowerFlowSolver):
             # The last iterate of a failed solve is no good warm start nor answer.
             V = self._w
             self._V_single = self._w.copy()
+        # NaN/inf set-points must not leak into the slack/loss outputs of a failed solve.
+        x = np.nan_to_num(x, nan=0.0, posinf=0.0, neginf=0.0)
         return self._results(V[None, :], x[None, :], np.array([ok]), np.array([it]), batched=False)
 
     def _solve_batch(self, X: np.ndarray) -> PFResult:
@@ -392,6 +394,8 @@ class FastSolver(PowerFlowSolver):
             else:
                 V[b] = self._w
         self._V_batch[B] = V.copy()
+        if len(failed):
+            X = np.nan_to_num(X, nan=0.0, posinf=0.0, neginf=0.0)
         return self._results(V, X, done, iters, batched=True)
 
     def _newton_row(self, S_pq: np.ndarray, V0_pq: np.ndarray) -> tuple[np.ndarray, int, bool]:

@@ -91,3 +91,16 @@ def evaluate(make_env: Callable[[], Any], make_policy: Callable[[Any], Policy],
         totals.append(sum(costs.values()))
     return {"mean_cost": float(np.mean(totals)), "std_cost": float(np.std(totals)),
             "per_day": totals}
+
+
+def no_trade_env_factory(config: dict | None = None) -> Callable[[], Any]:
+    """Env factory for the no-trade baseline: same env, ``horizontal_protocol=None``.
+
+    Without a horizontal protocol no P2P market clears, so every microgrid settles its
+    whole net position with the upstream grid. Pair it with ``RuleBasedPolicy`` for the
+    "no-trade" row of a comparison (``evaluate(no_trade_env_factory(), RuleBasedPolicy, days)``).
+    """
+    from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+
+    cfg = {**dict(config or {}), "horizontal_protocol": None}
+    return lambda: MultiAgentMicrogrids(cfg)

@@ -142,7 +142,7 @@ def _power_panel(ax: Axes, history: History, agent: str, x: np.ndarray, dt: floa
                    label=f"{name} available")
             _steps(ax, x, dt, p, color=ROLE_COLORS["pv"], lw=1.8, label=f"{name} used")
             xs, ys = _step_xy(x, dt, p)
-            ax.fill_between(xs, 0, ys, color=ROLE_COLORS["pv"], alpha=0.2, lw=0)
+            ax.fill_between(xs, 0, ys, step="post", color=ROLE_COLORS["pv"], alpha=0.2, lw=0)
         elif "soc" in info:
             _steps(ax, x, dt, p, color=ROLE_COLORS["ess"], lw=1.8,
                    label=f"{name} (+ discharge / − charge)")
@@ -246,9 +246,9 @@ def _voltage_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndar
         vmax = _series(history, lambda h, a=a: h[a]["v_max_pu"])
         xs, lo = _step_xy(x, dt, vmin)
         _, hi = _step_xy(x, dt, vmax)
-        ax.fill_between(xs, lo, hi, color=colors[a], alpha=0.25, lw=0)
-        ax.plot(xs, lo, color=colors[a], lw=1.2)
-        ax.plot(xs, hi, color=colors[a], lw=1.2, label=f"{a} min–max")
+        ax.fill_between(xs, lo, hi, step="post", color=colors[a], alpha=0.25, lw=0)
+        ax.step(xs, lo, where="post", color=colors[a], lw=1.2)
+        ax.step(xs, hi, where="post", color=colors[a], lw=1.2, label=f"{a} min–max")
         lows.append(np.nanmin(vmin))
         highs.append(np.nanmax(vmax))
     for v in band:

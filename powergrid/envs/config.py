@@ -99,6 +99,7 @@ class EnvConfig:
     pf_failure_penalty: float = 100.0
     latency_steps: int = 0
     drop_prob: float = 0.0
+    setpoint_target_kw: float | None = None  # aggregate export - import (SetpointProtocol)
     render_mode: str | None = None
 
     def __post_init__(self) -> None:
@@ -137,6 +138,8 @@ class EnvConfig:
             value = getattr(self, key)
             if value is not None and not (_is_number(value) and value >= 0):
                 _bad(key, value, "a finite number >= 0")
+        if self.setpoint_target_kw is not None and not _is_number(self.setpoint_target_kw):
+            _bad("setpoint_target_kw", self.setpoint_target_kw, "None or a finite number (kW)")
         if self.drop_prob > 1:
             _bad("drop_prob", self.drop_prob, "a probability in [0, 1]")
         if isinstance(self.latency_steps, bool) or not isinstance(self.latency_steps, int) \

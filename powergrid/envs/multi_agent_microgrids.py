@@ -17,6 +17,7 @@ from heron.protocols.base import HorizontalProtocol
 from powergrid.data import load_profiles
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
 from powergrid.envs.config import EnvConfig
+from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.series import episode_series, limit_price
 from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import PFResult, make_solver
@@ -41,6 +42,11 @@ DEVICE_OBS_BOUNDS: dict[str, tuple[float, float]] = {
     "soc": (0.0, 1.0), "gen_p": (0.0, 1.0), "pv_available": (0.0, 2.0),
 }
 EPS_KWH = 1e-9
+
+
+def _cost_bucket(device: PowerDevice) -> int:
+    """Cost column of a device: generation, degradation (storage) or other (custom devices)."""
+    return 0 if isinstance(device, Generator) else 1 if isinstance(device, ESS) else 2
 
 
 class MultiAgentMicrogrids(ParallelEnv):
@@ -123,9 +129,8 @@ class MultiAgentMicrogrids(ParallelEnv):
             for m in cfg.microgrids])
         self.solver = make_solver(self.network.net, cfg.power_flow)
         self._load_rows = [self.network.load_rows[a] for a in self.possible_agents]
-        self._device_rows = [
-            [(d, *self.network.device_rows[(a, d.name)]) for d in self._agents[a].devices]
-            for a in self.possible_agents]
+        self._index = {a: i for i, a in enumerate(self.possible_agents)}
+        self._precompute_network_maps()
 
         self.action_spaces = {a: spaces.Box(-1.0, 1.0, (ag.action_dim,), np.float32)
                               for a, ag in self._agents.items()}
@@ -141,6 +146,25 @@ class MultiAgentMicrogrids(ParallelEnv):
                                                  for x in dev_labels]
             self.observation_spaces[a] = spaces.Box(np.array(low, np.float32),
                                                     np.array(high, np.float32), dtype=np.float32)
+        self._mg = list(self.possible_agents)  # the microgrids; the DSO (if any) comes last
+        self._coord = Coordination(cfg, self.protocol, self.vertical_protocol, self._mg,
+                                   [self._specs[a].peak_load_kw for a in self._mg])
+        if self._coord.extra_obs:  # e.g. the operator's price: appended, default layout kept
+            for a, space in self.observation_spaces.items():
+                extra = self._coord.extra_obs
+                self.obs_labels[a] += tuple(e[0] for e in extra)
+                self.observation_spaces[a] = spaces.Box(
+                    np.append(space.low, [e[1] for e in extra]).astype(np.float32),
+                    np.append(space.high, [e[2] for e in extra]).astype(np.float32),
+                    dtype=np.float32)
+        if self._coord.has_dso:  # a learning operator: one more agent, acting on the price
+            self.possible_agents.append(DSO)
+            self.action_spaces[DSO] = spaces.Box(-1.0, 1.0, (1,), np.float32)
+            self.action_labels[DSO] = ("price",)
+            self.obs_labels[DSO] = tuple(c[0] for c in DSO_OBS)
+            self.observation_spaces[DSO] = spaces.Box(
+                np.array([c[1] for c in DSO_OBS], np.float32),
+                np.array([c[2] for c in DSO_OBS], np.float32), dtype=np.float32)
         n_state = sum(s.shape[0] for s in self.observation_spaces.values()) + 2
         self.state_space = spaces.Box(-np.inf, np.inf, (n_state,), np.float32)
         self.agents: list[str] = []
@@ -177,7 +201,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         if self.vertical_protocol is not None:
             self.vertical_protocol.reset()
         self._build_episode_series()
-        n = len(self.possible_agents)
+        self._coord.reset(seed, self._hours, self._retail, self._feed_in)
+        n = len(self._mg)
         self._last_price = 0.0
         self._last_p2p = np.zeros(n)
         self._last_grid = np.zeros(n)
@@ -196,53 +221,57 @@ class MultiAgentMicrogrids(ParallelEnv):
         hour = self._hours[t]
         ctx = StepContext(hour=hour, dt_hours=dt, pv_per_kw=float(self._pv[t]))
         retail, feed_in = float(self._retail[t]), float(self._feed_in[t])
+        retail, feed_in = self._coord.tariff(t, retail, feed_in)  # operator's price signal
 
-        n = len(self.possible_agents)
+        n = len(self._mg)
         net_kw = np.empty(n)
         load_kw = self._load_kw[t]
-        dev_cost = np.zeros((n, 2))  # generation, degradation
+        dev_cost = np.zeros((n, 3))  # generation, degradation, other devices
         limited = [False] * n
         orders: list[Order] = []
-        for i, a in enumerate(self.possible_agents):
+        for i, a in enumerate(self._mg):
             action, k, out = acts[a], 0, 0.0
             for d in self._agents[a].devices:
                 out += d.step(action[k:k + d.action_dim], ctx)
                 k += d.action_dim
-                dev_cost[i, 0 if isinstance(d, Generator) else 1] += d.cost
+                dev_cost[i, _cost_bucket(d)] += d.cost
                 limited[i] |= d.clipped
             net_kw[i] = out - load_kw[i]
             qty = abs(net_kw[i]) * dt
             if self.protocol is not None and qty > EPS_KWH:
-                limit = limit_price(float(action[-1]), feed_in, retail)
+                limit = limit_price(float(action[-1]), *self._coord.band(a, feed_in, retail))
                 side = Side.SELL if net_kw[i] > 0 else Side.BUY
                 orders.append(Order(a, side, qty, limit))
 
         market = self._clear(orders)
-        sold = np.array([market.sold(a) if market else 0.0 for a in self.possible_agents])
-        bought = np.array([market.bought(a) if market else 0.0 for a in self.possible_agents])
+        sold = np.array([market.sold(a) if market else 0.0 for a in self._mg])
+        bought = np.array([market.bought(a) if market else 0.0 for a in self._mg])
         residual = net_kw * dt - sold + bought
         grid_export = np.maximum(residual, 0.0)
         grid_import = np.maximum(-residual, 0.0)
+        tracking = self._coord.settle(grid_export - grid_import, net_kw * dt, acts.get(DSO))
 
         pf = self._solve_power_flow(t)
         price = market.clearing_price if market is not None and market.volume > 0 else None
         rewards, infos = {}, {}
-        for i, a in enumerate(self.possible_agents):
+        for i, a in enumerate(self._mg):
             p2p_pay, p2p_rev, fees = self._money(market, a)
             safety = self._safety(i, pf)
             costs = {
                 "generation": dev_cost[i, 0],
                 "degradation": dev_cost[i, 1],
+                "other_devices": dev_cost[i, 2],
                 "grid_import": grid_import[i] * retail,
                 "grid_export_revenue": grid_export[i] * feed_in,
                 "p2p_payment": p2p_pay,
                 "p2p_revenue": p2p_rev,
                 "fees": fees,
                 "safety_penalty": safety["penalty"],
+                "tracking_penalty": tracking[i],
             }
             total = (costs["generation"] + costs["degradation"] + costs["grid_import"]
                      - costs["grid_export_revenue"] + p2p_pay - p2p_rev + fees
-                     + safety["penalty"])
+                     + safety["penalty"] + costs["other_devices"] + tracking[i])
             costs = {k: float(v) for k, v in costs.items()}
             costs["total"] = float(total)
             rewards[a] = -float(total)
@@ -268,6 +297,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "upstream_import_kw": float(pf.p_slack_mw * 1e3),
                 "network_losses_kw": float(pf.losses_mw * 1e3),
             }
+        self._coord.annotate(infos, rewards)
         self._last_price = 0.0 if price is None else price
         self._last_p2p = sold - bought
         self._last_grid = grid_export - grid_import
@@ -284,7 +314,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         return obs, rewards, terminateds, truncateds, infos
 
     def state(self) -> np.ndarray:
-        parts = [self._observe(a) for a in self.possible_agents]
+        parts = [self._obs(a) for a in self.possible_agents]
         pf = self._last_pf
         extra = np.array([pf.p_slack_mw, pf.losses_mw] if pf is not None else [0.0, 0.0],
                          np.float32)
@@ -321,16 +351,38 @@ class MultiAgentMicrogrids(ParallelEnv):
                 proto.trading_fee = float(cfg.trading_fee)
         return proto
 
+    def _precompute_network_maps(self) -> None:
+        """Index arrays and slices so the per-step hot path avoids Python-level searches."""
+        net = self.network
+        self._n_sgen, self._n_storage = len(net.net.sgen), len(net.net.storage)
+        self._load_owner = np.empty(len(net.load_share), dtype=np.intp)
+        for i, rows in enumerate(self._load_rows):
+            self._load_owner[rows] = i
+        self._load_share_mw = net.load_share * 1e-3
+        self._load_q_ratio = net.load_q_ratio
+        self._flat_device_rows = [(d, *net.device_rows[(a, d.name)])
+                                  for a in self.possible_agents for d in self._agents[a].devices]
+        self._ess = [[d for d in self._agents[a].devices if isinstance(d, ESS)]
+                     for a in self.possible_agents]
+
+        def contiguous(rows: np.ndarray) -> slice:
+            # feeders are built one after another, so their rows form one block each
+            assert np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
+            return slice(int(rows[0]), int(rows[-1]) + 1)
+
+        self._bus_slices = [contiguous(net.bus_rows[a]) for a in self.possible_agents]
+        self._line_slices = [contiguous(net.line_rows[a]) for a in self.possible_agents]
+
     def _build_episode_series(self) -> None:
         s = episode_series(self.config, self.profiles, self.retail_price, self.feed_in_price,
-                           [self._specs[a] for a in self.possible_agents], self.start_day,
+                           [self._specs[a] for a in self._mg], self.start_day,
                            self._rng)
         self.series = s
         self._hours = s.hours.tolist()
         self._days = s.days
         self._pv, self._retail, self._feed_in = s.pv_per_kw, s.retail, s.feed_in
         self._load_forecast, self._load_kw = s.load_forecast_kw, s.load_kw
-        self._peak = np.array([self._specs[a].peak_load_kw for a in self.possible_agents])
+        self._peak = np.array([self._specs[a].peak_load_kw for a in self._mg])
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
         if not isinstance(actions, Mapping):
@@ -363,9 +415,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         return out, clipped
 
     def _clear(self, orders: list[Order]):
-        if self.protocol is None:
-            return None
-        return self.protocol.clear(orders, agents=self.possible_agents)
+        return self._coord.clear(orders)  # centralized, or through the broker
 
     @staticmethod
     def _money(market, agent: str) -> tuple[float, float, float]:
@@ -382,42 +432,43 @@ class MultiAgentMicrogrids(ParallelEnv):
         return pay, rev, fees
 
     def _solve_power_flow(self, t: int) -> PFResult:
-        net = self.network
-        load_p = np.empty(len(net.load_share))
-        for i, rows in enumerate(self._load_rows):
-            load_p[rows] = self._load_kw[t, i] * net.load_share[rows] / 1e3
-        sgen_p = np.zeros(len(net.net.sgen))
-        storage_p = np.zeros(len(net.net.storage))
-        for dev_rows in self._device_rows:
-            for d, element, row in dev_rows:
-                if element == "storage":
-                    storage_p[row] = -d.p_kw / 1e3
-                else:
-                    sgen_p[row] = d.p_kw / 1e3
-        pf = self.solver.solve(load_p, load_p * net.load_q_ratio, sgen_p, storage_p)
+        load_p = self._load_kw[t][self._load_owner] * self._load_share_mw
+        sgen_p = np.zeros(self._n_sgen)
+        storage_p = np.zeros(self._n_storage)
+        for d, element, row in self._flat_device_rows:
+            if element == "storage":
+                storage_p[row] = -d.p_kw * 1e-3  # pandapower storage: positive = charging
+            else:
+                sgen_p[row] = d.p_kw * 1e-3
+        pf = self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
         self._last_pf = pf
         return pf
 
     def _safety(self, i: int, pf: PFResult) -> dict[str, Any]:
         cfg = self.config
-        a = self.possible_agents[i]
-        vm = pf.vm_pu[self.network.bus_rows[a]]
+        vm = pf.vm_pu[self._bus_slices[i]]
         lo, hi = cfg.voltage_band
-        v_violation = float(np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0)))
-        loading = pf.line_loading_percent[self.network.line_rows[a]]
-        overload = float(np.sum(np.maximum(loading - 100.0, 0.0)))
-        soc_violation = any(isinstance(d, ESS) and not (
-            d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
-            for d in self._agents[a].devices)
+        v_min, v_max = float(vm.min()), float(vm.max())
+        v_violation = 0.0
+        if v_min < lo or v_max > hi:
+            v_violation = float(np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0)))
+        loading_max = float(pf.line_loading_percent[self._line_slices[i]].max())
+        overload = 0.0
+        if loading_max > 100.0:
+            loading = pf.line_loading_percent[self._line_slices[i]]
+            overload = float(np.sum(np.maximum(loading - 100.0, 0.0)))
+        soc_violation = any(
+            not (d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
+            for d in self._ess[i])
         penalty = (cfg.voltage_penalty_per_pu * v_violation
                    + cfg.line_overload_penalty_per_pct * overload
                    + (0.0 if pf.converged else cfg.pf_failure_penalty))
-        self._v_min[i], self._v_max[i] = float(vm.min()), float(vm.max())
+        self._v_min[i], self._v_max[i] = v_min, v_max
         return {"penalty": penalty, "metrics": {
             "pf_converged": bool(pf.converged),
-            "v_min_pu": float(self._v_min[i]), "v_max_pu": float(self._v_max[i]),
+            "v_min_pu": v_min, "v_max_pu": v_max,
             "voltage_violation_pu": v_violation,
-            "line_loading_max_pct": float(loading.max()),
+            "line_loading_max_pct": loading_max,
             "soc_violation": soc_violation,
         }}
 
@@ -433,11 +484,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         return info
 
     def _observe(self, agent: str) -> np.ndarray:
-        i = self.possible_agents.index(agent)
+        i = self._index[agent]
         t = min(self._t, self.config.max_episode_steps - 1)
-        hour = self._hours[t]
         peak = self._peak[i]
-        angle = 2 * math.pi * hour / 24
+        angle = 2 * math.pi * self._hours[t] / 24
         feats = [
             self._load_forecast[t, i] / peak, self._load_forecast[t + 1, i] / peak,
             self._pv[t], self._pv[t + 1], math.sin(angle), math.cos(angle),
@@ -447,11 +497,20 @@ class MultiAgentMicrogrids(ParallelEnv):
         ]
         for d in self._agents[agent].devices:
             feats.extend(d.observe())
+        obs = np.array(feats, np.float32)
+        if not np.isfinite(obs).all():  # never hand a policy NaN/inf, whatever happened
+            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
         space = self.observation_spaces[agent]
-        return np.clip(np.nan_to_num(np.asarray(feats, np.float32)), space.low, space.high)
+        return np.minimum(np.maximum(obs, space.low), space.high)
 
     def _observations(self) -> dict[str, np.ndarray]:
-        return {a: self._observe(a) for a in self.agents}
+        return {a: self._obs(a) for a in self.agents}
+
+    def _obs(self, agent: str) -> np.ndarray:
+        """Any agent's observation: the operator's comes from the coordination layer."""
+        if agent == DSO and self._coord.has_dso:
+            return self._coord.dso_observation()
+        return self._observe(agent)
 
     def devices(self, agent: str) -> list[PowerDevice]:
         """The live device objects of ``agent`` (read their state; do not mutate)."""

@@ -49,6 +49,7 @@ def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
             ``grid_import_kwh``, ``grid_export_kwh``, ``retail_price``, ``feed_in_price``,
             ``v_min_pu``, ``v_max_pu`` and ``costs["total"]``. A device with ``soc`` is
             drawn as storage, one with ``available_kw`` as PV, any other as a generator.
+            Agents whose info has no ``devices`` (the ``DSO`` operator) are skipped.
         path: where to save the figure (format from the suffix, e.g. ``.png``); ``None``
             only returns it.
         env: the env that produced ``history`` (optional). Used for the step length,
@@ -67,7 +68,9 @@ def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
     if not history:
         raise ValueError("plot_episode: history is empty; pass the list of per-step infos "
                          "of at least one step (see powergrid.baselines.run_episode)")
-    agents = list(history[0])
+    # Non-microgrid agents (e.g. the "DSO" operator of a price-signal protocol) own no
+    # devices and no load, so they have no panel; everyone else must be complete.
+    agents = [a for a, info in history[0].items() if "devices" in info] or list(history[0])
     for t, infos in enumerate(history):
         for a in agents:
             if a not in infos:

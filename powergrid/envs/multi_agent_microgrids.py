@@ -497,6 +497,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         ]
         for d in self._agents[agent].devices:
             feats.extend(d.observe())
+        feats.extend(self._coord.extra_obs_values(agent))  # [] unless a vertical protocol
         obs = np.array(feats, np.float32)
         if not np.isfinite(obs).all():  # never hand a policy NaN/inf, whatever happened
             obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)

@@ -33,7 +33,12 @@ class RuleBasedPolicy:
     - ESS: charge when the tariff is at its daily low or the sun is strong, discharge at
       the daily high; otherwise idle;
     - PV: never curtail;
-    - market: bid/offer at mid-band (price action 0), i.e. halfway between feed-in and retail.
+    - market: bid/offer at mid-band (price action 0), i.e. halfway between feed-in and retail;
+    - an operator agent ("DSO", price action only) keeps its price at mid-range.
+
+    Features are looked up by label (``env.obs_labels``), so extra features such as an
+    operator's ``signal_price`` are used when present: the generator then follows the
+    signal, which is what the grid actually charges for the hour.
     """
 
     def __init__(self, env: Any, gen_on_price: float = 0.2, sunny: float = 0.35) -> None:
@@ -45,7 +50,8 @@ class RuleBasedPolicy:
 
     def act(self, agent: str, obs: np.ndarray) -> np.ndarray:
         feat = dict(zip(self.env.obs_labels[agent], obs.tolist()))
-        retail, pv = feat["retail_price"], feat["pv_now"]
+        retail, pv = feat.get("retail_price", 0.0), feat.get("pv_now", 0.0)
+        price = feat.get("signal_price", retail)
         has_pv = "pv_available" in feat
         action = np.zeros(len(self.env.action_labels[agent]), np.float32)
         for k, label in enumerate(self.env.action_labels[agent]):
@@ -55,7 +61,7 @@ class RuleBasedPolicy:
             elif kind == "curtail":
                 action[k] = -1.0
             elif "gen" in label:
-                action[k] = 1.0 if retail >= self.gen_on_price else -1.0
+                action[k] = 1.0 if price >= self.gen_on_price else -1.0
             elif retail >= self.high - 1e-9:
                 action[k] = 1.0  # discharge at the peak
             elif retail <= self.low + 1e-9 or (has_pv and pv >= self.sunny):

@@ -94,20 +94,23 @@ def main() -> None:
               f"({1 / t:9.0f} solves/s, x{t_pp / t:7.0f} vs pandapower, "
               f"iters median {int(np.median(iters))}, max {max(iters)})")
 
-    fast = FastSolver(net)
-    for B in (1, 64, 1024):
-        n_batches = max(2, min(200, 20000 // B))
-        xb = random_inputs(net, rng, B * n_batches)
-        batches = [[a[k * B:(k + 1) * B] for a in xb] for k in range(n_batches)]
-        fast.solve(*batches[0])
-        t = best_of(lambda batches=batches: [fast.solve(*b) for b in batches], reps)
-        rate = B * n_batches / t
-        print(f"FastSolver batched B={B:5d}:       {rate:9.0f} solves/s "
-              f"({t / n_batches * 1e3:7.3f} ms/batch, x{rate * t_pp:7.0f} vs pandapower)")
+    for label, use_numba in kinds:
+        fast = FastSolver(net, use_numba=use_numba)
+        for B in (1, 64, 1024):
+            n_batches = max(2, min(200, 20000 // B))
+            xb = random_inputs(net, rng, B * n_batches)
+            batches = [[a[k * B:(k + 1) * B] for a in xb] for k in range(n_batches)]
+            fast.solve(*batches[0])
+            t = best_of(lambda fast=fast, batches=batches: [fast.solve(*b) for b in batches],
+                        reps)
+            rate = B * n_batches / t
+            print(f"FastSolver batched ({label}) B={B:5d}: {rate:9.0f} solves/s "
+                  f"({t / n_batches * 1e3:7.3f} ms/batch, x{rate * t_pp:7.0f} vs pandapower)")
 
     # Sanity: the fast answer is pandapower's answer.
     r = [a[0] for a in random_inputs(net, rng, 1)]
     fast.reset()
+    fast = FastSolver(net)
     a, b = fast.solve(*r), ref.solve(*r)
     print(f"check: max |dvm| = {np.max(np.abs(a.vm_pu - b.vm_pu)):.2e} pu, "
           f"max |dva| = {np.max(np.abs(a.va_degree - b.va_degree)):.2e} deg")

@@ -150,7 +150,7 @@ def _power_panel(ax: Axes, history: History, agent: str, x: np.ndarray, dt: floa
             _steps(ax, x, dt, p, color=ROLE_COLORS["ess"], lw=1.8,
                    label=f"{name} (+ discharge / − charge)")
         else:
-            _steps(ax, x, dt, p, color=ROLE_COLORS["gen"], lw=1.8, label=f"{name} output")
+            _steps(ax, x, dt, p, color=ROLE_COLORS["gen"], lw=1.8, label=f"{name} power")
     ax.axhline(0, color="grey", lw=0.8)
     lo, hi = ax.get_ylim()
     ax.set_ylim(lo, hi + 0.3 * (hi - lo))  # headroom so the legend never hides a curve

@@ -249,6 +249,15 @@ def test_numpy_path_matches_numba() -> None:
     assert a.iterations == b.iterations
     for f in FIELDS:
         np.testing.assert_allclose(getattr(a, f), getattr(b, f), atol=1e-10, err_msg=f)
+    xb = random_inputs(net, rng, batch=5)
+    xb[0][2] *= 300.0  # one failing row exercises the fallback/patch-up path
+    a = FastSolver(net, use_numba=True).solve(*xb)
+    b = FastSolver(net, use_numba=False).solve(*xb)
+    np.testing.assert_array_equal(a.converged, b.converged)
+    np.testing.assert_array_equal(a.iterations, b.iterations)
+    assert not a.converged[2]
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), atol=1e-10, err_msg=f)
 
 
 # ---------------------------------------------------------------- failure modes

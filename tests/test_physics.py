@@ -160,3 +160,27 @@ def test_p2p_lowers_total_cost_versus_no_trade_on_the_default_day():
     with_p2p = total({})
     without = total({"horizontal_protocol": None})
     assert with_p2p < without - 5.0, (with_p2p, without)
+
+
+@pytest.mark.parametrize("clearing", ["uniform", "pay_as_bid", "cda", "mcafee"])
+def test_money_is_conserved_inside_the_env_for_every_clearing_rule(clearing):
+    env = MultiAgentMicrogrids({"clearing": clearing, "trading_fee": 0.002,
+                                "microgrids": _four_microgrids(), "start_day": 172})
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    while env.agents:
+        _, _, _, _, infos = env.step(random_actions(env, rng))
+        trades = {id(t): t for i in infos.values() for t in i["market"]["trades"]}.values()
+        pay = sum(i["costs"]["p2p_payment"] + i["costs"]["fees"] for i in infos.values())
+        received = sum(i["costs"]["p2p_revenue"] for i in infos.values())
+        operator = sum(t.fee + t.surplus for t in trades)
+        assert pay == pytest.approx(received + operator, abs=1e-9)
+
+
+def _four_microgrids():
+    from powergrid.envs.config import default_microgrids
+
+    base = default_microgrids()
+    return [{"name": f"MG{i + 1}", "devices": base[i % 2].devices,
+             "peak_load_kw": base[i % 2].peak_load_kw,
+             "load_profile": base[i % 2].load_profile} for i in range(4)]

@@ -47,5 +47,9 @@ class P2PTradingProtocol(HorizontalProtocol):
     def __repr__(self) -> str:
         rule = self.clearing_rule
         # Show the short name when it fully describes the rule; otherwise its parameters.
-        spec = repr(rule.name) if rule == type(rule)() else repr(rule)
+        try:
+            is_default = rule == type(rule)()
+        except TypeError:  # a custom rule without a no-argument constructor
+            is_default = False
+        spec = repr(rule.name) if is_default else repr(rule)
         return f"{type(self).__name__}(clearing={spec}, trading_fee={self.trading_fee!r})"

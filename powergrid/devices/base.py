@@ -1,4 +1,20 @@
-"""Power devices: a heron Device placed on a feeder bus, with a signed active power output."""
+"""Power devices: a heron Device placed on a feeder bus, with a signed active power output.
+
+Adding your own device (the extension point; see ``examples/04_custom_device.py``):
+
+1. Subclass :class:`PowerDevice`: declare ``action_labels`` (one per action component in
+   [-1, 1]) and ``obs_labels``, choose ``element`` (``"sgen"`` for an injection, negative
+   for consumption; ``"storage"`` for something that charges), and implement ``reset``,
+   ``observe`` and ``step`` (set ``p_kw``, ``cost`` in $ for the step, ``clipped``).
+2. Subclass :class:`DeviceParams` as a ``@dataclass(frozen=True)`` with defaults for
+   ``name`` and ``bus`` (an IEEE-13 bus name), validate in ``__post_init__`` and return
+   the device from ``build()``.
+3. Put the params into a microgrid: ``MicrogridSpec("MG2", (..., MyParams()))``.
+
+The env then extends that agent's action (before the price) and observation, places the
+device in the power flow, and books its cost: generators under ``generation``, storage
+(ESS) under ``degradation``, every other device under ``other_devices``.
+"""
 
 from __future__ import annotations
 
@@ -43,7 +59,11 @@ class PowerDevice(Device):
 
 @dataclass(frozen=True)
 class DeviceParams:
-    """Base for device parameter dataclasses: validated, immutable, buildable into a device."""
+    """Base for device parameter dataclasses: validated, immutable, buildable into a device.
+
+    Immutable so one spec can be shared by many envs (vectorised rollouts) without one
+    env's device state leaking into another: each env calls ``build()`` for fresh state.
+    """
 
     name: str
     bus: str

@@ -427,7 +427,8 @@ class MultiAgentMicrogrids(ParallelEnv):
                 pay += tr.value
                 fees += tr.fee / 2
             elif tr.seller == agent:
-                rev += tr.value
+                # McAfee keeps a surplus: the seller is credited below the buyer's price
+                rev += tr.value - tr.surplus
                 fees += tr.fee / 2
         return pay, rev, fees
 

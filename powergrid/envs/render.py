@@ -34,6 +34,10 @@ def render_ansi(env: MultiAgentMicrogrids) -> str:
              f"retail {first['retail_price']:.3f}  feed-in {first['feed_in_price']:.3f}",
              HEADER]
     for a, inf in infos.items():
+        if "market" not in inf:  # an operator agent (DSO): one line with its price
+            lines.append(f"{a:<8}price signal {inf.get('vertical', {}).get('price', math.nan):.3f}"
+                         f" $/kWh, next {inf.get('next_price', math.nan):.3f} $/kWh")
+            continue
         m = inf["market"]
         flags = "" if inf.get("pf_converged", True) else "  PF NOT CONVERGED"
         lines.append(

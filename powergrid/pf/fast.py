@@ -69,30 +69,50 @@ def _fixed_point_np(
 
 if HAVE_NUMBA:
 
+    @njit(cache=True, fastmath={"reassoc", "contract"})
+    def _zi(Zr, Zi, Ir, Ii, i):  # pragma: no cover - compiled
+        """Row i of Z @ I in split real arithmetic; reassoc lets LLVM vectorise it."""
+        ar = 0.0
+        ai = 0.0
+        for j in range(Ir.shape[0]):
+            ar += Zr[i, j] * Ir[j] - Zi[i, j] * Ii[j]
+            ai += Zr[i, j] * Ii[j] + Zi[i, j] * Ir[j]
+        return ar, ai
+
     @njit(cache=True)
-    def _fixed_point_nb(Z, w, S, V, tol, max_iter):  # pragma: no cover - compiled
+    def _fixed_point_nb(Zr, Zi, w, S, V, tol, max_iter):  # pragma: no cover - compiled
         """Numba twin of :func:`_fixed_point_np` (same Jacobi update, no temporaries)."""
         n = w.shape[0]
         V = V.copy()
         Vn = np.empty_like(V)
-        I = np.empty_like(V)  # noqa: E741
+        Ir = np.empty(n)
+        Ii = np.empty(n)
+        # Squared magnitudes avoid a hypot per bus per iteration.
+        tol2, vmax2, vmin2 = tol * tol, _VMAX * _VMAX, _VMIN * _VMIN
         for it in range(1, max_iter + 1):
             for j in range(n):
-                I[j] = np.conj(S[j] / V[j])
+                # conj(S / V) = conj(S) V / |V|^2
+                vr, vi = V[j].real, V[j].imag
+                sr, si = S[j].real, S[j].imag
+                inv = 1.0 / (vr * vr + vi * vi)
+                Ir[j] = (sr * vr + si * vi) * inv
+                Ii[j] = (sr * vi - si * vr) * inv
             d = 0.0
             for i in range(n):
-                acc = w[i]
-                for j in range(n):
-                    acc += Z[i, j] * I[j]
-                m = abs(acc)
-                if not (m < _VMAX and m > _VMIN):
+                ar, ai = _zi(Zr, Zi, Ir, Ii, i)
+                ar += w[i].real
+                ai += w[i].imag
+                m2 = ar * ar + ai * ai
+                if not (m2 < vmax2 and m2 > vmin2):  # also false for NaN
                     return V, it, 2
-                e = abs(acc - V[i])
-                if e > d:
-                    d = e
-                Vn[i] = acc
+                er = ar - V[i].real
+                ei = ai - V[i].imag
+                e2 = er * er + ei * ei
+                if e2 > d:
+                    d = e2
+                Vn[i] = complex(ar, ai)
             V, Vn = Vn, V
-            if d < tol:
+            if d < tol2:
                 return V, it, 0
         return V, max_iter, 1
 
@@ -198,6 +218,8 @@ class FastSolver(PowerFlowSolver):
         Z = np.linalg.inv(Ypp)
         self._Z = np.ascontiguousarray(Z)
         self._ZT = np.ascontiguousarray(Z.T)
+        self._Zr = np.ascontiguousarray(Z.real)
+        self._Zi = np.ascontiguousarray(Z.imag)
         self._w = -Z @ (Y[pq, s] * Vs)
         self._Y = Y
         self._Yslack = Y[s].copy()
@@ -271,19 +293,19 @@ class FastSolver(PowerFlowSolver):
                 dest.append(offset + np.nonzero(ok)[0])
             offset += len(df)
         r = np.concatenate(rows) if rows else np.zeros(0, dtype=np.int64)
-        self._br_Yf = np.ascontiguousarray(Yf[r])
-        self._br_Yt = np.ascontiguousarray(Yt[r])
-        self._br_YfT = np.ascontiguousarray(Yf[r].T)
-        self._br_YtT = np.ascontiguousarray(Yt[r].T)
         self._br_fb = br[r, F_BUS].astype(np.int64)
         self._br_tb = br[r, T_BUS].astype(np.int64)
+        # A branch row of Yf/Yt only touches its two end buses: keep the 2x2 block.
+        k = np.arange(len(r))
+        self._br_Y = np.stack([Yf[r][k, self._br_fb], Yf[r][k, self._br_tb],
+                               Yt[r][k, self._br_fb], Yt[r][k, self._br_tb]])
         self._br_cf = np.concatenate(cf) if cf else np.zeros(0)
         self._br_ct = np.concatenate(ct) if ct else np.zeros(0)
         self._br_pw = np.concatenate(pw) if pw else np.zeros(0, dtype=bool)
         self._br_dest = np.concatenate(dest) if dest else np.zeros(0, dtype=np.int64)
         self._post_args = (
-            self._pq, int(s), complex(Vs), int(n), self._bus_map.astype(np.int64), self._br_Yf,
-            self._br_Yt, self._br_fb, self._br_tb, self._br_cf, self._br_ct, self._br_pw,
+            self._pq, int(s), complex(Vs), int(n), self._bus_map.astype(np.int64), self._br_Y,
+            self._br_fb, self._br_tb, self._br_cf, self._br_ct, self._br_pw,
             self._br_dest, self._n_line, self._n_trafo, self._Yslack, complex(cons0[s]),
             self._Mslack, complex(self._cons_total0), self._Mtotal, base,
         )
@@ -329,7 +351,7 @@ class FastSolver(PowerFlowSolver):
             # One compiled call for injections + iteration + results: at ~30 buses
             # numpy's per-call overhead would otherwise dominate the solve.
             V, it, status, out = _single_nb(
-                x, self._Spq0, self._MpqT, self._Z, self._w, self._V_single, self.tol,
+                x, self._Spq0, self._MpqT, self._Zr, self._Zi, self._w, self._V_single, self.tol,
                 self.max_iter, self._post_args,
             )
             if status == 0:
@@ -363,7 +385,7 @@ class FastSolver(PowerFlowSolver):
             # Row loop in compiled code beats numpy's vectorised temporaries at
             # these sizes and keeps every row identical to its single solve.
             V, iters, status, fields = _batch_nb(
-                np.ascontiguousarray(X), self._Spq0, self._MpqT, self._Z, self._w, V0,
+                np.ascontiguousarray(X), self._Spq0, self._MpqT, self._Zr, self._Zi, self._w, V0,
                 self.tol, self.max_iter, self._post_args, self._n_bus_pd,
             )
             done = status == 0
@@ -454,13 +476,15 @@ class FastSolver(PowerFlowSolver):
 
         nl = self._n_line
         Vf = V[:, self._br_fb]
-        If = V @ self._br_YfT
-        It = V @ self._br_YtT
+        Vt = V[:, self._br_tb]
+        Yb = self._br_Y
+        If = Yb[0] * Vf + Yb[1] * Vt
+        It = Yb[2] * Vf + Yb[3] * Vt
         af = np.abs(If) * self._br_cf
         at = np.abs(It) * self._br_ct
         if self._br_pw.any():
             af = np.where(self._br_pw, af * np.abs(Vf), af)
-            at = np.where(self._br_pw, at * np.abs(V[:, self._br_tb]), at)
+            at = np.where(self._br_pw, at * np.abs(Vt), at)
         loading = np.zeros((B, nl + self._n_trafo))
         loading[:, self._br_dest] = np.maximum(af, at)
         p_from = np.zeros((B, nl + self._n_trafo))
@@ -486,7 +510,7 @@ if HAVE_NUMBA:
     @njit(cache=True)
     def _post_nb(Vpq, x, args):  # pragma: no cover - compiled
         """Single-solve result extraction; numpy's per-call overhead dominates at this size."""
-        (pq, s, Vs, n, bus_map, Yf, Yt, fb, tb, cf, ct, pw, dest, n_line, n_trafo, Yslack,
+        (pq, s, Vs, n, bus_map, Ybr, fb, tb, cf, ct, pw, dest, n_line, n_trafo, Yslack,
          cons_slack0, Mslack, cons_total0, Mtotal, base) = args
         V = np.empty(n, dtype=np.complex128)
         V[s] = Vs
@@ -503,11 +527,10 @@ if HAVE_NUMBA:
         loading = np.zeros(n_line + n_trafo)
         p_from = np.zeros(n_line + n_trafo)
         for k in range(fb.shape[0]):
-            i_f = 0j
-            i_t = 0j
-            for j in range(n):
-                i_f += Yf[k, j] * V[j]
-                i_t += Yt[k, j] * V[j]
+            vf = V[fb[k]]
+            vt = V[tb[k]]
+            i_f = Ybr[0, k] * vf + Ybr[1, k] * vt
+            i_t = Ybr[2, k] * vf + Ybr[3, k] * vt
             af = abs(i_f) * cf[k]
             at = abs(i_t) * ct[k]
             if pw[k]:
@@ -528,22 +551,22 @@ if HAVE_NUMBA:
                 s_sl.imag * base, p_slack - cons.real * base)
 
     @njit(cache=True)
-    def _single_nb(x, Spq0, MpqT, Z, w, V0, tol, max_iter, post_args):  # pragma: no cover
+    def _single_nb(x, Spq0, MpqT, Zr, Zi, w, V0, tol, max_iter, post_args):  # pragma: no cover
         """Fused single solve: injections, fixed point and (on success) results."""
         S = Spq0.copy()
         for j in range(x.shape[0]):
             if x[j] != 0.0:
                 for i in range(S.shape[0]):
                     S[i] += x[j] * MpqT[j, i]
-        V, it, status = _fixed_point_nb(Z, w, S, V0, tol, max_iter)
+        V, it, status = _fixed_point_nb(Zr, Zi, w, S, V0, tol, max_iter)
         return V, it, status, _post_nb(V, x, post_args)
 
     @njit(cache=True)
-    def _batch_nb(X, Spq0, MpqT, Z, w, V0, tol, max_iter, post_args, n_bus_pd):  # pragma: no cover
+    def _batch_nb(X, Spq0, MpqT, Zr, Zi, w, V0, tol, max_iter, post_args, n_bus_pd):  # pragma: no cover
         """Row loop over :func:`_single_nb`, writing into preallocated (B, ...) outputs."""
         B = X.shape[0]
-        n_line = post_args[13]
-        n_trafo = post_args[14]
+        n_line = post_args[12]
+        n_trafo = post_args[13]
         V = np.empty_like(V0)
         iters = np.empty(B, dtype=np.int64)
         status = np.empty(B, dtype=np.int64)
@@ -556,7 +579,9 @@ if HAVE_NUMBA:
         qs = np.empty(B)
         loss = np.empty(B)
         for b in range(B):
-            Vb, it, st, out = _single_nb(X[b], Spq0, MpqT, Z, w, V0[b], tol, max_iter, post_args)
+            Vb, it, st, out = _single_nb(
+                X[b], Spq0, MpqT, Zr, Zi, w, V0[b], tol, max_iter, post_args
+            )
             V[b] = Vb
             iters[b] = it
             status[b] = st

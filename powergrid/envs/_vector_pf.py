@@ -1,0 +1,255 @@
+"""Batched AC power flow for the vector env: FastSolver's model, a leaner batched kernel.
+
+Why not ``FastSolver.solve`` with a batch: its numpy path spends most of its time on
+outputs the env never reads (angles, branch flows via dense complex matmuls) and its
+BLAS calls oversubscribe a small shared machine. This kernel runs the *same* Z-bus
+fixed point (same matrices, start, tolerance and stopping rule, one warm start per env)
+in numba with the batch as the innermost, vectorisable loop, and computes only bus
+voltages, line loadings and the slack exchange. Rows that fail to converge are re-solved
+through ``FastSolver.solve`` (with its Newton fallback), as the scalar env would.
+Without numba everything goes through ``FastSolver.solve``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from powergrid.pf.fast import HAVE_NUMBA, FastSolver
+
+_CHUNK = 128  # envs per block: keeps a block's working set in L1/L2
+
+
+class BatchPF(NamedTuple):
+    converged: np.ndarray     # (B,) bool
+    vm_pu: np.ndarray         # (B, n_bus) in net.bus row order
+    line_loading: np.ndarray  # (B, n_line) percent
+    p_slack_mw: np.ndarray    # (B,)
+    losses_mw: np.ndarray     # (B,)
+
+
+class BatchPowerFlow:
+    """One warm-started power flow per env of a batch, on ``solver``'s network."""
+
+    def __init__(self, solver: FastSolver, num_envs: int) -> None:
+        self.solver = solver
+        self.num_envs = num_envs
+        try:
+            self._args = _kernel_args(solver) if HAVE_NUMBA else None
+        except (AttributeError, ValueError):
+            # FastSolver's internals moved on: stay correct via its public batched solve.
+            self._args = None
+        self.use_kernel = self._args is not None
+        if not self.use_kernel:
+            return
+        self._w = solver._w
+        self._n_bus = len(solver._bus_map)
+        self._n_line = int(solver._n_line)
+        self._V = np.empty((2, len(self._w), num_envs))
+        self.reset(np.ones(num_envs, bool))
+
+    def reset(self, mask: np.ndarray) -> None:
+        """Restart the warm start of the masked envs, like ``solver.reset()`` at env reset."""
+        if self.use_kernel:
+            self._V[0][:, mask] = self._w.real[:, None]
+            self._V[1][:, mask] = self._w.imag[:, None]
+
+    def solve(self, load_p: np.ndarray, load_q: np.ndarray, sgen_p: np.ndarray,
+              storage_p: np.ndarray) -> BatchPF:
+        """Inputs are (B, n_element) set-points in MW, as for ``FastSolver.solve``."""
+        if not self.use_kernel:
+            return self._fallback(load_p, load_q, sgen_p, storage_p)
+        X = np.ascontiguousarray(np.concatenate([load_p, load_q, sgen_p, storage_p], axis=1))
+        B = X.shape[0]
+        conv = np.zeros(B, np.bool_)
+        vm = np.zeros((B, self._n_bus))
+        loading = np.zeros((B, self._n_line))
+        slack = np.zeros((2, B))
+        _solve_kernel(X, self._V, conv, vm, loading, slack, _CHUNK, *self._args)
+        out = BatchPF(conv, vm, loading, slack[0], slack[1])
+        bad = np.flatnonzero(~conv)
+        if len(bad):
+            self._patch(out, bad, load_p, load_q, sgen_p, storage_p)
+        return out
+
+    def _patch(self, out: BatchPF, rows: np.ndarray, *setpoints: np.ndarray) -> None:
+        """Re-solve non-converged rows with the full solver (Newton fallback included)."""
+        sub = self._fallback(*(np.atleast_2d(a[rows]) for a in setpoints))
+        out.converged[rows] = sub.converged
+        out.vm_pu[rows] = sub.vm_pu
+        out.line_loading[rows] = sub.line_loading
+        out.p_slack_mw[rows] = sub.p_slack_mw
+        out.losses_mw[rows] = sub.losses_mw
+        # A failed iterate is no warm start (FastSolver restarts from w too).
+        self.reset(np.isin(np.arange(self.num_envs), rows))
+
+    def _fallback(self, load_p, load_q, sgen_p, storage_p) -> BatchPF:
+        r = self.solver.solve(load_p, load_q, sgen_p, storage_p)
+        return BatchPF(np.asarray(r.converged, bool), r.vm_pu, r.line_loading_percent,
+                       np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float))
+
+
+def _kernel_args(solver: FastSolver) -> tuple:
+    """FastSolver's model as (re, im)-stacked float arrays, in ``_solve_kernel`` order."""
+    sv = solver
+    fb, tb = sv._br_fb.astype(np.int64), sv._br_tb.astype(np.int64)
+    if hasattr(sv, "_br_Y"):
+        ybr = sv._br_Y  # (4, n_br): y_ff, y_ft, y_tf, y_tt
+    else:
+        k = np.arange(len(fb))
+        ybr = np.stack([sv._br_Yf[k, fb], sv._br_Yf[k, tb], sv._br_Yt[k, fb], sv._br_Yt[k, tb]])
+        # A pi-model branch current involves only its two end buses; the kernel relies on it.
+        for y, a, b in ((sv._br_Yf, ybr[0], ybr[1]), (sv._br_Yt, ybr[2], ybr[3])):
+            ends = np.zeros_like(y)
+            ends[k, fb] = a
+            ends[k, tb] = b
+            if not np.array_equal(ends, y):
+                raise ValueError("branch admittance rows touch more than their end buses")
+    yff, yft, ytf, ytt = ybr
+    ends = np.array([[yff.real, yff.imag, yft.real, yft.imag],
+                     [ytf.real, ytf.imag, ytt.real, ytt.imag]])  # (from/to end, 4, n_br)
+
+    def ri(z: np.ndarray) -> np.ndarray:  # complex -> stacked (re, im) floats
+        return np.ascontiguousarray(np.stack([np.real(z), np.imag(z)]))
+
+    vs, cons_slack0 = complex(sv._Vs), complex(sv._cons_slack0)
+    return (
+        ri(sv._Spq0), ri(sv._MpqT), ri(sv._Z), ri(sv._w), float(sv.tol), int(sv.max_iter),
+        sv._pq.astype(np.int64), int(sv._s), np.array([vs.real, vs.imag]), int(sv._n),
+        sv._bus_map.astype(np.int64), ends, fb, tb, sv._br_cf.astype(float),
+        sv._br_ct.astype(float), sv._br_pw.astype(np.bool_), sv._br_dest.astype(np.int64),
+        int(sv._n_line), ri(sv._Yslack), np.array([cons_slack0.real, cons_slack0.imag]),
+        ri(sv._Mslack), float(np.real(sv._cons_total0)), np.real(sv._Mtotal).copy(),
+        float(sv._base),
+    )
+
+
+if HAVE_NUMBA:
+    from numba import njit
+
+    @njit(cache=True, inline="always")
+    def _branch_current(y, q, fr, fi, tr, ti):  # pragma: no cover - compiled
+        """|y_f V_f + y_t V_t| with y = (re f, im f, re t, im t) rows."""
+        cr = y[0, q] * fr - y[1, q] * fi + y[2, q] * tr - y[3, q] * ti
+        ci = y[0, q] * fi + y[1, q] * fr + y[2, q] * ti + y[3, q] * tr
+        return np.sqrt(cr * cr + ci * ci)
+
+    @njit(cache=True, error_model="numpy")
+    def _solve_kernel(X, V, conv, vm, loading, slack, chunk, S0, MT, Z, w, tol, max_iter,
+                      pq, s, vs, n, bus_map, ybr, fb, tb, cf, ct, pw, dest, n_line, yslack,
+                      cons_slack0, mslack, cons_total0, mtotal, base):  # pragma: no cover
+        """Jacobi Z-bus iteration per env, batch-innermost; arrays are (re, im) stacked."""
+        B, m = X.shape
+        npq = w.shape[1]
+        tol2 = tol * tol
+        for b0 in range(0, B, chunk):
+            L = min(chunk, B - b0)
+            Sr = np.empty((npq, L))
+            Si = np.empty((npq, L))
+            for i in range(npq):
+                for k in range(L):
+                    Sr[i, k] = S0[0, i]
+                    Si[i, k] = S0[1, i]
+            for j in range(m):
+                for k in range(L):
+                    x = X[b0 + k, j]
+                    if x != 0.0:
+                        for i in range(npq):
+                            Sr[i, k] += x * MT[0, j, i]
+                            Si[i, k] += x * MT[1, j, i]
+            vr = V[0, :, b0:b0 + L].copy()
+            vi = V[1, :, b0:b0 + L].copy()
+            Ir = np.empty((npq, L))
+            Ii = np.empty((npq, L))
+            nr = np.empty((npq, L))
+            ni = np.empty((npq, L))
+            ar = np.empty(L)
+            ai = np.empty(L)
+            dmax = np.empty(L)
+            bad = np.zeros(L, np.bool_)
+            done = np.zeros(L, np.bool_)
+            for _ in range(max_iter):
+                # I = conj(S / V) = conj(S) * V / |V|^2
+                for j in range(npq):
+                    for k in range(L):
+                        d = vr[j, k] * vr[j, k] + vi[j, k] * vi[j, k]
+                        Ir[j, k] = (Sr[j, k] * vr[j, k] + Si[j, k] * vi[j, k]) / d
+                        Ii[j, k] = (Sr[j, k] * vi[j, k] - Si[j, k] * vr[j, k]) / d
+                dmax[:] = 0.0
+                for i in range(npq):
+                    ar[:] = w[0, i]
+                    ai[:] = w[1, i]
+                    for j in range(npq):
+                        zr = Z[0, i, j]
+                        zi = Z[1, i, j]
+                        for k in range(L):
+                            ar[k] += zr * Ir[j, k] - zi * Ii[j, k]
+                            ai[k] += zr * Ii[j, k] + zi * Ir[j, k]
+                    for k in range(L):
+                        e = (ar[k] - vr[i, k]) ** 2 + (ai[k] - vi[i, k]) ** 2
+                        if e > dmax[k]:
+                            dmax[k] = e
+                        m2 = ar[k] * ar[k] + ai[k] * ai[k]
+                        # |V| outside (0.05, 3) pu: running away (same bound as FastSolver)
+                        if not (m2 < 9.0 and m2 > 0.0025):
+                            bad[k] = True
+                        nr[i, k] = ar[k]
+                        ni[i, k] = ai[k]
+                active = 0
+                for k in range(L):
+                    if done[k] or bad[k]:
+                        continue
+                    # Finished rows stay frozen so each matches its own single solve.
+                    for i in range(npq):
+                        vr[i, k] = nr[i, k]
+                        vi[i, k] = ni[i, k]
+                    if dmax[k] < tol2:
+                        done[k] = True
+                    else:
+                        active += 1
+                if active == 0:
+                    break
+            Vr = np.empty(n)
+            Vi = np.empty(n)
+            for k in range(L):
+                b = b0 + k
+                conv[b] = done[k]
+                if not done[k]:
+                    continue
+                for i in range(npq):
+                    V[0, i, b] = vr[i, k]
+                    V[1, i, b] = vi[i, k]
+                    Vr[pq[i]] = vr[i, k]
+                    Vi[pq[i]] = vi[i, k]
+                Vr[s] = vs[0]
+                Vi[s] = vs[1]
+                for q in range(bus_map.shape[0]):
+                    if bus_map[q] >= 0:
+                        vm[b, q] = np.sqrt(Vr[bus_map[q]] ** 2 + Vi[bus_map[q]] ** 2)
+                for q in range(fb.shape[0]):
+                    f = fb[q]
+                    t = tb[q]
+                    af = _branch_current(ybr[0], q, Vr[f], Vi[f], Vr[t], Vi[t]) * cf[q]
+                    at = _branch_current(ybr[1], q, Vr[f], Vi[f], Vr[t], Vi[t]) * ct[q]
+                    if pw[q]:
+                        af *= np.sqrt(Vr[f] ** 2 + Vi[f] ** 2)
+                        at *= np.sqrt(Vr[t] ** 2 + Vi[t] ** 2)
+                    if dest[q] < n_line:
+                        loading[b, dest[q]] = max(af, at)
+                # slack injection V_s * conj(Y_s . V) plus the demand at the slack bus
+                yr = 0.0
+                yi = 0.0
+                for j in range(n):
+                    yr += yslack[0, j] * Vr[j] - yslack[1, j] * Vi[j]
+                    yi += yslack[0, j] * Vi[j] + yslack[1, j] * Vr[j]
+                p_sl = Vr[s] * yr + Vi[s] * yi + cons_slack0[0]
+                cons = cons_total0
+                for j in range(m):
+                    p_sl += X[b, j] * mslack[0, j]
+                    cons += X[b, j] * mtotal[j]
+                slack[0, b] = p_sl * base
+                slack[1, b] = p_sl * base - cons * base
+
+else:  # pragma: no cover - numba missing: BatchPowerFlow uses FastSolver.solve instead
+    _solve_kernel = None

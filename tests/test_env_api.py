@@ -155,3 +155,20 @@ def test_render_ansi_lists_every_agent():
     env.step({a: np.zeros(3, np.float32) for a in env.agents})
     text = env.render()
     assert all(a in text for a in env.possible_agents)
+
+
+def test_ten_microgrids_run_and_trade():
+    base = default_microgrids()
+    mgs = [{"name": f"MG{i + 1}", "devices": base[i % 2].devices,
+            "peak_load_kw": base[i % 2].peak_load_kw * (0.6 + 0.1 * i),
+            "load_profile": base[i % 2].load_profile} for i in range(10)]
+    env = MultiAgentMicrogrids({"microgrids": mgs, "start_day": 172, "max_episode_steps": 24})
+    obs, _ = env.reset(seed=0)
+    assert len(obs) == 10 and len(env.network.net.bus) == 1 + 10 * 13
+    rng = np.random.default_rng(0)
+    volume = 0.0
+    while env.agents:
+        _, _, _, _, infos = env.step(random_actions(env, rng))
+        volume += infos["MG1"]["market"]["volume_kwh"]
+        assert all(i["pf_converged"] for i in infos.values())
+    assert volume > 0

@@ -39,7 +39,7 @@ def test_trades_only_between_surplus_and_deficit_agents(env):
     traded = 0.0
     while env.agents:
         _, _, _, _, infos = env.step(random_actions(env, rng))
-        for a, info in infos.items():
+        for info in infos.values():
             for tr in info["market"]["trades"]:
                 traded += tr.quantity
                 assert infos[tr.seller]["net_kw"] > 0 > infos[tr.buyer]["net_kw"]

@@ -123,6 +123,11 @@ class MultiAgentMicrogrids(ParallelEnv):
             m.name: Agent(m.name, [d.build() for d in m.devices], extra_action_labels=("price",))
             for m in cfg.microgrids}
         self._specs = {m.name: m for m in cfg.microgrids}
+        # The microgrids; an operator agent (DSO), if any, is appended last. Coordination is
+        # built before the network so that a nonsensical protocol combination fails fast.
+        self._mg = list(self.possible_agents)
+        self._coord = Coordination(cfg, self.protocol, self.vertical_protocol, self._mg,
+                                   [self._specs[a].peak_load_kw for a in self._mg])
         self.network = create_multi_microgrid([
             (m.name, m.load_scale,
              [FeederDevice(d.name, d.bus, d.element) for d in self._agents[m.name].devices])
@@ -146,9 +151,6 @@ class MultiAgentMicrogrids(ParallelEnv):
                                                  for x in dev_labels]
             self.observation_spaces[a] = spaces.Box(np.array(low, np.float32),
                                                     np.array(high, np.float32), dtype=np.float32)
-        self._mg = list(self.possible_agents)  # the microgrids; the DSO (if any) comes last
-        self._coord = Coordination(cfg, self.protocol, self.vertical_protocol, self._mg,
-                                   [self._specs[a].peak_load_kw for a in self._mg])
         if self._coord.extra_obs:  # e.g. the operator's price: appended, default layout kept
             for a, space in self.observation_spaces.items():
                 extra = self._coord.extra_obs

@@ -1,0 +1,121 @@
+"""Env throughput: scalar env (pandapower vs fast PF), PF solves/s, VectorMicrogrids, N scaling.
+
+Every ratio is against the pandapower baseline measured in the same run, and each figure
+is the best of a few repeats after a warm-up, so a busy (shared) machine distorts it less.
+
+    python benchmarks/bench_env.py [--quick] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+
+from powergrid.envs.config import default_microgrids
+from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+from powergrid.envs.vector import VectorMicrogrids
+
+
+def best_rate(fn: Callable[[], int], repeats: int) -> float:
+    """Items per second of ``fn`` (which returns how many items it did), best of repeats."""
+    fn()  # warm-up: numba compilation, caches, warm starts
+    best = 0.0
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        n = fn()
+        best = max(best, n / (time.perf_counter() - t0))
+    return best
+
+
+def scalar_steps(env: MultiAgentMicrogrids, n: int, seed: int = 0) -> Callable[[], int]:
+    rng = np.random.default_rng(seed)
+    env.reset(seed=seed)
+
+    def run() -> int:
+        for _ in range(n):
+            if not env.agents:
+                env.reset()
+            env.step({a: rng.uniform(-1, 1, env.action_space(a).shape) for a in env.agents})
+        return n
+    return run
+
+
+def vector_steps(vec: VectorMicrogrids, n: int, seed: int = 0) -> Callable[[], int]:
+    rng = np.random.default_rng(seed)
+    acts = [{a: rng.uniform(-1, 1, (vec.num_envs, *vec.single_action_space(a).shape))
+             for a in vec.possible_agents} for _ in range(8)]
+    vec.reset(seed=seed)
+
+    def run() -> int:
+        for k in range(n):
+            vec.step(acts[k % 8])
+        return n * vec.num_envs  # env-steps (autoreset steps included, as a trainer sees them)
+    return run
+
+
+def pf_solves(env: MultiAgentMicrogrids, n: int, seed: int = 0) -> Callable[[], int]:
+    rng = np.random.default_rng(seed)
+    net = env.network.net
+    solver = env.solver
+    inputs = []
+    for _ in range(16):
+        lp = rng.uniform(0.0, 0.12, len(net.load))
+        inputs.append((lp, 0.4 * lp, rng.uniform(0, 0.8, len(net.sgen)),
+                       rng.uniform(-0.25, 0.25, len(net.storage))))
+
+    def run() -> int:
+        for k in range(n):
+            solver.solve(*inputs[k % 16])
+        return n
+    return run
+
+
+def n_microgrids(n: int) -> list:
+    base = default_microgrids()
+    return [replace(base[k % len(base)], name=f"MG{k + 1}") for k in range(n)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="short run (smoke test)")
+    ap.add_argument("--json", action="store_true", help="print results as JSON instead")
+    args = ap.parse_args()
+    q = args.quick
+    reps = 2 if q else 3
+    rows: list[tuple[str, float, str]] = []
+
+    pp_rate = best_rate(scalar_steps(MultiAgentMicrogrids({"power_flow": "pandapower"}),
+                                     3 if q else 10), 1 if q else 2)
+    rows.append(("single env, power_flow=pandapower", pp_rate, "env steps/s"))
+    fast_env = MultiAgentMicrogrids({"power_flow": "fast"})
+    rows.append(("single env, power_flow=fast",
+                 best_rate(scalar_steps(fast_env, 300 if q else 2000), reps), "env steps/s"))
+    rows.append(("PF solves (single FastSolver)",
+                 best_rate(pf_solves(fast_env, 500 if q else 5000), reps), "solves/s"))
+    for b in (1, 64, 1024):
+        n = {1: 300, 64: 100, 1024: 25}[b] if q else {1: 2000, 64: 400, 1024: 100}[b]
+        rows.append((f"VectorMicrogrids B={b}",
+                     best_rate(vector_steps(VectorMicrogrids(b), n), reps), "env steps/s"))
+    for n_mg in (2, 4, 8):
+        env = MultiAgentMicrogrids({"microgrids": n_microgrids(n_mg)})
+        rows.append((f"single env (fast), N={n_mg} microgrids",
+                     best_rate(scalar_steps(env, 200 if q else 1000), reps), "env steps/s"))
+
+    results = [{"setting": s, "rate": r, "unit": u, "speedup_vs_pandapower": r / pp_rate}
+               for s, r, u in rows]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{'setting':<40} {'rate':>14} {'unit':<12} {'x pandapower':>13}")
+    for r in results:
+        print(f"{r['setting']:<40} {r['rate']:>14,.0f} {r['unit']:<12} "
+              f"{r['speedup_vs_pandapower']:>13,.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""VectorMicrogrids must reproduce B scalar MultiAgentMicrogrids envs step for step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from heron.market import UniformPrice
+from heron.protocols.horizontal import P2PTradingProtocol
+from heron.protocols.vertical import SetpointProtocol
+from powergrid.envs.config import default_microgrids
+from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+from powergrid.envs.vector import VectorMicrogrids
+
+B = 4
+PF_OBS = ("v_min_pu", "v_max_pu")  # power-flow derived: solver tolerance, not round-off
+EXACT_COSTS = ("generation", "degradation", "grid_import", "grid_export_revenue",
+               "p2p_payment", "p2p_revenue", "fees")
+
+
+def three_microgrids():
+    mg1, mg2 = default_microgrids()
+    return [mg1, mg2, replace(mg2, name="MG3", peak_load_kw=700.0, load_profile="commercial")]
+
+
+def run_both(config: dict, seed: int = 7, episodes: float = 2.5) -> dict[str, float]:
+    """Step B scalar envs and one vector env with the same actions; assert equality."""
+    vec = VectorMicrogrids(B, config)
+    envs = [MultiAgentMicrogrids(config) for _ in range(B)]
+    obs_v, _ = vec.reset(seed=seed)
+    obs_s = [e.reset(seed=seed + i)[0] for i, e in enumerate(envs)]
+    agents = vec.possible_agents
+    labels = vec.obs_labels
+    for a in agents:
+        assert vec.single_observation_space(a) == envs[0].observation_space(a)
+        assert vec.single_action_space(a) == envs[0].action_space(a)
+        _check_obs(labels[a], [o[a] for o in obs_s], obs_v[a])
+    rng = np.random.default_rng(seed)
+    stats = {"traded": 0.0, "autoresets": 0}
+    n_steps = int(episodes * (vec.config.max_episode_steps + 1))
+    for _ in range(n_steps):
+        # Beyond [-1, 1] on purpose: clipping must match too.
+        acts = {a: rng.uniform(-1.2, 1.2, (B, *vec.single_action_space(a).shape))
+                for a in agents}
+        obs_v, rew_v, term_v, trunc_v, info_v = vec.step(acts)
+        for i, env in enumerate(envs):
+            if not env.agents:  # NEXT_STEP autoreset: vector env resets, reward 0
+                obs, _ = env.reset()
+                assert all(info_v[a]["autoreset"][i] for a in agents)
+                assert all(rew_v[a][i] == 0.0 and not trunc_v[a][i] for a in agents)
+                stats["autoresets"] += 1
+                for a in agents:
+                    _check_obs(labels[a], [obs[a]], obs_v[a][i:i + 1])
+                continue
+            obs, rew, term, trunc, info = env.step({a: acts[a][i] for a in agents})
+            for a in agents:
+                iv, ic = info_v[a], info[a]
+                assert not iv["autoreset"][i]
+                _check_obs(labels[a], [obs[a]], obs_v[a][i:i + 1])
+                assert rew_v[a][i] == pytest.approx(rew[a], abs=1e-6)
+                assert term_v[a][i] == term[a] and trunc_v[a][i] == trunc[a]
+                for k in EXACT_COSTS:
+                    assert iv["costs"][k][i] == pytest.approx(ic["costs"][k], abs=1e-9), k
+                assert iv["costs"]["safety_penalty"][i] == pytest.approx(
+                    ic["costs"]["safety_penalty"], abs=1e-6)
+                assert iv["costs"]["total"][i] == pytest.approx(ic["costs"]["total"], abs=1e-6)
+                m = ic["market"]
+                assert iv["bought_kwh"][i] == pytest.approx(m["bought_kwh"], abs=1e-9)
+                assert iv["sold_kwh"][i] == pytest.approx(m["sold_kwh"], abs=1e-9)
+                # The scalar env reports None (older: NaN) when nothing cleared.
+                price = np.nan if m["clearing_price"] is None else m["clearing_price"]
+                assert iv["clearing_price"][i] == pytest.approx(price, abs=1e-12, nan_ok=True)
+                for k in ("grid_import_kwh", "grid_export_kwh", "net_kw", "load_kw"):
+                    assert iv[k][i] == pytest.approx(ic[k], abs=1e-9), k
+                for k in ("v_min_pu", "v_max_pu", "upstream_import_kw", "network_losses_kw"):
+                    assert iv[k][i] == pytest.approx(ic[k], abs=1e-6), k
+                assert iv["pf_converged"][i] == ic["pf_converged"]
+                assert iv["action_clipped"][i] == ic["action_clipped"]
+                assert iv["device_limited"][i] == ic["device_limited"]
+                stats["traded"] += m["bought_kwh"]
+    assert stats["autoresets"] >= B * 2  # crossed at least two episode boundaries
+    return stats
+
+
+def _check_obs(labels, scalar_obs, vec_obs) -> None:
+    ref = np.stack(scalar_obs)
+    assert vec_obs.shape == ref.shape and vec_obs.dtype == np.float32
+    pf = np.array([lab in PF_OBS for lab in labels])
+    np.testing.assert_allclose(vec_obs[:, ~pf], ref[:, ~pf], rtol=0, atol=1e-9)
+    np.testing.assert_allclose(vec_obs[:, pf], ref[:, pf], rtol=0, atol=1e-6)
+
+
+def test_default_config_matches_scalar():
+    stats = run_both({"max_episode_steps": 24})
+    assert stats["traded"] > 0  # the market path was exercised
+
+
+def test_no_market_matches_scalar():
+    run_both({"max_episode_steps": 10, "horizontal_protocol": None})
+
+
+def test_three_microgrids_fee_and_k_match_scalar():
+    proto = P2PTradingProtocol(UniformPrice(k=0.3), trading_fee=0.02)
+    stats = run_both({"max_episode_steps": 12, "microgrids": three_microgrids(),
+                      "horizontal_protocol": proto}, seed=3)
+    assert stats["traded"] > 0
+
+
+def test_trading_fee_key_and_fixed_start_day():
+    run_both({"max_episode_steps": 8, "trading_fee": 0.01, "start_day": 200,
+              "dt_hours": 0.5}, seed=11, episodes=2.2)
+
+
+def test_bad_actions_raise_naming_agent():
+    vec = VectorMicrogrids(3, {"max_episode_steps": 4})
+    vec.reset(seed=0)
+    good = {a: np.zeros((3, *vec.single_action_space(a).shape)) for a in vec.possible_agents}
+    with pytest.raises(ValueError, match="MG1"):
+        vec.step({**good, "MG1": np.zeros((3, 7))})
+    with pytest.raises(ValueError, match="MG2"):
+        bad = good["MG2"].copy()
+        bad[1, 0] = np.nan
+        vec.step({**good, "MG2": bad})
+    with pytest.raises(ValueError, match="MG2"):
+        vec.step({"MG1": good["MG1"]})
+    with pytest.raises(ValueError, match="ghost"):
+        vec.step({**good, "ghost": good["MG1"]})
+
+
+@pytest.mark.parametrize("config", [
+    {"clearing": "pay_as_bid"},
+    {"horizontal_protocol": P2PTradingProtocol("mcafee")},
+    {"vertical_protocol": SetpointProtocol()},
+    {"centralized": False},
+    {"power_flow": "pandapower"},
+])
+def test_unsupported_config_raises(config):
+    with pytest.raises(ValueError, match="VectorMicrogrids does not support"):
+        VectorMicrogrids(2, config)
+
+
+def test_seed_list_and_bad_num_envs():
+    vec = VectorMicrogrids(2, {"max_episode_steps": 3})
+    a, _ = vec.reset(seed=[5, 6])
+    b, _ = vec.reset(seed=5)
+    for ag in vec.possible_agents:
+        np.testing.assert_array_equal(a[ag], b[ag])
+    with pytest.raises(ValueError, match="num_envs"):
+        VectorMicrogrids(0)

@@ -3,7 +3,8 @@
 The env is registered with ``ray.tune.registry.register_env`` and wrapped in RLlib's
 ``ParallelPettingZooEnv``. Two set-ups:
 
-* ``--shared-policy``: one RLModule ("shared") acts for every microgrid (parameter sharing);
+* ``--shared-policy``: one RLModule ("shared") acts for every microgrid (parameter sharing;
+  observations padded to a common space with a one-hot agent id, see ``SharedSpaces``);
 * default: one RLModule per microgrid (``MG1``, ``MG2``): independent PPO learners.
 
 Each module has its own actor and critic on the agent's local observation, i.e. this is
@@ -26,6 +27,7 @@ from typing import Any
 import numpy as np
 import ray
 import torch
+from gymnasium import spaces
 from pettingzoo.utils import BaseParallelWrapper
 from ray.rllib.algorithms.ppo import PPOConfig
 from ray.rllib.core.columns import Columns
@@ -54,10 +56,59 @@ class ScaleReward(BaseParallelWrapper):
         return obs, {a: r * self.scale for a, r in rewards.items()}, terms, truncs, infos
 
 
+class SharedSpaces(BaseParallelWrapper):
+    """Give every agent the same spaces so that one RLModule can serve them all.
+
+    Observations are zero-padded to the largest one and get a one-hot agent id appended
+    (``Box(-inf, inf)``: the agents' feature bounds differ, e.g. MG1's ``gen_p`` vs MG2's
+    ``pv_available`` in the same slot); actions are ``Box(-1, 1)`` of the largest size,
+    each agent using its first ``action_dim`` components.
+    """
+
+    def __init__(self, env: Any) -> None:
+        super().__init__(env)
+        self.agent_ids = list(env.possible_agents)
+        self.obs_dims = {a: env.observation_space(a).shape[0] for a in self.agent_ids}
+        self.act_dims = {a: env.action_space(a).shape[0] for a in self.agent_ids}
+        n_obs = max(self.obs_dims.values()) + len(self.agent_ids)
+        self._obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
+        self._act_space = spaces.Box(-1.0, 1.0, (max(self.act_dims.values()),), np.float32)
+
+    def observation_space(self, agent):
+        return self._obs_space
+
+    def action_space(self, agent):
+        return self._act_space
+
+    def _obs(self, obs: dict) -> dict:
+        out = {}
+        for a, o in obs.items():
+            x = np.zeros(self._obs_space.shape, np.float32)
+            x[: self.obs_dims[a]] = o
+            x[x.size - len(self.agent_ids) + self.agent_ids.index(a)] = 1.0
+            out[a] = x
+        return out
+
+    def reset(self, seed=None, options=None):
+        obs, infos = self.env.reset(seed=seed, options=options)
+        return self._obs(obs), infos
+
+    def step(self, actions):
+        acts = {a: np.asarray(x)[: self.act_dims[a]] for a, x in actions.items()}
+        obs, rewards, terms, truncs, infos = self.env.step(acts)
+        return self._obs(obs), rewards, terms, truncs, infos
+
+
+def make_env(shared: bool, config: dict | None = None) -> Any:
+    env = MultiAgentMicrogrids(dict(config or {}))
+    return SharedSpaces(env) if shared else env
+
+
 def env_creator(env_config: dict) -> ParallelPettingZooEnv:
     config = dict(env_config)
     scale = config.pop("reward_scale", 1.0)
-    return ParallelPettingZooEnv(ScaleReward(MultiAgentMicrogrids(config), scale))
+    shared = config.pop("shared_policy", False)
+    return ParallelPettingZooEnv(ScaleReward(make_env(shared, config), scale))
 
 
 def build_config(args: argparse.Namespace) -> PPOConfig:
@@ -75,7 +126,8 @@ def build_config(args: argparse.Namespace) -> PPOConfig:
 
     return (
         PPOConfig()
-        .environment(ENV_NAME, env_config={"reward_scale": args.reward_scale})
+        .environment(ENV_NAME, env_config={"reward_scale": args.reward_scale,
+                                           "shared_policy": args.shared_policy})
         .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=1,
                      rollout_fragment_length="auto")
         .multi_agent(policies=policies, policy_mapping_fn=policy_mapping_fn)
@@ -147,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
         days = list(args.eval_days)
         rule = evaluate(lambda: MultiAgentMicrogrids({}), RuleBasedPolicy, days, seed=args.seed)
-        ppo = evaluate(lambda: MultiAgentMicrogrids({}),
+        ppo = evaluate(lambda: make_env(args.shared_policy),
                        module_policy(algo, args.shared_policy), days, seed=args.seed)
         print(f"\nevaluation over days {days} (mean episode cost, all microgrids, $/day)")
         print(f"  rule-based (P2P)      {rule['mean_cost']:9.1f}")

@@ -135,7 +135,7 @@ if HAVE_NUMBA:
         ci = y[0, q] * fi + y[1, q] * fr + y[2, q] * ti + y[3, q] * tr
         return np.sqrt(cr * cr + ci * ci)
 
-    @njit(cache=True, error_model="numpy", fastmath={"contract"})
+    @njit(cache=True, error_model="numpy")
     def _solve_kernel(X, V, conv, vm, loading, slack, chunk, S0, MT, Z, w, tol, max_iter,
                       pq, s, vs, n, bus_map, ybr, fb, tb, cf, ct, pw, dest, n_line, yslack,
                       cons_slack0, mslack, cons_total0, mtotal, base):  # pragma: no cover

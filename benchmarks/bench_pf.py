@@ -14,35 +14,20 @@ from collections.abc import Callable
 import numpy as np
 import pandapower as pp
 
+from powergrid.envs.config import default_microgrids
+from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import FastSolver, PandapowerSolver
 from powergrid.pf.fast import HAVE_NUMBA
 
 
 def build_net() -> pp.pandapowerNet:
-    """27 buses: 115 kV slack, two 115/4.16 kV 5 MVA trafos, two 13-bus radial feeders."""
-    net = pp.create_empty_network(sn_mva=1.0)
-    hv = pp.create_bus(net, vn_kv=115.0, name="substation")
-    pp.create_ext_grid(net, hv, vm_pu=1.02)
-    parents = [-1, 0, 1, 2, 3, 1, 5, 6, 2, 8, 4, 10, 6]
-    lengths = [0.0, 0.4, 0.3, 0.5, 0.35, 0.6, 0.25, 0.45, 0.3, 0.5, 0.2, 0.4, 0.3]
-    for f in range(2):
-        b = [pp.create_bus(net, vn_kv=4.16, name=f"f{f}_b{i}") for i in range(13)]
-        pp.create_transformer_from_parameters(
-            net, hv, b[0], sn_mva=5.0, vn_hv_kv=115.0, vn_lv_kv=4.16, vk_percent=8.0,
-            vkr_percent=1.0, pfe_kw=5.0, i0_percent=0.2, shift_degree=30.0 * f,
-        )
-        for i in range(1, 13):
-            pp.create_line_from_parameters(
-                net, b[parents[i]], b[i], length_km=lengths[i], r_ohm_per_km=0.3,
-                x_ohm_per_km=0.35, c_nf_per_km=10.0, max_i_ka=0.4,
-            )
-        for i in (2, 3, 4, 5, 7, 9, 11, 12):
-            pp.create_load(net, b[i], p_mw=0.25, q_mvar=0.08)
-        for i in (4, 9, 12):
-            pp.create_sgen(net, b[i], p_mw=0.2)
-        pp.create_storage(net, b[7], p_mw=0.0, max_e_mwh=2.0)
-        pp.create_shunt(net, b[11], q_mvar=-0.3, p_mw=0.0)
-    return net
+    """The env's own network: 115 kV slack bus tying the default MG1/MG2 IEEE-13 feeders."""
+    specs = default_microgrids()
+    mg = create_multi_microgrid([
+        (m.name, m.load_scale, [FeederDevice(d.name, d.bus, d.build().element) for d in m.devices])
+        for m in specs])
+    mg.net.sgen["p_mw"] = 0.5  # a nominal DER output for random_inputs to scale
+    return mg.net
 
 
 def random_inputs(net: pp.pandapowerNet, rng: np.random.Generator, k: int) -> list[np.ndarray]:

@@ -42,6 +42,12 @@ DEVICE_OBS_BOUNDS: dict[str, tuple[float, float]] = {
     "soc": (0.0, 1.0), "gen_p": (0.0, 1.0), "pv_available": (0.0, 2.0),
 }
 EPS_KWH = 1e-9
+# sign of each cost term in the total ($): revenues count negative
+COST_SIGNS: dict[str, float] = {
+    "generation": 1.0, "degradation": 1.0, "other_devices": 1.0, "grid_import": 1.0,
+    "grid_export_revenue": -1.0, "p2p_payment": 1.0, "p2p_revenue": -1.0, "fees": 1.0,
+    "safety_penalty": 1.0, "tracking_penalty": 1.0,
+}
 
 
 def _cost_bucket(device: PowerDevice) -> int:
@@ -206,10 +212,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._coord.reset(seed, self._hours, self._retail, self._feed_in)
         n = len(self._mg)
         self._last_price = 0.0
-        self._last_p2p = np.zeros(n)
-        self._last_grid = np.zeros(n)
-        self._v_min = np.ones(n)
-        self._v_max = np.ones(n)
+        self._last_p2p = [0.0] * n
+        self._last_grid = [0.0] * n
+        self._v_min = [1.0] * n
+        self._v_max = [1.0] * n
         self._last_pf: PFResult | None = None
         self._last_infos = {a: {} for a in self.agents}
         return self._observations(), {a: {"start_day": self.start_day} for a in self.agents}
@@ -219,67 +225,39 @@ class MultiAgentMicrogrids(ParallelEnv):
             raise RuntimeError("step() called on an environment with no live agents: the "
                                "episode has ended (or reset() was never called); call reset()")
         acts, clipped = self._validate_actions(actions)
-        t, dt, cfg = self._t, self.config.dt_hours, self.config
-        hour = self._hours[t]
-        ctx = StepContext(hour=hour, dt_hours=dt, pv_per_kw=float(self._pv[t]))
-        retail, feed_in = float(self._retail[t]), float(self._feed_in[t])
-        retail, feed_in = self._coord.tariff(t, retail, feed_in)  # operator's price signal
-
-        n = len(self._mg)
-        net_kw = np.empty(n)
-        load_kw = self._load_kw[t]
-        dev_cost = np.zeros((n, 3))  # generation, degradation, other devices
-        limited = [False] * n
-        orders: list[Order] = []
-        for i, a in enumerate(self._mg):
-            action, k, out = acts[a], 0, 0.0
-            for d in self._agents[a].devices:
-                out += d.step(action[k:k + d.action_dim], ctx)
-                k += d.action_dim
-                dev_cost[i, _cost_bucket(d)] += d.cost
-                limited[i] |= d.clipped
-            net_kw[i] = out - load_kw[i]
-            qty = abs(net_kw[i]) * dt
-            if self.protocol is not None and qty > EPS_KWH:
-                limit = limit_price(float(action[-1]), *self._coord.band(a, feed_in, retail))
-                side = Side.SELL if net_kw[i] > 0 else Side.BUY
-                orders.append(Order(a, side, qty, limit))
-
+        t, dt = self._t, self.config.dt_hours
+        # the operator's price signal (if any) replaces the tariff of this hour
+        retail, feed_in = self._coord.tariff(t, float(self._retail[t]), float(self._feed_in[t]))
+        net_kw, dev_cost, limited = self._dispatch(acts, t)
+        orders = self._orders(acts, net_kw, feed_in, retail)
         market = self._clear(orders)
-        sold = np.array([market.sold(a) if market else 0.0 for a in self._mg])
-        bought = np.array([market.bought(a) if market else 0.0 for a in self._mg])
-        residual = net_kw * dt - sold + bought
-        grid_export = np.maximum(residual, 0.0)
-        grid_import = np.maximum(-residual, 0.0)
-        tracking = self._coord.settle(grid_export - grid_import, net_kw * dt, acts.get(DSO))
-
+        sold = [market.sold(a) if market else 0.0 for a in self._mg]
+        bought = [market.bought(a) if market else 0.0 for a in self._mg]
+        # residual settled with the upstream grid: > 0 export, < 0 import
+        exchange = [n * dt - s + b for n, s, b in zip(net_kw, sold, bought)]
+        tracking = self._coord.settle(np.array(exchange), np.array(net_kw) * dt, acts.get(DSO))
         pf = self._solve_power_flow(t)
+        safety = self._safety(pf)
         price = market.clearing_price if market is not None and market.volume > 0 else None
+
         rewards, infos = {}, {}
         for i, a in enumerate(self._mg):
-            p2p_pay, p2p_rev, fees = self._money(market, a)
-            safety = self._safety(i, pf)
+            grid_import, grid_export = max(-exchange[i], 0.0), max(exchange[i], 0.0)
+            pay, rev, fees = self._money(market, a)
+            gen, deg, other = dev_cost[i]
             costs = {
-                "generation": dev_cost[i, 0],
-                "degradation": dev_cost[i, 1],
-                "other_devices": dev_cost[i, 2],
-                "grid_import": grid_import[i] * retail,
-                "grid_export_revenue": grid_export[i] * feed_in,
-                "p2p_payment": p2p_pay,
-                "p2p_revenue": p2p_rev,
-                "fees": fees,
-                "safety_penalty": safety["penalty"],
-                "tracking_penalty": tracking[i],
+                "generation": gen, "degradation": deg, "other_devices": other,
+                "grid_import": grid_import * retail,
+                "grid_export_revenue": grid_export * feed_in,
+                "p2p_payment": pay, "p2p_revenue": rev, "fees": fees,
+                "safety_penalty": safety[i]["penalty"],
+                "tracking_penalty": float(tracking[i]),
             }
-            total = (costs["generation"] + costs["degradation"] + costs["grid_import"]
-                     - costs["grid_export_revenue"] + p2p_pay - p2p_rev + fees
-                     + safety["penalty"] + costs["other_devices"] + tracking[i])
-            costs = {k: float(v) for k, v in costs.items()}
-            costs["total"] = float(total)
-            rewards[a] = -float(total)
+            costs["total"] = total = sum(COST_SIGNS[k] * v for k, v in costs.items())
+            rewards[a] = -total
             infos[a] = {
-                "hour": hour, "day": int(self._days[t]),
-                "load_kw": float(load_kw[i]), "net_kw": float(net_kw[i]),
+                "hour": self._hours[t], "day": int(self._days[t]),
+                "load_kw": float(self._load_kw[t, i]), "net_kw": net_kw[i],
                 "devices": self._device_info(a),
                 "market": {
                     "orders": [o for o in orders if o.agent == a],
@@ -288,23 +266,22 @@ class MultiAgentMicrogrids(ParallelEnv):
                     # None (not NaN) when nothing cleared, so infos compare equal
                     "clearing_price": price,
                     "volume_kwh": market.volume if market else 0.0,
-                    "bought_kwh": float(bought[i]), "sold_kwh": float(sold[i]),
+                    "bought_kwh": bought[i], "sold_kwh": sold[i],
                 },
-                "grid_import_kwh": float(grid_import[i]),
-                "grid_export_kwh": float(grid_export[i]),
+                "grid_import_kwh": grid_import, "grid_export_kwh": grid_export,
                 "retail_price": retail, "feed_in_price": feed_in,
                 "costs": costs,
                 "action_clipped": clipped[a], "device_limited": limited[i],
-                **safety["metrics"],
+                **safety[i]["metrics"],
                 "upstream_import_kw": float(pf.p_slack_mw * 1e3),
                 "network_losses_kw": float(pf.losses_mw * 1e3),
             }
         self._coord.annotate(infos, rewards)
         self._last_price = 0.0 if price is None else price
-        self._last_p2p = sold - bought
-        self._last_grid = grid_export - grid_import
+        self._last_p2p = [s - b for s, b in zip(sold, bought)]
+        self._last_grid = exchange
         self._t += 1
-        done = self._t >= cfg.max_episode_steps
+        done = self._t >= self.config.max_episode_steps
         terminateds = {a: False for a in self.agents}
         truncateds = {a: done for a in self.agents}
         self._last_infos = infos
@@ -314,6 +291,39 @@ class MultiAgentMicrogrids(ParallelEnv):
         if self.render_mode == "human":
             print(self.render())
         return obs, rewards, terminateds, truncateds, infos
+
+    def _dispatch(self, acts: dict[str, np.ndarray], t: int
+                  ) -> tuple[list[float], list[list[float]], list[bool]]:
+        """Devices apply their actions; returns net kW, cost per bucket and limit flags."""
+        ctx = StepContext(hour=self._hours[t], dt_hours=self.config.dt_hours,
+                          pv_per_kw=float(self._pv[t]))
+        load_kw = self._load_kw[t].tolist()
+        net_kw, dev_cost, limited = [], [], []
+        for i, a in enumerate(self._mg):
+            action, k, out, cost, lim = acts[a], 0, 0.0, [0.0, 0.0, 0.0], False
+            for d, bucket in self._devices_with_bucket[i]:
+                out += d.step(action[k:k + d.action_dim], ctx)
+                k += d.action_dim
+                cost[bucket] += d.cost
+                lim = lim or d.clipped
+            net_kw.append(out - load_kw[i])
+            dev_cost.append(cost)
+            limited.append(lim)
+        return net_kw, dev_cost, limited
+
+    def _orders(self, acts: dict[str, np.ndarray], net_kw: list[float], feed_in: float,
+                retail: float) -> list[Order]:
+        """Surplus microgrids offer, deficit ones bid, |net| kWh at the limit from their action."""
+        orders: list[Order] = []
+        if self.protocol is None:
+            return orders
+        dt = self.config.dt_hours
+        for a, net in zip(self._mg, net_kw):
+            qty = abs(net) * dt
+            if qty > EPS_KWH:
+                limit = limit_price(float(acts[a][-1]), *self._coord.band(a, feed_in, retail))
+                orders.append(Order(a, Side.SELL if net > 0 else Side.BUY, qty, limit))
+        return orders
 
     def state(self) -> np.ndarray:
         parts = [self._obs(a) for a in self.possible_agents]
@@ -372,8 +382,16 @@ class MultiAgentMicrogrids(ParallelEnv):
             assert np.array_equal(rows, np.arange(rows[0], rows[-1] + 1))
             return slice(int(rows[0]), int(rows[-1]) + 1)
 
-        self._bus_slices = [contiguous(net.bus_rows[a]) for a in self.possible_agents]
-        self._line_slices = [contiguous(net.line_rows[a]) for a in self.possible_agents]
+        self._bus_slices = [contiguous(net.bus_rows[a]) for a in self._mg]
+        self._line_slices = [contiguous(net.line_rows[a]) for a in self._mg]
+        # adjacent feeder blocks let one reduceat give every feeder's min/max at once
+        self._bus_block = slice(self._bus_slices[0].start, self._bus_slices[-1].stop)
+        self._line_block = slice(self._line_slices[0].start, self._line_slices[-1].stop)
+        self._bus_offsets = np.array([b.start for b in self._bus_slices]) - self._bus_block.start
+        self._line_offsets = (np.array([b.start for b in self._line_slices])
+                              - self._line_block.start)
+        self._devices_with_bucket = [[(d, _cost_bucket(d)) for d in self._agents[a].devices]
+                                     for a in self._mg]
 
     def _build_episode_series(self) -> None:
         s = episode_series(self.config, self.profiles, self.retail_price, self.feed_in_price,
@@ -402,18 +420,20 @@ class MultiAgentMicrogrids(ParallelEnv):
             raise ValueError(f"missing actions for agent(s) {missing}: every live agent must act")
         out, clipped = {}, {}
         for a in self.agents:
-            space = self.action_spaces[a]
+            shape = self.action_spaces[a].shape
             try:
                 arr = np.asarray(actions[a], dtype=np.float64)
             except (TypeError, ValueError) as exc:
                 raise ValueError(f"action for {a!r} is not numeric: {actions[a]!r}") from exc
-            if arr.shape != space.shape:
-                raise ValueError(f"action for {a!r} has shape {arr.shape}, expected {space.shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"action for {a!r} contains NaN or inf: {arr.tolist()}")
-            c = np.clip(arr, -1.0, 1.0)
-            clipped[a] = bool(np.any(c != arr))
-            out[a] = c
+            if arr.shape != shape:
+                raise ValueError(f"action for {a!r} has shape {arr.shape}, expected {shape}")
+            # plain-Python checks: for 1-4 components they beat numpy's per-call overhead
+            values = arr.tolist()
+            if not all(map(math.isfinite, values)):
+                raise ValueError(f"action for {a!r} contains NaN or inf: {values}")
+            bounded = [min(max(v, -1.0), 1.0) for v in values]
+            clipped[a] = bounded != values
+            out[a] = np.array(bounded)
         return out, clipped
 
     def _clear(self, orders: list[Order]):
@@ -447,33 +467,39 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._last_pf = pf
         return pf
 
-    def _safety(self, i: int, pf: PFResult) -> dict[str, Any]:
+    def _safety(self, pf: PFResult) -> list[dict[str, Any]]:
+        """Penalty and metrics per microgrid, from its own feeder's buses and lines."""
         cfg = self.config
-        vm = pf.vm_pu[self._bus_slices[i]]
         lo, hi = cfg.voltage_band
-        v_min, v_max = float(vm.min()), float(vm.max())
-        v_violation = 0.0
-        if v_min < lo or v_max > hi:
-            v_violation = float(np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0)))
-        loading_max = float(pf.line_loading_percent[self._line_slices[i]].max())
-        overload = 0.0
-        if loading_max > 100.0:
-            loading = pf.line_loading_percent[self._line_slices[i]]
-            overload = float(np.sum(np.maximum(loading - 100.0, 0.0)))
-        soc_violation = any(
-            not (d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
-            for d in self._ess[i])
-        penalty = (cfg.voltage_penalty_per_pu * v_violation
-                   + cfg.line_overload_penalty_per_pct * overload
-                   + (0.0 if pf.converged else cfg.pf_failure_penalty))
-        self._v_min[i], self._v_max[i] = v_min, v_max
-        return {"penalty": penalty, "metrics": {
-            "pf_converged": bool(pf.converged),
-            "v_min_pu": v_min, "v_max_pu": v_max,
-            "voltage_violation_pu": v_violation,
-            "line_loading_max_pct": loading_max,
-            "soc_violation": soc_violation,
-        }}
+        vm = pf.vm_pu[self._bus_block]
+        loading = pf.line_loading_percent[self._line_block]
+        v_min = np.minimum.reduceat(vm, self._bus_offsets).tolist()
+        v_max = np.maximum.reduceat(vm, self._bus_offsets).tolist()
+        l_max = np.maximum.reduceat(loading, self._line_offsets).tolist()
+        out = []
+        for i in range(len(self._mg)):
+            v_violation = overload = 0.0
+            if v_min[i] < lo or v_max[i] > hi:  # rare: only then pay for the full sum
+                v = pf.vm_pu[self._bus_slices[i]]
+                v_violation = float(np.sum(np.maximum(v - hi, 0.0) + np.maximum(lo - v, 0.0)))
+            if l_max[i] > 100.0:
+                ld = pf.line_loading_percent[self._line_slices[i]]
+                overload = float(np.sum(np.maximum(ld - 100.0, 0.0)))
+            soc_violation = any(
+                not (d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
+                for d in self._ess[i])
+            penalty = (cfg.voltage_penalty_per_pu * v_violation
+                       + cfg.line_overload_penalty_per_pct * overload
+                       + (0.0 if pf.converged else cfg.pf_failure_penalty))
+            out.append({"penalty": penalty, "metrics": {
+                "pf_converged": bool(pf.converged),
+                "v_min_pu": v_min[i], "v_max_pu": v_max[i],
+                "voltage_violation_pu": v_violation,
+                "line_loading_max_pct": l_max[i],
+                "soc_violation": soc_violation,
+            }})
+        self._v_min, self._v_max = v_min, v_max
+        return out
 
     def _device_info(self, agent: str) -> dict[str, dict[str, float]]:
         info = {}

@@ -267,6 +267,38 @@ class PayAsBid(ClearingRule):
         return ClearingResult.from_trades(trades)
 
 
+def _match_incoming(o: Order, resting: list[list], is_buy: bool, fee_per_unit: float,
+                    trades: list[Trade]) -> float:
+    """Fill incoming ``o`` against ``resting`` opposite orders at their prices; return the rest.
+
+    Resting entries are ``[order, remaining]`` in priority order; filled ones are removed.
+    """
+    rem, eps = o.quantity, o.quantity * _DUST
+    emptied = False
+    for e in resting:
+        r_order, r = e
+        if (r_order.price > o.price) if is_buy else (r_order.price < o.price):
+            break
+        if r <= 0.0 or r_order.agent == o.agent:
+            continue
+        x = rem if rem < r else r
+        buy, sell = (o, r_order) if is_buy else (r_order, o)
+        trades.append(Trade(buy.agent, sell.agent, x, r_order.price, fee_per_unit * x,
+                            buy.order_id, sell.order_id))
+        r -= x
+        if r <= _DUST * r_order.quantity:
+            e[1] = 0.0
+            emptied = True
+        else:
+            e[1] = r
+        rem -= x
+        if rem <= eps:
+            break
+    if emptied:
+        resting[:] = [e for e in resting if e[1] > 0.0]
+    return rem
+
+
 @dataclass(frozen=True)
 class ContinuousDoubleAuction(ClearingRule):
     """Continuous double auction replayed in arrival order.
@@ -284,67 +316,16 @@ class ContinuousDoubleAuction(ClearingRule):
         rest_a: list[list] = []  # price asc, then order_id asc
         trades: list[Trade] = []
         for o in book.orders:
-            rem = o.quantity
-            eps = rem * _DUST
-            agent = o.agent
-            price = o.price
-            oid = o.order_id
-            emptied = False
-            if o.side is Side.BUY:
-                for e in rest_a:
-                    a, r = e
-                    if a.price > price:
-                        break
-                    if r <= 0.0 or a.agent == agent:
-                        continue
-                    x = rem if rem < r else r
-                    trades.append(
-                        Trade(agent, a.agent, x, a.price, fee_per_unit * x, oid, a.order_id)
-                    )
-                    r -= x
-                    if r <= _DUST * a.quantity:
-                        e[1] = 0.0
-                        emptied = True
-                    else:
-                        e[1] = r
-                    rem -= x
-                    if rem <= eps:
-                        break
-                if emptied:
-                    rest_a[:] = [e for e in rest_a if e[1] > 0.0]
-                if rem > eps:
-                    # Later arrival: goes behind every resting bid with price >= its own.
-                    k = 0
-                    while k < len(rest_b) and rest_b[k][0].price >= price:
-                        k += 1
-                    rest_b.insert(k, [o, rem])
-            else:
-                for e in rest_b:
-                    b, r = e
-                    if b.price < price:
-                        break
-                    if r <= 0.0 or b.agent == agent:
-                        continue
-                    x = rem if rem < r else r
-                    trades.append(
-                        Trade(b.agent, agent, x, b.price, fee_per_unit * x, b.order_id, oid)
-                    )
-                    r -= x
-                    if r <= _DUST * b.quantity:
-                        e[1] = 0.0
-                        emptied = True
-                    else:
-                        e[1] = r
-                    rem -= x
-                    if rem <= eps:
-                        break
-                if emptied:
-                    rest_b[:] = [e for e in rest_b if e[1] > 0.0]
-                if rem > eps:
-                    k = 0
-                    while k < len(rest_a) and rest_a[k][0].price <= price:
-                        k += 1
-                    rest_a.insert(k, [o, rem])
+            is_buy = o.side is Side.BUY
+            opposite, own = (rest_a, rest_b) if is_buy else (rest_b, rest_a)
+            rem = _match_incoming(o, opposite, is_buy, fee_per_unit, trades)
+            if rem > o.quantity * _DUST:
+                # behind every resting order of its side at an equal or better price
+                k = 0
+                while k < len(own) and (own[k][0].price >= o.price if is_buy
+                                        else own[k][0].price <= o.price):
+                    k += 1
+                own.insert(k, [o, rem])
         if not trades:
             return _EMPTY
         return ClearingResult.from_trades(trades)

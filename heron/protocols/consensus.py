@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from heron.protocols.base import HorizontalProtocol
+from heron.validation import finite_float
 
 Topology = Literal["complete", "ring"] | Mapping[str, Sequence[str]]
 
@@ -103,7 +104,7 @@ class ConsensusProtocol(HorizontalProtocol):
         peers = list(values)
         if not peers:
             raise ValueError("values must contain at least one peer")
-        x0 = np.array([self._finite(f"value of {p!r}", values[p]) for p in peers])
+        x0 = np.array([finite_float(f"value of {p!r}", values[p]) for p in peers])
         w = self._weights(peers, weights)
         if len(peers) == 1:
             only = float(x0[0])
@@ -144,15 +145,6 @@ class ConsensusProtocol(HorizontalProtocol):
             residual=residual,
         )
 
-    @staticmethod
-    def _finite(name: str, value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, Real):
-            raise ValueError(f"{name} must be a finite real number, got {value!r}")
-        out = float(value)
-        if not math.isfinite(out):
-            raise ValueError(f"{name} must be finite, got {out}")
-        return out
-
     def _weights(self, peers: list[str], weights: Mapping[str, float] | None) -> np.ndarray:
         if weights is None:
             return np.ones(len(peers))
@@ -163,7 +155,7 @@ class ConsensusProtocol(HorizontalProtocol):
             raise ValueError(
                 f"weights must have exactly the peers of values; missing {missing}, extra {extra}"
             )
-        w = np.array([self._finite(f"weight of {p!r}", weights[p]) for p in peers])
+        w = np.array([finite_float(f"weight of {p!r}", weights[p]) for p in peers])
         if np.any(w <= 0):
             bad = {p: float(v) for p, v in zip(peers, w, strict=True) if v <= 0}
             raise ValueError(f"weights must be > 0 (ratio consensus divides by them), got {bad}")

@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Literal
 
 import numpy as np
 
 from heron.protocols.base import VerticalProtocol
+from heron.validation import finite_float
 
 PriceMode = Literal["fixed", "rule", "agent"]
 _PRICE_MODES: tuple[str, ...] = ("fixed", "rule", "agent")
-
-
-def _finite_float(name: str, value: object) -> float:
-    """Coerce a real scalar to float, refusing NaN/inf so bad inputs fail at the boundary."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise ValueError(f"{name} must be a finite real number, got {value!r}")
-    out = float(value)
-    if not math.isfinite(out):
-        raise ValueError(f"{name} must be finite, got {out}")
-    return out
 
 
 def _finite_array(name: str, value: object) -> np.ndarray:
@@ -49,7 +40,7 @@ class SetpointProtocol(VerticalProtocol):
     name = "setpoint"
 
     def __init__(self, tracking_weight: float = 0.0) -> None:
-        weight = _finite_float("tracking_weight", tracking_weight)
+        weight = finite_float("tracking_weight", tracking_weight)
         if weight < 0:
             raise ValueError(f"tracking_weight must be >= 0 (it scales a penalty), got {weight}")
         self.tracking_weight = weight
@@ -95,8 +86,8 @@ class SetpointProtocol(VerticalProtocol):
         The simplest fair rule-based parent: everyone runs at the same fraction of capacity.
         With zero total capacity nobody can contribute, so everyone gets zero.
         """
-        target = _finite_float("total", total)
-        caps = {c: _finite_float(f"capacity of {c!r}", v) for c, v in capacities.items()}
+        target = finite_float("total", total)
+        caps = {c: finite_float(f"capacity of {c!r}", v) for c, v in capacities.items()}
         negative = {c: v for c, v in caps.items() if v < 0}
         if negative:
             raise ValueError(f"capacities must be >= 0, got {negative}")
@@ -136,13 +127,13 @@ class PriceSignalProtocol(VerticalProtocol):
             raise ValueError(
                 f"price_bounds must be a (low, high) pair, got {price_bounds!r}"
             ) from exc
-        low = _finite_float("price_bounds[0]", low)
-        high = _finite_float("price_bounds[1]", high)
+        low = finite_float("price_bounds[0]", low)
+        high = finite_float("price_bounds[1]", high)
         if not low < high:
             raise ValueError(f"price_bounds must satisfy low < high, got ({low}, {high})")
         self.mode: PriceMode = mode
         self.price_bounds = (low, high)
-        self.sensitivity = _finite_float("sensitivity", sensitivity)
+        self.sensitivity = finite_float("sensitivity", sensitivity)
         if self.sensitivity < 0:
             # A negative sensitivity would lower prices under deficit: almost surely a sign slip.
             raise ValueError(f"sensitivity must be >= 0, got {self.sensitivity}")
@@ -162,7 +153,7 @@ class PriceSignalProtocol(VerticalProtocol):
             self.base_price = self._check_base("base_price", base_price)
 
     def _check_base(self, name: str, value: object) -> float:
-        base = _finite_float(name, value)
+        base = finite_float(name, value)
         low, high = self.price_bounds
         if not low <= base <= high:
             raise ValueError(f"{name}={base} lies outside price_bounds ({low}, {high})")
@@ -170,7 +161,7 @@ class PriceSignalProtocol(VerticalProtocol):
 
     @staticmethod
     def _check_scale(value: object) -> float:
-        scale = _finite_float("scale", value)
+        scale = finite_float("scale", value)
         if scale <= 0:
             raise ValueError(f"scale must be > 0 (it divides aggregate_net), got {scale}")
         return scale
@@ -206,20 +197,20 @@ class PriceSignalProtocol(VerticalProtocol):
         if self.mode == "rule":
             if aggregate_net is None:
                 raise ValueError("mode 'rule' needs aggregate_net (net demand > 0, surplus < 0)")
-            net = _finite_float("aggregate_net", aggregate_net)
+            net = finite_float("aggregate_net", aggregate_net)
             s = self.scale if scale is None else self._check_scale(scale)
             raw = base_price * (1.0 + self.sensitivity * math.tanh(net / s))
             return min(max(raw, low), high)
         if action is None:
             raise ValueError("mode 'agent' needs action in [-1, 1]")
-        a = _finite_float("action", action)
+        a = finite_float("action", action)
         # Unsquashed Gaussian policies overshoot [-1, 1]; clip rather than punish the learner.
         a = min(max(a, -1.0), 1.0)
         return low + (a + 1.0) / 2.0 * (high - low)
 
     def broadcast(self, price: float, children: Iterable[str]) -> dict[str, float]:
         """Give every child the same price: a price signal is public, not negotiated."""
-        p = _finite_float("price", price)
+        p = finite_float("price", price)
         return {c: p for c in children}
 
     def __repr__(self) -> str:

@@ -24,11 +24,11 @@ def make_env(day: int) -> MultiAgentMicrogrids:
                                  "start_day": day})
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--day", type=int, default=172, help="day of year (0-364)")
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     env = make_env(args.day)
     print(f"actions: {env.action_labels['MG']}\nobservations: {env.obs_labels['MG']}\n")

@@ -43,7 +43,7 @@ def print_hour(infos: dict) -> None:
               f"reward {-inf['costs']['total']:+8.2f} $")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clearing", default="uniform", choices=sorted(CLEARING_RULES))
     parser.add_argument("--policy", default="rule", choices=sorted(POLICIES))
@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--fee", type=float, default=0.0, help="trading fee $/kWh")
     parser.add_argument("--plot", default=None, help="write an episode figure to this PNG")
     parser.add_argument("--quiet", action="store_true", help="only print the totals")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     env = make_env(args.clearing, args.day, args.fee)
     costs, history = run_episode(env, POLICIES[args.policy](env), seed=args.seed)

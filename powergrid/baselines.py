@@ -6,10 +6,14 @@ same evaluation loop serves baselines and trained agents alike.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
+
+# observations are float32: tariffs compare equal only to ~1e-8 relative
+PRICE_TOL = 1e-6
 
 Policy = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
@@ -30,7 +34,8 @@ class RuleBasedPolicy:
     """A transparent heuristic trader, the bar a learned policy should clear.
 
     - generator: run at full output when the retail tariff exceeds ``gen_on_price``;
-    - ESS: charge when the tariff is at its daily low or the sun is strong, discharge at
+    - ESS: charge in the morning tariff valley (energy bought late at night would outlive a
+      24-hour episode) or when the sun is strong; discharge at
       the daily high; otherwise idle;
     - PV: never curtail;
     - market: bid/offer at mid-band (price action 0), i.e. halfway between feed-in and retail;
@@ -53,6 +58,9 @@ class RuleBasedPolicy:
         retail, pv = feat.get("retail_price", 0.0), feat.get("pv_now", 0.0)
         price = feat.get("signal_price", retail)
         has_pv = "pv_available" in feat
+        hour = math.degrees(math.atan2(feat.get("hour_sin", 0.0), feat.get("hour_cos", 1.0)))
+        # only the morning valley: energy bought late at night would outlive the episode
+        cheap_morning = retail <= self.low + PRICE_TOL and (hour % 360) / 15.0 < 12.0
         action = np.zeros(len(self.env.action_labels[agent]), np.float32)
         for k, label in enumerate(self.env.action_labels[agent]):
             kind = label.split(".")[-1]
@@ -62,10 +70,10 @@ class RuleBasedPolicy:
                 action[k] = -1.0
             elif "gen" in label:
                 action[k] = 1.0 if price >= self.gen_on_price else -1.0
-            elif retail >= self.high - 1e-9:
+            elif retail >= self.high - PRICE_TOL:
                 action[k] = 1.0  # discharge at the peak
-            elif retail <= self.low + 1e-9 or (has_pv and pv >= self.sunny):
-                action[k] = -1.0  # charge when cheap or on own surplus PV
+            elif cheap_morning or (has_pv and pv >= self.sunny):
+                action[k] = -1.0  # charge when cheap (before the peak) or on own surplus PV
         return action
 
     def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

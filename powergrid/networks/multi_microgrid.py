@@ -7,6 +7,8 @@ in the power flow reflect the trading.
 
 from __future__ import annotations
 
+import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -47,7 +49,17 @@ def create_multi_microgrid(
 
     The loads' p/q are placeholders: environments overwrite them each step from profiles
     via ``load_share`` (each load's fraction of its feeder's total) and ``load_q_ratio``.
+    Every call returns a private copy; identical requests reuse one build, because
+    pandapower's ``create_*`` calls cost ~0.4 s while a copy costs ~20 ms (vector envs
+    and test suites build many identical envs).
     """
+    key = tuple((name, float(scale), tuple(devices)) for name, scale, devices in feeders)
+    return copy.deepcopy(_build_cached(key, float(vm_upstream_pu)))
+
+
+@functools.lru_cache(maxsize=16)
+def _build_cached(feeders: tuple[tuple[str, float, tuple[FeederDevice, ...]], ...],
+                  vm_upstream_pu: float) -> MicrogridNetwork:
     if not feeders:
         raise ValueError("at least one microgrid feeder is required")
     names = tuple(name for name, _, _ in feeders)

@@ -192,7 +192,8 @@ class FastSolver(PowerFlowSolver):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                pp.runpp(net, numba=HAVE_NUMBA)
+                # one solve only: pandapower's numba JIT (seconds) would not pay off here
+                pp.runpp(net, numba=False)
         except Exception as exc:  # noqa: BLE001 - any failure means we cannot build
             raise ValueError(f"pandapower could not solve the no-load case: {exc}") from exc
 

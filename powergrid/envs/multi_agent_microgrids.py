@@ -86,12 +86,19 @@ class MultiAgentMicrogrids(ParallelEnv):
     ``Box(float32)`` per agent: the 13 ``COMMON_OBS`` features (load and PV forecasts,
     hour sin/cos, tariffs, last clearing price, own last P2P and grid exchange, own feeder
     voltage min/max) then one feature per device (ESS ``soc``, generator ``gen_p`` / p_max,
-    PV ``pv_available`` per kW). ``env.obs_labels[agent]`` names every component.
-    ``state()`` concatenates all agents' observations with the upstream exchange and losses.
+    PV ``pv_available`` per kW), then coordination features when configured
+    (``signal_price`` for a price signal, ``grid_setpoint`` for set-points).
+    ``env.obs_labels[agent]`` names every component. ``state()`` concatenates all agents'
+    observations with the upstream exchange and losses (for centralized critics).
+    With ``PriceSignalProtocol(mode="agent")`` an operator agent ``"DSO"`` is appended to
+    ``possible_agents`` (action: next hour's price; reward: peak shaving).
 
     ## Rewards
-    ``-(generation + degradation + grid import - grid export revenue + P2P payments
-    - P2P revenue + fees + safety penalty)`` in $; ``infos[a]["costs"]`` has each term.
+    ``-(generation + degradation + other devices + grid import - grid export revenue
+    + P2P payments - P2P revenue + fees + safety penalty + tracking penalty)`` in $ per
+    step (``COST_SIGNS``); ``infos[a]["costs"]`` has each term and the total. The safety
+    penalty charges voltages outside ``voltage_band`` on the agent's own feeder, line
+    loading above 100 % and a non-converged power flow.
 
     ## Episode end
     ``truncated`` after ``max_episode_steps``; never ``terminated``. Then ``agents`` is

@@ -210,9 +210,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         for ag in self._agents.values():
             for d in ag.devices:
                 d.reset(self._rng)
-        self.solver.reset()
-        if self.protocol is not None:
-            self.protocol.reset()
+        self.solver.reset()  # the horizontal protocol is reset by the coordination layer
         if self.vertical_protocol is not None:
             self.vertical_protocol.reset()
         self._build_episode_series()

@@ -1,9 +1,14 @@
-"""Example 03 - an operator's price signal on top of P2P trading, vs P2P trading alone.
+"""Example 03 - coordination protocols side by side on the same day, seed and policy.
 
-The operator (PriceSignalProtocol, mode "rule") announces each hour's import price before
-the microgrids act: the hour's retail tariff, raised when the microgrids together had a net
-demand in the previous hour and lowered under a net surplus. The rule-based policy runs
-its generator when the signalled price is high, so the signal shifts dispatch.
+- P2P only: the order book (``P2PTradingProtocol``), the baseline here.
+- price signal + P2P: an operator (``PriceSignalProtocol``, mode "rule") announces each
+  hour's import price before the microgrids act: the retail tariff, raised when the
+  microgrids together had a net demand in the previous hour and lowered under a surplus.
+  The rule-based policy runs its generator when the signalled price is high.
+- set-points + P2P: an operator (``SetpointProtocol``) asks every microgrid for a zero net
+  grid exchange and charges ``tracking_weight`` $/kWh of deviation.
+- consensus: instead of an order book, the peers agree on one price by distributed
+  averaging (``ConsensusProtocol``) and trade pro rata at it.
 
     python examples/03_price_coordination.py --day 172 --steps 24
 """
@@ -14,6 +19,7 @@ import argparse
 
 import numpy as np
 
+from heron.protocols import ConsensusProtocol, SetpointProtocol
 from powergrid.baselines import RuleBasedPolicy, run_episode
 from powergrid.envs.coordination import tariff_price_signal
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
@@ -42,9 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     p2p = MultiAgentMicrogrids(base)
     signal = tariff_price_signal(p2p.retail_price, mode="rule", sensitivity=args.sensitivity)
     coordinated = MultiAgentMicrogrids({**base, "vertical_protocol": signal})
+    setpoints = MultiAgentMicrogrids({**base, "vertical_protocol": SetpointProtocol(0.02)})
+    consensus = MultiAgentMicrogrids({**base, "horizontal_protocol": ConsensusProtocol()})
     print(f"day {args.day}, seed {args.seed}, rule-based policy; observation of MG1 ends with "
           f"{coordinated.obs_labels['MG1'][-1]!r}")
-    for name, env in (("P2P only", p2p), ("price signal + P2P", coordinated)):
+    for name, env in (("P2P only", p2p), ("price signal + P2P", coordinated),
+                      ("set-points + P2P", setpoints), ("consensus", consensus)):
         costs, history = run_episode(env, RuleBasedPolicy(env), seed=args.seed)
         summarize(name, env, costs, history)
 

@@ -60,7 +60,6 @@ class PowerFlowSolver(ABC):
             net.storage["p_mw"].to_numpy(dtype=float).copy(),
         )
 
-    @abstractmethod
     def solve(
         self,
         load_p_mw: np.ndarray | None = None,
@@ -69,6 +68,13 @@ class PowerFlowSolver(ABC):
         storage_p_mw: np.ndarray | None = None,
     ) -> PFResult:
         """Solve for the given set-points; ``(B, n)`` inputs give a batched result."""
+        arrays, batched = self._prepare(load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw)
+        return self._solve(*arrays, batched=batched)
+
+    @abstractmethod
+    def _solve(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
+               *, batched: bool) -> PFResult:
+        """Backend work on validated ``(B, n)`` set-points (B = 1 when not ``batched``)."""
 
     @abstractmethod
     def reset(self) -> None:

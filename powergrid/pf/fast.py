@@ -334,14 +334,8 @@ class FastSolver(PowerFlowSolver):
         self._V_single = self._w.copy()
         self._V_batch: dict[int, np.ndarray] = {}
 
-    def solve(
-        self,
-        load_p_mw: np.ndarray | None = None,
-        load_q_mvar: np.ndarray | None = None,
-        sgen_p_mw: np.ndarray | None = None,
-        storage_p_mw: np.ndarray | None = None,
-    ) -> PFResult:
-        (lp, lq, sp, stp), batched = self._prepare(load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw)
+    def _solve(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
+               *, batched: bool) -> PFResult:
         X = np.concatenate([lp, lq, sp, stp], axis=1)  # (B, m)
         if batched:
             return self._solve_batch(X)

@@ -44,14 +44,8 @@ class PandapowerSolver(PowerFlowSolver):
         self._warm = False
         self._last = None
 
-    def solve(
-        self,
-        load_p_mw: np.ndarray | None = None,
-        load_q_mvar: np.ndarray | None = None,
-        sgen_p_mw: np.ndarray | None = None,
-        storage_p_mw: np.ndarray | None = None,
-    ) -> PFResult:
-        (lp, lq, sp, stp), batched = self._prepare(load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw)
+    def _solve(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
+               *, batched: bool) -> PFResult:
         results = [self._solve_one(lp[b], lq[b], sp[b], stp[b]) for b in range(lp.shape[0])]
         if not batched:
             return results[0]

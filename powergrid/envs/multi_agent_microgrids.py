@@ -16,6 +16,7 @@ from heron.market import Order, Side
 from heron.protocols.base import HorizontalProtocol
 from powergrid.data import load_profiles
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
+from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.series import episode_series, limit_price
@@ -425,13 +426,7 @@ class MultiAgentMicrogrids(ParallelEnv):
             raise ValueError(f"missing actions for agent(s) {missing}: every live agent must act")
         out, clipped = {}, {}
         for a in self.agents:
-            shape = self.action_spaces[a].shape
-            try:
-                arr = np.asarray(actions[a], dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"action for {a!r} is not numeric: {actions[a]!r}") from exc
-            if arr.shape != shape:
-                raise ValueError(f"action for {a!r} has shape {arr.shape}, expected {shape}")
+            arr = action_array(a, actions[a], self.action_spaces[a].shape)
             # plain-Python checks: for 1-4 components they beat numpy's per-call overhead
             values = arr.tolist()
             if not all(map(math.isfinite, values)):

@@ -19,6 +19,7 @@ from powergrid.envs._vector_devices import (
 )
 from powergrid.envs._vector_market import clear_uniform
 from powergrid.envs._vector_pf import BatchPowerFlow
+from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.envs.series import episode_series_batch, limit_price
@@ -275,13 +276,7 @@ class VectorMicrogrids:
                              f"unknown {unknown}, missing {missing}")
         out, clipped = [], np.zeros((self.num_envs, len(self.possible_agents)), bool)
         for i, a in enumerate(self.possible_agents):
-            shape = (self.num_envs, *self._act_spaces[a].shape)
-            try:
-                arr = np.asarray(actions[a], dtype=np.float64)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"action for {a!r} is not numeric") from exc
-            if arr.shape != shape:
-                raise ValueError(f"action for {a!r} has shape {arr.shape}, expected {shape}")
+            arr = action_array(a, actions[a], (self.num_envs, *self._act_spaces[a].shape))
             if not np.isfinite(arr).all():
                 bad = np.flatnonzero(~np.isfinite(arr).all(1)).tolist()
                 raise ValueError(f"action for {a!r} contains NaN or inf (envs {bad[:10]})")

@@ -84,6 +84,8 @@ class Args:
     target_kl: float | None = None
     hidden: int = 64
     """width of the two hidden layers of actor and critic"""
+    init_logstd: float = 0.0
+    """initial log-std of the Gaussian policy (actions live in [-1, 1]: 0 explores widely)"""
     eval_days: tuple[int, ...] = DEFAULT_EVAL_DAYS
     """days of year for the final deterministic evaluation (excluded from training)"""
     eval_seed: int = 0
@@ -130,7 +132,8 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 class Agent(nn.Module):
     """Gaussian policy with a state-independent log-std, and a separate value network."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 64) -> None:
+    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 64,
+                 init_logstd: float = 0.0) -> None:
         super().__init__()
         self.critic = nn.Sequential(
             layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
@@ -142,7 +145,7 @@ class Agent(nn.Module):
             layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
             layer_init(nn.Linear(hidden, act_dim), std=0.01),
         )
-        self.actor_logstd = nn.Parameter(torch.zeros(1, act_dim))
+        self.actor_logstd = nn.Parameter(torch.full((1, act_dim), init_logstd))
 
     def get_value(self, x: torch.Tensor) -> torch.Tensor:
         return self.critic(x)
@@ -219,7 +222,7 @@ def main(args: Args) -> dict[str, float]:
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = max(1, args.total_timesteps // (args.num_steps * args.num_envs))
 
-    agent = Agent(adapter.net_obs_dim, adapter.pad_act_dim, args.hidden)
+    agent = Agent(adapter.net_obs_dim, adapter.pad_act_dim, args.hidden, args.init_logstd)
     optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
 
     # ---- rollout storage

@@ -379,9 +379,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._load_share_mw = net.load_share * 1e-3
         self._load_q_ratio = net.load_q_ratio
         self._flat_device_rows = [(d, *net.device_rows[(a, d.name)])
-                                  for a in self.possible_agents for d in self._agents[a].devices]
-        self._ess = [[d for d in self._agents[a].devices if isinstance(d, ESS)]
-                     for a in self.possible_agents]
+                                  for a in self._mg for d in self._agents[a].devices]
+        self._ess = [[d for d in self._agents[a].devices if isinstance(d, ESS)] for a in self._mg]
 
         def contiguous(rows: np.ndarray) -> slice:
             # feeders are built one after another, so their rows form one block each

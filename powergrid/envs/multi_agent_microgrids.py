@@ -187,6 +187,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._rng = np.random.default_rng()
         self._t = 0
         self._last_infos: dict[str, dict] = {}
+        self._started = False  # set by reset(); state() needs an episode's series
 
     # ------------------------------------------------------------------ PettingZoo API
     def observation_space(self, agent: str) -> spaces.Box:
@@ -224,6 +225,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._v_max = [1.0] * n
         self._last_pf: PFResult | None = None
         self._last_infos = {a: {} for a in self.agents}
+        self._started = True
         return self._observations(), {a: {"start_day": self.start_day} for a in self.agents}
 
     def step(self, actions: Mapping[str, Any]):
@@ -295,7 +297,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         if done:
             self.agents = []
         if self.render_mode == "human":
-            print(self.render())
+            self.render()
         return obs, rewards, terminateds, truncateds, infos
 
     def _dispatch(self, acts: dict[str, np.ndarray], t: int
@@ -306,16 +308,31 @@ class MultiAgentMicrogrids(ParallelEnv):
         load_kw = self._load_kw[t].tolist()
         net_kw, dev_cost, limited = [], [], []
         for i, a in enumerate(self._mg):
-            action, k, out, cost, lim = acts[a], 0, 0.0, [0.0, 0.0, 0.0], False
+            action, k, out, cost, lim, p_set = acts[a], 0, 0.0, [0.0, 0.0, 0.0], False, 0.0
             for d, bucket in self._devices_with_bucket[i]:
                 out += d.step(action[k:k + d.action_dim], ctx)
                 k += d.action_dim
                 cost[bucket] += d.cost
+                p_set += d.p_kw  # what the power flow reads
                 lim = lim or d.clipped
+            if not math.isfinite(out + p_set + sum(cost)):  # one check per agent, hot path
+                self._raise_non_finite_device(a)
             net_kw.append(out - load_kw[i])
             dev_cost.append(cost)
             limited.append(lim)
         return net_kw, dev_cost, limited
+
+    def _raise_non_finite_device(self, agent: str) -> None:
+        """A device (typically a custom one) produced NaN/inf: stop before it reaches money."""
+        for d in self._agents[agent].devices:
+            for what, value in (("p_kw", d.p_kw), ("cost", d.cost)):
+                if not math.isfinite(value):
+                    raise ValueError(
+                        f"device {d.name!r} ({type(d).__name__}) of agent {agent!r} returned "
+                        f"{what}={value!r} from step(); a device must give finite power (kW) "
+                        f"and cost ($)")
+        raise ValueError(f"a device of agent {agent!r} returned a non-finite power from step() "
+                         f"that differs from its p_kw; step() must return p_kw (finite, kW)")
 
     def _orders(self, acts: dict[str, np.ndarray], net_kw: list[float], feed_in: float,
                 retail: float) -> list[Order]:
@@ -332,6 +349,9 @@ class MultiAgentMicrogrids(ParallelEnv):
         return orders
 
     def state(self) -> np.ndarray:
+        if not self._started:
+            raise RuntimeError("state() called before reset(): there is no episode yet; "
+                               "call reset() first")
         parts = [self._obs(a) for a in self.possible_agents]
         pf = self._last_pf
         extra = np.array([pf.p_slack_mw, pf.losses_mw] if pf is not None else [0.0, 0.0],
@@ -339,11 +359,16 @@ class MultiAgentMicrogrids(ParallelEnv):
         return np.concatenate(parts + [extra]).astype(np.float32)
 
     def render(self) -> str | None:
+        """``"ansi"`` returns the last step as text; ``"human"`` prints it and returns None."""
         if self.render_mode is None:
             return None
         from powergrid.envs.render import render_ansi
 
-        return render_ansi(self)
+        text = render_ansi(self)
+        if self.render_mode == "human":
+            print(text)
+            return None
+        return text
 
     def close(self) -> None:
         pass
@@ -527,10 +552,21 @@ class MultiAgentMicrogrids(ParallelEnv):
             feats.extend(d.observe())
         feats.extend(self._coord.extra_obs_values(agent))  # [] unless a vertical protocol
         obs = np.array(feats, np.float32)
-        if not np.isfinite(obs).all():  # never hand a policy NaN/inf, whatever happened
-            obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+        if not np.isfinite(obs).all():  # never hand a policy NaN/inf, nor hide it as 0
+            self._raise_non_finite_obs(agent, obs)
         space = self.observation_spaces[agent]
         return np.minimum(np.maximum(obs, space.low), space.high)
+
+    def _raise_non_finite_obs(self, agent: str, obs: np.ndarray) -> None:
+        labels = self.obs_labels[agent]
+        bad = [labels[k] for k in np.flatnonzero(~np.isfinite(obs))]
+        for d in self._agents[agent].devices:
+            values = np.asarray(d.observe(), float)
+            if not np.isfinite(values).all():
+                raise ValueError(f"device {d.name!r} ({type(d).__name__}) of agent {agent!r} "
+                                 f"observed non-finite {bad} = {values.tolist()}; observe() "
+                                 f"must return finite numbers")
+        raise ValueError(f"observation of agent {agent!r} has non-finite features {bad}")
 
     def _observations(self) -> dict[str, np.ndarray]:
         return {a: self._obs(a) for a in self.agents}

@@ -190,3 +190,48 @@ def test_pickle_roundtrip_preserves_in_flight_messages_and_rng() -> None:
 def test_message_pickle_roundtrip() -> None:
     message = Message("a", "b", "t", {"q": [1, 2]}, sent_at=4)
     assert pickle.loads(pickle.dumps(message)) == message
+
+
+def test_payload_mutated_by_sender_after_send_does_not_reach_recipient() -> None:
+    broker = make_broker("a", "b", latency_steps=1)
+    payload = {"price": 0.1, "orders": [1, 2]}
+    broker.send(Message("a", "b", "t", payload))
+    payload["price"] = 99.0
+    payload["orders"].append(3)
+    broker.deliver(1)
+    assert broker.receive("b")[0].payload == {"price": 0.1, "orders": [1, 2]}
+
+
+def test_broadcast_recipients_get_independent_payloads() -> None:
+    broker = make_broker("a", "b", "c")
+    broker.broadcast("a", "t", [1.0], ["b", "c"])
+    got_b, got_c = broker.receive("b")[0].payload, broker.receive("c")[0].payload
+    got_b.append(2.0)
+    assert got_c == [1.0]
+
+
+def test_immutable_market_payloads_are_shared_not_copied() -> None:
+    from heron.market import Order
+
+    order = Order("a", "buy", 1.0, 0.1)
+    assert Message("a", "b", "order", (0, order)).payload[1] is order
+
+
+def test_message_with_uncopyable_payload_is_rejected() -> None:
+    import threading
+
+    with pytest.raises(TypeError, match="cannot be copied"):
+        Message("a", "b", "t", threading.Lock())
+
+
+@pytest.mark.parametrize("field", ["sender", "recipient", "topic"])
+def test_message_endpoints_and_topic_must_be_non_empty_strings(field: str) -> None:
+    kwargs = {"sender": "a", "recipient": "b", "topic": "t", "payload": None}
+    kwargs[field] = 5
+    with pytest.raises(ValueError, match=field):
+        Message(**kwargs)
+
+
+def test_message_with_copied_payload_still_pickles() -> None:
+    message = Message("a", "b", "t", {"x": [1, 2]}, 3)
+    assert pickle.loads(pickle.dumps(message)) == message

@@ -27,8 +27,8 @@ def ok(env, **override):
     (np.array([0, np.inf, 0]), "NaN or inf"),
     (np.zeros(4), r"shape \(4,\), expected \(3,\)"),
     (np.zeros((1, 3)), r"shape \(1, 3\)"),
-    ("abc", "not numeric"),
-    ([None, 1, 2], "NaN"),
+    ("abc", "dtype <U3, expected real numbers"),
+    ([None, 1, 2], "not numeric: element None"),
 ])
 def test_bad_actions_raise_value_error_naming_agent(live_env, bad, message):
     with pytest.raises(ValueError, match=message) as exc:

@@ -96,6 +96,13 @@ class Order:
     def is_buy(self) -> bool:
         return self.side is Side.BUY
 
+    # Frozen with immutable fields: copies can share the instance (cheap message payloads).
+    def __copy__(self) -> Order:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Order:
+        return self
+
 
 @dataclass(frozen=True, slots=True)
 class Trade:
@@ -134,6 +141,12 @@ class Trade:
     @property
     def seller_receives(self) -> float:
         return self.quantity * self.price - 0.5 * self.fee - self.surplus
+
+    def __copy__(self) -> Trade:
+        return self
+
+    def __deepcopy__(self, memo: dict) -> Trade:
+        return self
 
     @property
     def seller_price(self) -> float:

@@ -2,18 +2,53 @@
 
 from __future__ import annotations
 
+import numbers
 import reprlib
 from typing import Any
 
 import numpy as np
 
+# dtype kinds accepted as actions: signed/unsigned integers and floats. Booleans are
+# refused (a mask passed by mistake, not a set-point); complex, strings, bytes, dates and
+# durations are refused rather than coerced, since numpy would silently drop the
+# imaginary part or parse "1.0" / a timestamp as a number.
+_REAL_KINDS = frozenset("iuf")
+
 
 def action_array(agent: str, value: Any, shape: tuple[int, ...]) -> np.ndarray:
-    """``value`` as a float64 array of ``shape``, or a ValueError naming the agent and problem."""
-    try:
-        arr = np.asarray(value, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"action for {agent!r} is not numeric: {reprlib.repr(value)}") from exc
+    """``value`` as a float64 array of ``shape``, or a ValueError naming the agent and problem.
+
+    Accepts arrays, lists and scalars of real numbers (Python or numpy ints and floats of
+    any width). NaN/inf and range are checked by the caller (they clip finite values).
+    """
+    arr = value if type(value) is np.ndarray else _as_array(agent, value)
+    kind = arr.dtype.kind
+    if kind not in _REAL_KINDS:
+        if kind != "O":
+            raise ValueError(f"action for {agent!r} has dtype {arr.dtype}, expected real "
+                             f"numbers (int or float): {reprlib.repr(value)}")
+        arr = _from_objects(agent, arr, value)
     if arr.shape != shape:
         raise ValueError(f"action for {agent!r} has shape {arr.shape}, expected {shape}")
-    return arr
+    return arr if kind == "f" and arr.itemsize == 8 else np.asarray(arr, dtype=np.float64)
+
+
+def _as_array(agent: str, value: Any) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError, OverflowError) as exc:  # e.g. ragged nested lists
+        raise ValueError(f"action for {agent!r} is not numeric: {reprlib.repr(value)}") from exc
+
+
+def _from_objects(agent: str, arr: np.ndarray, value: Any) -> np.ndarray:
+    """Object arrays (mixed types, ints beyond int64): every element must be a real number."""
+    flat = arr.ravel().tolist()
+    for x in flat:
+        if isinstance(x, bool | np.bool_) or not isinstance(x, numbers.Real):
+            raise ValueError(f"action for {agent!r} is not numeric: element {x!r} of type "
+                             f"{type(x).__name__} in {reprlib.repr(value)}")
+    try:
+        return np.array([float(x) for x in flat], np.float64).reshape(arr.shape)
+    except OverflowError as exc:
+        raise ValueError(f"action for {agent!r} has a value beyond the float64 range "
+                         f"(expected numbers in [-1, 1]): {reprlib.repr(value)}") from exc

@@ -109,3 +109,76 @@ def test_human_render_prints_and_returns_none(capsys):
 def test_pettingzoo_render_test_passes_for_every_render_mode():
     render_test(lambda render_mode: parallel_to_aec(
         MultiAgentMicrogrids(render_mode=render_mode, max_episode_steps=24)))
+
+
+# --------------------------------------------------------------------------- time steps
+WEEK_H = 168
+START_DAY = 172
+
+
+def week_env(dt: float, **cfg) -> tuple[MultiAgentMicrogrids, int]:
+    steps = int(np.ceil(WEEK_H / dt - 1e-9))
+    env = MultiAgentMicrogrids(dt_hours=dt, max_episode_steps=steps, start_day=START_DAY,
+                               load_noise_std=0.0, **cfg)
+    env.reset(seed=0)
+    return env, steps
+
+
+def minute_integral(hourly_by_day: np.ndarray, hours: float) -> float:
+    """Independent reference: the hourly step function sampled per minute, summed (kWh)."""
+    minutes = np.repeat(np.roll(hourly_by_day, -START_DAY, axis=0).ravel(), 60)
+    return float(minutes[:round(hours * 60)].sum() / 60)
+
+
+@pytest.mark.parametrize("dt", [0.5, 0.7, 1.0, 2.0, 3.0, 5.0, 24.0])
+def test_pv_and_load_energy_per_step_is_the_integral_of_the_hourly_profiles(dt):
+    env, steps = week_env(dt)
+    pv_kwh = load_kwh = 0.0
+    while env.agents:
+        _, _, _, _, infos = env.step(zeros(env))
+        pv_kwh += infos["MG2"]["devices"]["pv"]["available_kw"] * dt
+        load_kwh += infos["MG1"]["load_kw"] * dt
+    capacity = env.devices("MG2")[1].params.capacity_kw
+    want_pv = capacity * minute_integral(env.profiles.pv_per_kw, steps * dt)
+    want_load = 1000.0 * minute_integral(env.profiles.load("commercial"), steps * dt)
+    assert want_pv > 0
+    assert pv_kwh == pytest.approx(want_pv, rel=1e-9)
+    assert load_kwh == pytest.approx(want_load, rel=1e-9)
+
+
+@pytest.mark.parametrize("dt", [0.7, 2.0, 5.0])
+def test_forecast_features_are_the_next_steps_mean(dt):
+    env, _ = week_env(dt)
+    labels = env.obs_labels["MG2"]
+    obs, _ = env.reset(seed=0)
+    for _ in range(12):
+        prev = obs["MG2"]
+        obs, *_ = env.step(zeros(env))
+        for now, nxt in (("pv_now", "pv_next"), ("load_now", "load_next")):
+            assert prev[labels.index(nxt)] == obs["MG2"][labels.index(now)]
+
+
+def test_tariff_of_a_step_is_the_time_mean_of_the_hourly_tariff():
+    retail = [0.10 + 0.01 * h for h in range(24)]
+    env = MultiAgentMicrogrids(dt_hours=0.7, max_episode_steps=40, start_day=0,
+                               retail_price=retail, feed_in_price=0.0)
+    env.reset(seed=0)
+    seen = [env.step(zeros(env))[4]["MG1"]["retail_price"] for _ in range(3)]
+    # steps cover [0, 0.7), [0.7, 1.4), [1.4, 2.1) hours
+    assert seen == pytest.approx([0.10, (0.3 * 0.10 + 0.4 * 0.11) / 0.7,
+                                  (0.6 * 0.11 + 0.1 * 0.12) / 0.7], rel=1e-12)
+
+
+def test_hour_labels_are_exact_for_fractional_steps():
+    env = MultiAgentMicrogrids(dt_hours=0.7, max_episode_steps=100, start_day=10)
+    env.reset(seed=0)
+    infos = [env.step(zeros(env))[4]["MG1"] for _ in range(100)]
+    assert (infos[90]["day"], infos[90]["hour"]) == (12, 15)  # t = 63 h = day +2, 15:00
+    want = [int(np.floor(round(t * 7 / 10, 9))) for t in range(100)]
+    assert [i["hour"] + 24 * (i["day"] - 10) for i in infos] == want
+
+
+def test_daily_steps_see_the_sun():
+    env, _ = week_env(24.0)
+    pv = [env.step(zeros(env))[4]["MG2"]["devices"]["pv"]["available_kw"] for _ in range(7)]
+    assert min(pv) > 0

@@ -32,9 +32,9 @@ from heron.devices.base import Device
 class StepContext:
     """Exogenous inputs a device may need in one step (read-only, shared by all devices)."""
 
-    hour: int
+    hour: int  # hour of day in which the step starts
     dt_hours: float
-    pv_per_kw: float  # available PV output per kW installed, this hour
+    pv_per_kw: float  # available PV output per kW installed, mean over this step
 
 
 class PowerDevice(Device):

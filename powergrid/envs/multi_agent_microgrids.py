@@ -25,14 +25,14 @@ from powergrid.pf import PFResult, make_solver
 
 # (label, low, high) of the features every agent observes, before its device features.
 COMMON_OBS: tuple[tuple[str, float, float], ...] = (
-    ("load_now", 0.0, 5.0),             # expected load this hour / peak load
-    ("load_next", 0.0, 5.0),            # expected load next hour / peak load
-    ("pv_now", 0.0, 2.0),               # PV available per kW installed, this hour
-    ("pv_next", 0.0, 2.0),              # ... next hour
+    ("load_now", 0.0, 5.0),             # expected load this step (mean) / peak load
+    ("load_next", 0.0, 5.0),            # expected load next step (mean) / peak load
+    ("pv_now", 0.0, 2.0),               # PV available per kW installed, mean this step
+    ("pv_next", 0.0, 2.0),              # ... next step
     ("hour_sin", -1.0, 1.0),
     ("hour_cos", -1.0, 1.0),
-    ("retail_price", 0.0, np.inf),      # $/kWh, this hour
-    ("feed_in_price", 0.0, np.inf),     # $/kWh, this hour
+    ("retail_price", 0.0, np.inf),      # $/kWh, time mean over this step
+    ("feed_in_price", 0.0, np.inf),     # $/kWh, time mean over this step
     ("last_clearing_price", 0.0, np.inf),  # $/kWh, 0 when nothing cleared
     ("last_p2p_kwh", -np.inf, np.inf),  # sold - bought last step / peak load
     ("last_grid_kwh", -np.inf, np.inf),  # export - import last step / peak load
@@ -66,7 +66,9 @@ class MultiAgentMicrogrids(ParallelEnv):
     net position (generation + discharge - load - charge) becomes a sell order (surplus)
     or a buy order (deficit); the horizontal protocol clears the book; the residual is
     settled with the upstream grid (buy at retail, sell at feed-in); the AC power flow of
-    the tied network is solved; rewards are minus costs in $.
+    the tied network is solved; rewards are minus costs in $. For any ``dt_hours`` the
+    hourly profiles and tariffs enter as their exact mean over the step (energy = integral),
+    and ``hour``/``day`` label the hour in which the step starts (exact for e.g. dt = 0.7).
 
     ## Action space
     ``Box(-1, 1, (n_devices + 1,), float32)`` per agent: one component per device action,

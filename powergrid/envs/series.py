@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from fractions import Fraction
 
 import numpy as np
 
@@ -18,12 +19,12 @@ class EpisodeSeries:
     ``episode_series_batch`` returns the same fields with a leading batch axis (B, ...).
     """
 
-    hours: np.ndarray          # (T+1,) int hour of day
-    days: np.ndarray           # (T+1,) int day of year
-    pv_per_kw: np.ndarray      # (T+1,)
-    retail: np.ndarray         # (T+1,) $/kWh
-    feed_in: np.ndarray        # (T+1,) $/kWh
-    load_forecast_kw: np.ndarray  # (T+1, n_agents) noise-free profile x peak
+    hours: np.ndarray          # (T+1,) int hour of day in which the step starts
+    days: np.ndarray           # (T+1,) int day of year in which the step starts
+    pv_per_kw: np.ndarray      # (T+1,) mean over the step
+    retail: np.ndarray         # (T+1,) $/kWh, time mean over the step
+    feed_in: np.ndarray        # (T+1,) $/kWh, time mean over the step
+    load_forecast_kw: np.ndarray  # (T+1, n_agents) noise-free profile mean x peak
     load_kw: np.ndarray        # (T+1, n_agents) realised load (forecast x noise)
 
 
@@ -44,18 +45,54 @@ def episode_series_batch(cfg: EnvConfig, profiles: Profiles, retail_price: np.nd
 
     Pure given the draws, so the vector env (one RNG per env) and the scalar env share
     every formula and get bit-identical series for the same draws.
+
+    Profiles and tariffs are hourly step functions; step t covers hours
+    [t dt, (t + 1) dt) after the start day's midnight and gets their *mean over the step*
+    (the exact integral / dt, partial hours weighted by their overlap), so energy per
+    step is right for any dt and dt = 1 reproduces the hourly values bit for bit. The
+    tariff is the time mean: with the env's constant power over a step it is exactly the
+    energy-weighted price. ``hours``/``days`` label the hour in which the step starts.
     """
-    steps = cfg.max_episode_steps + 1
-    time_h = np.arange(steps) * cfg.dt_hours
-    hours = np.repeat((np.floor(time_h).astype(int) % 24)[None], len(start_days), axis=0)
-    days = (np.asarray(start_days)[:, None] + np.floor(time_h / 24).astype(int)) % profiles.n_days
-    forecast = np.stack([m.peak_load_kw * profiles.load(m.load_profile)[days, hours]
+    start_days = np.asarray(start_days)
+    cells, weights = step_cells(cfg.dt_hours, cfg.max_episode_steps + 1)
+    cell_hours = cells % 24                                             # (T+1, K)
+    cell_days = (start_days[:, None, None] + cells[None] // 24) % profiles.n_days  # (B, T+1, K)
+
+    def step_mean(hourly: np.ndarray) -> np.ndarray:  # (n_days, 24) or (24,) -> (B, T+1)
+        if hourly.ndim == 1:
+            return np.repeat(np.sum(hourly[cell_hours] * weights, axis=-1)[None],
+                             len(start_days), axis=0)
+        return np.sum(hourly[cell_days, cell_hours] * weights, axis=-1)
+
+    first = cells[:, 0]
+    hours = np.repeat((first % 24)[None], len(start_days), axis=0)
+    days = (start_days[:, None] + first[None] // 24) % profiles.n_days
+    forecast = np.stack([m.peak_load_kw * step_mean(profiles.load(m.load_profile))
                          for m in specs], axis=-1)
     factor = 1.0 + cfg.load_noise_std * noise
-    return EpisodeSeries(hours=hours, days=days, pv_per_kw=profiles.pv_per_kw[days, hours],
-                         retail=retail_price[hours], feed_in=feed_in_price[hours],
+    return EpisodeSeries(hours=hours, days=days, pv_per_kw=step_mean(profiles.pv_per_kw),
+                         retail=step_mean(np.asarray(retail_price, float)),
+                         feed_in=step_mean(np.asarray(feed_in_price, float)),
                          load_forecast_kw=forecast,
                          load_kw=forecast * np.clip(factor, 0.0, None))
+
+
+def step_cells(dt_hours: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Hour cells each step overlaps, and their weights (overlap / dt), for ``steps`` steps.
+
+    Returns ``cells`` (steps, K) int hours since the start and ``weights`` (steps, K) that
+    sum to 1 per row. dt is read as the nearest fraction with denominator <= 10**6
+    (0.7 -> 7/10), so step boundaries are exact integers in units of 1/q hour: step 90 of
+    dt = 0.7 starts at hour 63, not at 62.999....
+    """
+    frac = Fraction(float(dt_hours)).limit_denominator(10**6)
+    p, q = frac.numerator, frac.denominator            # dt = p / q hours
+    t = np.arange(steps, dtype=np.int64)
+    start, stop = t * p, (t + 1) * p                   # in units of 1/q hour
+    cells = (start // q)[:, None] + np.arange(p // q + 2, dtype=np.int64)[None]
+    overlap = (np.minimum(stop[:, None], (cells + 1) * q)
+               - np.maximum(start[:, None], cells * q))
+    return cells, np.maximum(overlap, 0) / p
 
 
 def limit_price(action: float | np.ndarray, feed_in: float | np.ndarray,

@@ -2,3 +2,15 @@
 flow, offline profiles and multi-agent environments)."""
 
 __version__ = "0.1.0"
+
+
+__all__ = ["make", "make_vector", "scenarios"]
+
+
+def __getattr__(name: str):
+    # Lazy: ``import powergrid`` stays light (no pandapower) until an env is asked for.
+    if name in __all__:
+        import powergrid.scenarios as registry
+
+        return registry if name == "scenarios" else getattr(registry, name)
+    raise AttributeError(f"module 'powergrid' has no attribute {name!r}")

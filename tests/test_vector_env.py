@@ -17,7 +17,7 @@ from powergrid.envs.vector import VectorMicrogrids
 B = 4
 PF_OBS = ("v_min_pu", "v_max_pu")  # power-flow derived: solver tolerance, not round-off
 EXACT_COSTS = ("generation", "degradation", "grid_import", "grid_export_revenue",
-               "p2p_payment", "p2p_revenue", "fees")
+               "p2p_payment", "p2p_revenue", "fees", "storage_terminal")
 
 
 def three_microgrids():
@@ -111,6 +111,20 @@ def test_three_microgrids_fee_and_k_match_scalar():
 def test_trading_fee_key_and_fixed_start_day():
     run_both({"max_episode_steps": 8, "trading_fee": 0.01, "start_day": 200,
               "dt_hours": 0.5}, seed=11, episodes=2.2)
+
+
+def test_storage_terminal_term_and_train_split_match_scalar():
+    stats = run_both({"max_episode_steps": 12, "storage_terminal_price": 0.08,
+                      "microgrids": three_microgrids(), "split": "train"}, seed=5)
+    assert stats["traded"] > 0
+
+
+def test_test_split_draws_the_same_start_days_as_scalar():
+    vec = VectorMicrogrids(B, {"split": "test"})
+    _, infos = vec.reset(seed=9)
+    scalar = [MultiAgentMicrogrids({"split": "test"}).reset(seed=9 + i)[1]["MG1"]["start_day"]
+              for i in range(B)]
+    assert infos["MG1"]["start_day"].tolist() == scalar
 
 
 def test_bad_actions_raise_naming_agent():

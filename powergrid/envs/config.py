@@ -10,6 +10,7 @@ from typing import Any
 
 from heron.protocols.base import HorizontalProtocol, VerticalProtocol
 from powergrid.devices import DeviceParams, ESSParams, GeneratorParams, SolarParams
+from powergrid.envs.days import check_split
 from powergrid.networks.ieee13 import PEAK_LOAD_KW
 
 DEVICE_TYPES: dict[str, type[DeviceParams]] = {
@@ -87,6 +88,7 @@ class EnvConfig:
     microgrids: tuple[MicrogridSpec, ...] = field(default_factory=default_microgrids)
     dt_hours: float = 1.0
     start_day: int | None = None
+    split: str | None = None  # None = all days, "train" | "test" (powergrid.envs.days)
     power_flow: str = "fast"
     retail_price: tuple[float, ...] | None = None
     feed_in_price: tuple[float, ...] | None = None
@@ -100,6 +102,7 @@ class EnvConfig:
     latency_steps: int = 0
     drop_prob: float = 0.0
     setpoint_target_kw: float | None = None  # aggregate export - import (SetpointProtocol)
+    storage_terminal_price: float = 0.0  # $/kWh of stored energy drawn down over the episode
     render_mode: str | None = None
 
     def __post_init__(self) -> None:
@@ -129,12 +132,14 @@ class EnvConfig:
         if self.start_day is not None and (isinstance(self.start_day, bool) or not isinstance(
                 self.start_day, int) or not 0 <= self.start_day < 365):
             _bad("start_day", self.start_day, "None or an int day-of-year in [0, 364]")
+        check_split(self.split, "config key 'split'")
         if self.power_flow not in POWER_FLOWS:
             _bad("power_flow", self.power_flow, f"one of {POWER_FLOWS}")
         for key in ("retail_price", "feed_in_price"):
             self._check_tariff(key)
         for key in ("trading_fee", "load_noise_std", "voltage_penalty_per_pu",
-                    "line_overload_penalty_per_pct", "pf_failure_penalty", "drop_prob"):
+                    "line_overload_penalty_per_pct", "pf_failure_penalty", "drop_prob",
+                    "storage_terminal_price"):
             value = getattr(self, key)
             if value is not None and not (_is_number(value) and value >= 0):
                 _bad(key, value, "a finite number >= 0")

@@ -19,6 +19,7 @@ from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
+from powergrid.envs.days import DaySplit, check_split, episode_days
 from powergrid.envs.series import episode_series, limit_price
 from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import PFResult, make_solver
@@ -47,7 +48,7 @@ EPS_KWH = 1e-9
 COST_SIGNS: dict[str, float] = {
     "generation": 1.0, "degradation": 1.0, "other_devices": 1.0, "grid_import": 1.0,
     "grid_export_revenue": -1.0, "p2p_payment": 1.0, "p2p_revenue": -1.0, "fees": 1.0,
-    "safety_penalty": 1.0, "tracking_penalty": 1.0,
+    "safety_penalty": 1.0, "tracking_penalty": 1.0, "storage_terminal": 1.0,
 }
 
 
@@ -98,10 +99,16 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     ## Rewards
     ``-(generation + degradation + other devices + grid import - grid export revenue
-    + P2P payments - P2P revenue + fees + safety penalty + tracking penalty)`` in $ per
-    step (``COST_SIGNS``); ``infos[a]["costs"]`` has each term and the total. The safety
-    penalty charges voltages outside ``voltage_band`` on the agent's own feeder, line
-    loading above 100 % and a non-converged power flow.
+    + P2P payments - P2P revenue + fees + safety penalty + tracking penalty
+    + storage terminal)`` in $ per step (``COST_SIGNS``); the storage terminal term is
+    charged on the last step only: ``storage_terminal_price`` x the energy the agent's
+    batteries lost over the episode (a credit if they gained); ``infos[a]["costs"]`` has
+    each term and the total. The safety penalty charges voltages outside ``voltage_band``
+    on the agent's own feeder, line loading above 100 % and a non-converged power flow.
+
+    ## Starting state
+    All ESS at ``soc_init``, generators off; the start day is ``start_day`` or drawn from
+    the days of ``split`` (None = all, "train", "test"; see ``powergrid.envs.days``).
 
     ## Episode end
     ``truncated`` after ``max_episode_steps``; never ``terminated``. Then ``agents`` is
@@ -152,6 +159,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._load_rows = [self.network.load_rows[a] for a in self.possible_agents]
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
         self._precompute_network_maps()
+        self._days_split = DaySplit(self.profiles.n_days,
+                                    episode_days(cfg.max_episode_steps, cfg.dt_hours))
 
         self.action_spaces = {a: spaces.Box(-1.0, 1.0, (ag.action_dim,), np.float32)
                               for a, ag in self._agents.items()}
@@ -205,10 +214,11 @@ class MultiAgentMicrogrids(ParallelEnv):
                 self.action_spaces[a].seed(seed + i)
                 self.observation_spaces[a].seed(seed + i)
         options = options or {}
+        split = check_split(options.get("split", self.config.split), "reset option 'split'")
         start_day = options.get("start_day", self.config.start_day)
-        if start_day is None:
-            start_day = int(self._rng.integers(0, self.profiles.n_days))
-        self.start_day = int(start_day)
+        self.start_day = (self._days_split.draw(self._rng, split) if start_day is None
+                          else self._days_split.check(start_day, split))
+        self.split = split
         self.agents = list(self.possible_agents)
         self._t = 0
         for ag in self._agents.values():
@@ -228,6 +238,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._last_pf: PFResult | None = None
         self._last_infos = {a: {} for a in self.agents}
         self._started = True
+        self._stored_kwh_start = self._stored_kwh()
         return self._observations(), {a: {"start_day": self.start_day} for a in self.agents}
 
     def step(self, actions: Mapping[str, Any]):
@@ -249,6 +260,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         pf = self._solve_power_flow(t)
         safety = self._safety(pf)
         price = market.clearing_price if market is not None and market.volume > 0 else None
+        terminal = self._storage_terminal(t + 1 >= self.config.max_episode_steps)
 
         rewards, infos = {}, {}
         for i, a in enumerate(self._mg):
@@ -262,6 +274,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "p2p_payment": pay, "p2p_revenue": rev, "fees": fees,
                 "safety_penalty": safety[i]["penalty"],
                 "tracking_penalty": float(tracking[i]),
+                "storage_terminal": terminal[i],
             }
             costs["total"] = total = sum(COST_SIGNS[k] * v for k, v in costs.items())
             rewards[a] = -total
@@ -301,6 +314,21 @@ class MultiAgentMicrogrids(ParallelEnv):
         if self.render_mode == "human":
             self.render()
         return obs, rewards, terminateds, truncateds, infos
+
+    def _stored_kwh(self) -> list[float]:
+        """Energy held in each microgrid's ESS devices, kWh (soc x capacity)."""
+        return [sum(d.soc * d.params.capacity_kwh for d in ess) for ess in self._ess]
+
+    def _storage_terminal(self, last_step: bool) -> list[float]:
+        """storage_terminal_price x (stored at reset - stored now) on the last step, else 0.
+
+        Why: without it energy left in a battery at the horizon is worth nothing, so every
+        policy (and the optimum) is paid to drain the batteries by the last hour.
+        """
+        price = self.config.storage_terminal_price
+        if not last_step or price == 0.0:
+            return [0.0] * len(self._mg)
+        return [price * (e0 - e1) for e0, e1 in zip(self._stored_kwh_start, self._stored_kwh())]
 
     def _dispatch(self, acts: dict[str, np.ndarray], t: int
                   ) -> tuple[list[float], list[list[float]], list[bool]]:

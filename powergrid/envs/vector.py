@@ -13,6 +13,7 @@ from heron.market import UniformPrice
 from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.envs._vector_devices import (
     VecDevice,
+    VecESS,
     VecGenerator,
     make_vector_device,
     supports,
@@ -21,6 +22,7 @@ from powergrid.envs._vector_market import clear_uniform
 from powergrid.envs._vector_pf import BatchPowerFlow
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
+from powergrid.envs.days import check_split
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.envs.series import episode_series_batch, limit_price
 from powergrid.pf import FastSolver
@@ -33,7 +35,7 @@ SUPPORTED = ("centralized=True, no vertical_protocol, horizontal_protocol None o
 _HOUR_SIN = np.array([math.sin(2 * math.pi * h / 24) for h in range(24)])
 _HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
 _COST_TERMS = ("generation", "degradation", "grid_import", "grid_export_revenue",
-               "p2p_payment", "p2p_revenue", "fees", "safety_penalty")
+               "p2p_payment", "p2p_revenue", "fees", "safety_penalty", "storage_terminal")
 
 
 class VectorMicrogrids:
@@ -110,6 +112,10 @@ class VectorMicrogrids:
         self._peak = np.array([m.peak_load_kw for m in cfg.microgrids])
         self._pf = BatchPowerFlow(tpl.solver, B)
         self._rngs = [np.random.default_rng() for _ in range(B)]
+        self._days_split = tpl._days_split
+        self._split = cfg.split
+        self._terminal_price = cfg.storage_terminal_price
+        self._ess = [[d for d in devs if isinstance(d, VecESS)] for devs in self._devices]
         self._t: int | None = None
         self._needs_reset = False
 
@@ -130,9 +136,13 @@ class VectorMicrogrids:
             for i, a in enumerate(self.possible_agents):
                 self._act_spaces[a].seed(int(seeds[0]) + i)
                 self._obs_spaces[a].seed(int(seeds[0]) + i)
-        start = (options or {}).get("start_day", self.config.start_day)
+        options = options or {}
+        self._split = check_split(options.get("split", self.config.split),
+                                  "reset option 'split'")
+        start = options.get("start_day", self.config.start_day)
         if start is not None:
-            start = np.broadcast_to(np.asarray(start, dtype=int), (B,))
+            days = list(np.broadcast_to(np.asarray(start, dtype=object), (B,)))
+            start = self._days_split.check_many(days, self._split)
         self._reset_all(start)
         infos = {a: {"start_day": self._start_day.copy()} for a in self.possible_agents}
         return self._observations(), infos
@@ -196,10 +206,12 @@ class VectorMicrogrids:
             "grid_export_revenue": grid_export * feed_in[:, None],
             "p2p_payment": bought * p_or_0, "p2p_revenue": sold * p_or_0,
             "fees": self._fee * (bought + sold) / 2, "safety_penalty": penalty,
+            "storage_terminal": self._storage_terminal(t + 1 >= cfg.max_episode_steps),
         }
         total = (costs["generation"] + costs["degradation"] + costs["grid_import"]
                  - costs["grid_export_revenue"] + costs["p2p_payment"]
-                 - costs["p2p_revenue"] + costs["fees"] + costs["safety_penalty"])
+                 - costs["p2p_revenue"] + costs["fees"] + costs["safety_penalty"]
+                 + costs["storage_terminal"])
         self._last_price = p_or_0[:, 0]
         self._last_p2p = sold - bought
         self._last_grid = grid_export - grid_import
@@ -233,7 +245,7 @@ class VectorMicrogrids:
         days, noise = np.empty(B, int), np.empty((B, *shape))
         for i, rng in enumerate(self._rngs):
             # Same draw order as MultiAgentMicrogrids.reset: start day, then the load noise.
-            days[i] = (int(rng.integers(0, self.profiles.n_days)) if start_days is None
+            days[i] = (self._days_split.draw(rng, self._split) if start_days is None
                        else start_days[i])
             noise[i] = rng.standard_normal(shape)
         s = episode_series_batch(cfg, self.profiles, self._retail_price, self._feed_in_price,
@@ -246,10 +258,25 @@ class VectorMicrogrids:
             for d in devs:
                 d.reset(everyone)
         self._pf.reset(everyone)
+        self._stored_kwh_start = self._stored_kwh()
         self._t, self._needs_reset = 0, False
         self._last_price = np.zeros(B)
         self._last_p2p, self._last_grid = np.zeros((B, N)), np.zeros((B, N))
         self._v_min, self._v_max = np.ones((B, N)), np.ones((B, N))
+
+    def _stored_kwh(self) -> np.ndarray:
+        """(B, N) energy held in each microgrid's ESS devices, kWh, summed as the scalar env."""
+        out = np.zeros((self.num_envs, len(self.possible_agents)))
+        for i, ess in enumerate(self._ess):
+            for d in ess:
+                out[:, i] = out[:, i] + d.soc * d.params.capacity_kwh
+        return out
+
+    def _storage_terminal(self, last_step: bool) -> np.ndarray:
+        """As ``MultiAgentMicrogrids._storage_terminal``, for every env of the batch."""
+        if not last_step or self._terminal_price == 0.0:
+            return np.zeros((self.num_envs, len(self.possible_agents)))
+        return self._terminal_price * (self._stored_kwh_start - self._stored_kwh())
 
     def _autoreset_step(self):
         B, z = self.num_envs, np.zeros(self.num_envs)

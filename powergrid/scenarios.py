@@ -1,0 +1,206 @@
+"""Versioned scenarios: a fixed env config plus a train/test split of days, by id.
+
+``powergrid.make("p2p-2mg-v1")`` builds the env of a scenario; ``list(powergrid.scenarios)``
+lists the ids (this module is itself the registry: iterate it, ``in`` it, index it by id).
+
+Versioning rule: a scenario is a promise that a number measured on it today means the same
+thing tomorrow. **Any change of physics, data or reward in a scenario (its config, the
+devices, the profiles, the cost terms, the split) bumps its version**: register
+``p2p-2mg-v2`` next to ``p2p-2mg-v1`` rather than editing v1, and keep v1 while anything
+(the leaderboard, a paper) still reports on it.
+
+Common to every scenario: 24 hourly steps, the shipped profiles and tariff, the split of
+``powergrid.envs.days`` (52 held-out test days), ``split="train"`` unless overridden (so
+training never sees a test day; evaluation resets with ``split="test"``), and
+``storage_terminal_price = TERMINAL_PRICE``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import sys
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from heron.protocols.horizontal import P2PTradingProtocol
+from powergrid.data import load_profiles
+from powergrid.devices import ESSParams, GeneratorParams, SolarParams
+from powergrid.envs.config import EnvConfig, MicrogridSpec, default_microgrids
+from powergrid.envs.coordination import tariff_price_signal
+from powergrid.envs.days import DaySplit, episode_days
+
+# $/kWh of stored energy at the episode's end (powergrid.envs.config storage_terminal_price).
+# Justification: energy left in a battery at midnight is worth what it costs to put back
+# before the next day's use, i.e. the overnight retail tariff (0.10 $/kWh, hours 22-06 of
+# the shipped tariff). Draining at the 0.28 $/kWh evening peak still pays; draining into
+# the 0.10 $/kWh night just to end empty no longer does (0.95 kWh delivered per kWh stored,
+# plus degradation), and charging at night only to end fuller does not pay either.
+TERMINAL_PRICE = float(load_profiles().retail_price.min())
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One registered scenario: an id ``<name>-v<version>``, a config and its day split."""
+
+    id: str
+    version: int
+    description: str
+    overrides: Mapping[str, Any] = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.id.endswith(f"-v{self.version}"):
+            raise ValueError(f"scenario id {self.id!r} must end with '-v{self.version}'")
+        object.__setattr__(self, "overrides", types.MappingProxyType(dict(self.overrides)))
+        EnvConfig.from_dict(self.config())  # a broken scenario fails at import, not in use
+
+    def config(self, **overrides: Any) -> dict[str, Any]:
+        """A fresh env config dict (protocols copied, so envs never share state)."""
+        return {**copy.deepcopy(dict(self.overrides)), **overrides}
+
+    @property
+    def split(self) -> DaySplit:
+        cfg = EnvConfig.from_dict(self.config())
+        return DaySplit(load_profiles().n_days, episode_days(cfg.max_episode_steps,
+                                                             cfg.dt_hours))
+
+    @property
+    def train_days(self) -> tuple[int, ...]:
+        return self.split.train_days
+
+    @property
+    def test_days(self) -> tuple[int, ...]:
+        return self.split.test_days
+
+    def days(self, split: str | None) -> tuple[int, ...]:
+        return self.split.days(split)
+
+
+_REGISTRY: dict[str, Scenario] = {}
+
+
+def register(scenario: Scenario) -> Scenario:
+    if scenario.id in _REGISTRY:
+        raise ValueError(f"scenario {scenario.id!r} is already registered; bump its version")
+    _REGISTRY[scenario.id] = scenario
+    return scenario
+
+
+def ids() -> tuple[str, ...]:
+    return tuple(_REGISTRY)
+
+
+def get(scenario_id: str | Scenario) -> Scenario:
+    """The scenario of ``scenario_id``; unknown ids raise ValueError listing the known ones."""
+    if isinstance(scenario_id, Scenario):
+        return scenario_id
+    if scenario_id in _REGISTRY:
+        return _REGISTRY[scenario_id]
+    close = difflib.get_close_matches(str(scenario_id), list(_REGISTRY), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ValueError(f"unknown scenario id {scenario_id!r}{hint}; known scenarios: "
+                     f"{list(_REGISTRY)}")
+
+
+def make(scenario_id: str | Scenario, **overrides: Any):
+    """``MultiAgentMicrogrids`` of a scenario; ``overrides`` replace config keys."""
+    from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+
+    return MultiAgentMicrogrids(get(scenario_id).config(**overrides))
+
+
+def make_vector(scenario_id: str | Scenario, num_envs: int, **overrides: Any):
+    """``VectorMicrogrids`` (``num_envs`` copies) of a scenario, for batched training."""
+    from powergrid.envs.vector import VectorMicrogrids
+
+    return VectorMicrogrids(num_envs, get(scenario_id).config(**overrides))
+
+
+# ---------------------------------------------------------------------- the microgrids
+def _archetypes(k: int, scale: float = 1.0) -> tuple[MicrogridSpec, ...]:
+    """Five distinct microgrid kinds; ``scale`` resizes loads and devices of a second copy."""
+    def name(i: int) -> str:
+        return f"MG{k + i}"
+
+    return (
+        # a commercial site with a genset and a battery (the seed's MG1)
+        MicrogridSpec(name(1), (GeneratorParams(p_max_kw=800 * scale,
+                                                ramp_kw_per_h=400 * scale),
+                                ESSParams(capacity_kwh=1000 * scale, p_max_kw=250 * scale)),
+                      peak_load_kw=1000 * scale, load_profile="commercial"),
+        # a residential estate with a battery and rooftop PV (the seed's MG2)
+        MicrogridSpec(name(2), (ESSParams(bus="692", capacity_kwh=1000 * scale,
+                                          p_max_kw=250 * scale),
+                                SolarParams(capacity_kw=1500 * scale)),
+                      peak_load_kw=900 * scale, load_profile="residential"),
+        # an office park with a large PV roof and no storage: sells at noon
+        MicrogridSpec(name(3), (SolarParams(bus="675", capacity_kw=2000 * scale),),
+                      peak_load_kw=700 * scale, load_profile="commercial"),
+        # a village with a cheaper, smaller genset and nothing else
+        MicrogridSpec(name(4), (GeneratorParams(bus="671", p_min_kw=50 * scale,
+                                                p_max_kw=600 * scale, ramp_kw_per_h=300 * scale,
+                                                cost_b_per_kwh=0.10, cost_c_per_h=3.0),),
+                      peak_load_kw=800 * scale, load_profile="residential"),
+        # a storage-heavy residential site: big battery, small PV
+        MicrogridSpec(name(5), (ESSParams(bus="633", capacity_kwh=2000 * scale,
+                                          p_max_kw=500 * scale),
+                                SolarParams(bus="680", capacity_kw=800 * scale)),
+                      peak_load_kw=600 * scale, load_profile="residential"),
+    )
+
+
+def p2p_microgrids(n: int) -> tuple[MicrogridSpec, ...]:
+    """``n`` heterogeneous microgrids: the five archetypes, then resized copies (x0.8, x1.25)."""
+    scales = (1.0, 0.8, 1.25)
+    specs: list[MicrogridSpec] = []
+    for copy_no, scale in enumerate(scales):
+        specs.extend(_archetypes(5 * copy_no, scale))
+    if not 1 <= n <= len(specs):
+        raise ValueError(f"p2p_microgrids supports 1..{len(specs)} microgrids, got {n}")
+    return tuple(specs[:n])
+
+
+_COMMON = {"max_episode_steps": 24, "split": "train", "storage_terminal_price": TERMINAL_PRICE}
+
+register(Scenario(
+    "p2p-2mg-v1", 1,
+    "The seed's MG1 (genset + battery, commercial) and MG2 (battery + PV, residential) "
+    "trading in a uniform-price P2P order book.",
+    {**_COMMON, "microgrids": default_microgrids(),
+     "horizontal_protocol": P2PTradingProtocol()}))
+for _n in (3, 5, 10):
+    register(Scenario(
+        f"p2p-{_n}mg-v1", 1,
+        f"{_n} heterogeneous microgrids (gensets, batteries, PV; commercial and residential "
+        f"loads; see powergrid.scenarios.p2p_microgrids) in a uniform-price P2P order book.",
+        {**_COMMON, "microgrids": p2p_microgrids(_n),
+         "horizontal_protocol": P2PTradingProtocol()}))
+register(Scenario(
+    "price-2mg-v1", 1,
+    "The seed's MG1/MG2 with P2P trading under an operator's price signal "
+    "(PriceSignalProtocol, mode 'rule', around the tariff: the import price rises after "
+    "an hour of aggregate net demand and falls after a surplus).",
+    {**_COMMON, "microgrids": default_microgrids(),
+     "horizontal_protocol": P2PTradingProtocol(),
+     "vertical_protocol": tariff_price_signal(load_profiles().retail_price, mode="rule")}))
+
+
+class _Registry(types.ModuleType):
+    """Lets the module act as the registry: ``list(powergrid.scenarios)``, ``id in ...``."""
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(ids())
+
+    def __len__(self) -> int:
+        return len(_REGISTRY)
+
+    def __contains__(self, scenario_id: object) -> bool:
+        return scenario_id in _REGISTRY
+
+    def __getitem__(self, scenario_id: str) -> Scenario:
+        return get(scenario_id)
+
+
+sys.modules[__name__].__class__ = _Registry

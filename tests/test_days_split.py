@@ -46,11 +46,11 @@ def test_no_split_keeps_the_original_start_days():
 
 
 @pytest.mark.parametrize("options, match", [
-    ({"start_day": 0, "split": "train"}, "start_day = 0 is not a 'train' day"),
-    ({"start_day": 1, "split": "test"}, "start_day = 1 is not a 'test' day"),
-    ({"start_day": 365}, "outside the year"),
-    ({"start_day": -1}, "outside the year"),
-    ({"start_day": 2.5}, "expected an int day"),
+    ({"start_day": 0, "split": "train"}, "'start_day' = 0 is not a 'train' day"),
+    ({"start_day": 1, "split": "test"}, "'start_day' = 1 is not a 'test' day"),
+    ({"start_day": 365}, r"'start_day' = 365 is invalid: expected None or an int in \[0, 364\]"),
+    ({"start_day": -1}, r"'start_day' = -1 is invalid: expected None or an int in \[0, 364\]"),
+    ({"start_day": 2.5}, "'start_day' = 2.5 is invalid: expected None or an int"),
     ({"split": "validation"}, "reset option 'split'"),
 ])
 def test_bad_start_day_or_split_raises_naming_it(options, match):

@@ -7,8 +7,10 @@ Adding your own device (the extension point; see ``examples/04_custom_device.py`
    for consumption; ``"storage"`` for something that charges), and implement ``reset``,
    ``observe`` and ``step`` (set ``p_kw``, ``cost`` in $ for the step, ``clipped``).
 2. Subclass :class:`DeviceParams` as a ``@dataclass(frozen=True)`` with defaults for
-   ``name`` and ``bus`` (an IEEE-13 bus name), validate in ``__post_init__`` and return
-   the device from ``build()``.
+   ``name`` and ``bus`` (an IEEE-13 bus name), validate in ``__post_init__`` (call
+   ``super().__post_init__()`` for the name/bus checks; ``self._check(field, Range)``
+   with the ranges of :mod:`powergrid.limits` for numbers) and return the device from
+   ``build()``.
 3. Put the params into a microgrid: ``MicrogridSpec("MG2", (..., MyParams()))``.
 
 The env then extends that agent's action (before the price) and observation, places the
@@ -18,7 +20,6 @@ device in the power flow, and books its cost: generators under ``generation``, s
 
 from __future__ import annotations
 
-import math
 from abc import abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -26,6 +27,7 @@ from typing import ClassVar, Literal
 import numpy as np
 
 from heron.devices.base import Device
+from heron.validation import Range
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,13 @@ class DeviceParams:
     name: str
     bus: str
 
+    def __post_init__(self) -> None:
+        for f, expected in (("name", "a non-empty str"),
+                            ("bus", "an IEEE-13 bus name as a str, e.g. '671'")):
+            value = getattr(self, f)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{type(self).__name__}.{f} = {value!r}: expected {expected}")
+
     def build(self) -> PowerDevice:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -76,7 +85,8 @@ class DeviceParams:
             value = getattr(self, field)
             raise ValueError(f"{type(self).__name__}({self.name!r}).{field} = {value!r}: expected {expected}")
 
-    def _require_finite(self, *fields: str) -> None:
-        for f in fields:
-            value = getattr(self, f)
-            self._require(isinstance(value, (int, float)) and math.isfinite(value), f, "a finite number")
+    def _check(self, field: str, valid: Range) -> None:
+        """``field`` must lie in ``valid``; stored as a plain float/int (numpy scalars too)."""
+        value = valid.coerce(getattr(self, field))
+        self._require(value is not None, field, valid.describe())
+        object.__setattr__(self, field, value)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from powergrid.devices.base import DeviceParams, PowerDevice, StepContext
+from powergrid.limits import EFFICIENCY, ENERGY_KWH, FRACTION, POWER_KW, PRICE_PER_KWH
 
 
 @dataclass(frozen=True)
@@ -25,17 +26,18 @@ class ESSParams(DeviceParams):
     degradation_cost_per_kwh: float = 0.01
 
     def __post_init__(self) -> None:
-        self._require_finite("capacity_kwh", "p_max_kw", "eta_charge", "eta_discharge",
-                             "soc_min", "soc_max", "soc_init", "degradation_cost_per_kwh")
-        self._require(self.capacity_kwh > 0, "capacity_kwh", "> 0")
-        self._require(self.p_max_kw > 0, "p_max_kw", "> 0")
-        self._require(0 < self.eta_charge <= 1, "eta_charge", "in (0, 1]")
-        self._require(0 < self.eta_discharge <= 1, "eta_discharge", "in (0, 1]")
-        self._require(0 <= self.soc_min < self.soc_max <= 1, "soc_min",
+        super().__post_init__()
+        self._check("capacity_kwh", ENERGY_KWH)
+        self._check("p_max_kw", POWER_KW)
+        for f in ("eta_charge", "eta_discharge"):
+            self._check(f, EFFICIENCY)
+        for f in ("soc_min", "soc_max", "soc_init"):
+            self._check(f, FRACTION)
+        self._check("degradation_cost_per_kwh", PRICE_PER_KWH)
+        self._require(self.soc_min < self.soc_max, "soc_min",
                       "0 <= soc_min < soc_max <= 1")
         self._require(self.soc_min <= self.soc_init <= self.soc_max, "soc_init",
                       "in [soc_min, soc_max]")
-        self._require(self.degradation_cost_per_kwh >= 0, "degradation_cost_per_kwh", ">= 0")
 
     def build(self) -> ESS:
         return ESS(self)

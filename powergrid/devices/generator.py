@@ -7,6 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from powergrid.devices.base import DeviceParams, PowerDevice, StepContext
+from powergrid.limits import (
+    COST_PER_KW2H,
+    MONEY,
+    MONEY_PER_HOUR,
+    POWER_KW,
+    POWER_KW_OR_ZERO,
+    PRICE_PER_KWH,
+    RAMP_KW_PER_H,
+)
 
 
 @dataclass(frozen=True)
@@ -24,13 +33,15 @@ class GeneratorParams(DeviceParams):
     startup_cost: float = 10.0
 
     def __post_init__(self) -> None:
-        self._require_finite("p_min_kw", "p_max_kw", "ramp_kw_per_h", "cost_a_per_kw2h",
-                             "cost_b_per_kwh", "cost_c_per_h", "startup_cost")
-        self._require(self.p_max_kw > 0, "p_max_kw", "> 0")
-        self._require(0 <= self.p_min_kw <= self.p_max_kw, "p_min_kw", "in [0, p_max_kw]")
-        self._require(self.ramp_kw_per_h > 0, "ramp_kw_per_h", "> 0")
-        for f in ("cost_a_per_kw2h", "cost_b_per_kwh", "cost_c_per_h", "startup_cost"):
-            self._require(getattr(self, f) >= 0, f, ">= 0")
+        super().__post_init__()
+        self._check("p_max_kw", POWER_KW)
+        self._check("p_min_kw", POWER_KW_OR_ZERO)
+        self._require(self.p_min_kw <= self.p_max_kw, "p_min_kw", "in [0, p_max_kw]")
+        self._check("ramp_kw_per_h", RAMP_KW_PER_H)
+        self._check("cost_a_per_kw2h", COST_PER_KW2H)
+        self._check("cost_b_per_kwh", PRICE_PER_KWH)
+        self._check("cost_c_per_h", MONEY_PER_HOUR)
+        self._check("startup_cost", MONEY)
 
     def build(self) -> Generator:
         return Generator(self)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from powergrid.devices.base import DeviceParams, PowerDevice, StepContext
+from powergrid.limits import POWER_KW
 
 
 @dataclass(frozen=True)
@@ -19,11 +20,10 @@ class SolarParams(DeviceParams):
     inverter_kw: float | None = None
 
     def __post_init__(self) -> None:
-        self._require_finite("capacity_kw")
-        self._require(self.capacity_kw > 0, "capacity_kw", "> 0")
+        super().__post_init__()
+        self._check("capacity_kw", POWER_KW)
         if self.inverter_kw is not None:
-            self._require_finite("inverter_kw")
-            self._require(self.inverter_kw > 0, "inverter_kw", "> 0 or None")
+            self._check("inverter_kw", POWER_KW)
 
     def build(self) -> Solar:
         return Solar(self)

@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Mapping, Sequence
+import reprlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+import numpy as np
+
+from heron.market import CLEARING_RULES
 from heron.protocols.base import HorizontalProtocol, VerticalProtocol
+from heron.validation import Range
 from powergrid.devices import DeviceParams, ESSParams, GeneratorParams, SolarParams
 from powergrid.envs.days import check_split
+from powergrid.limits import (
+    FRACTION,
+    MAX_EPISODE_STEPS,
+    MAX_MONEY,
+    MONEY,
+    POWER_KW,
+    PRICE_PER_KWH,
+    SIGNED_POWER_KW,
+)
 from powergrid.networks.ieee13 import PEAK_LOAD_KW
 
 DEVICE_TYPES: dict[str, type[DeviceParams]] = {
@@ -20,6 +33,23 @@ DEVICE_TYPES: dict[str, type[DeviceParams]] = {
 }
 LOAD_PROFILES = ("commercial", "residential")
 POWER_FLOWS = ("fast", "pandapower")
+DAY_OF_YEAR = Range(0, 364, integer=True)  # the shipped profiles cover 365 days
+VOLTAGE_PU = Range(0.0, 2.0, low_open=True, unit="pu")
+# Numeric EnvConfig keys: (valid range, whether None is allowed). Ranges: powergrid.limits.
+NUMERIC_KEYS: dict[str, tuple[Range, bool]] = {
+    "max_episode_steps": (Range(1, MAX_EPISODE_STEPS, integer=True), False),
+    "dt_hours": (Range(0.0, 24.0, low_open=True, unit="h"), False),
+    "start_day": (DAY_OF_YEAR, True),
+    "trading_fee": (PRICE_PER_KWH, True),
+    "load_noise_std": (FRACTION, False),
+    "voltage_penalty_per_pu": (Range(0.0, MAX_MONEY, unit="$/pu"), False),
+    "line_overload_penalty_per_pct": (Range(0.0, MAX_MONEY, unit="$/%"), False),
+    "pf_failure_penalty": (MONEY, False),
+    "latency_steps": (Range(0, MAX_EPISODE_STEPS, integer=True), False),
+    "drop_prob": (FRACTION, False),
+    "setpoint_target_kw": (SIGNED_POWER_KW, True),
+    "storage_terminal_price": (PRICE_PER_KWH, False),
+}
 
 
 @dataclass(frozen=True)
@@ -35,14 +65,19 @@ class MicrogridSpec:
         where = f"microgrid {self.name!r}"
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"microgrid name must be a non-empty string, got {self.name!r}")
+        if not _is_sequence(self.devices):
+            raise ValueError(f"{where}: devices must be a list of DeviceParams or dicts, got "
+                             f"{reprlib.repr(self.devices)}")
         devices = tuple(_device_from(d, where) for d in self.devices)
         object.__setattr__(self, "devices", devices)
         names = [d.name for d in devices]
         if len(set(names)) != len(names):
             raise ValueError(f"{where}: device names must be unique, got {names}")
-        if not (_is_number(self.peak_load_kw) and self.peak_load_kw > 0):
-            raise ValueError(f"{where}: peak_load_kw must be a finite number > 0, "
+        peak = POWER_KW.coerce(self.peak_load_kw)
+        if peak is None:
+            raise ValueError(f"{where}: peak_load_kw must be {POWER_KW.describe()}, "
                              f"got {self.peak_load_kw!r}")
+        object.__setattr__(self, "peak_load_kw", peak)
         if self.load_profile not in LOAD_PROFILES:
             raise ValueError(f"{where}: load_profile must be one of {LOAD_PROFILES}, "
                              f"got {self.load_profile!r}")
@@ -78,7 +113,8 @@ class EnvConfig:
     """All knobs of ``MultiAgentMicrogrids``. Units: kW, kWh, $/kWh, $, hours.
 
     Build it from a plain dict with ``EnvConfig.from_dict`` (what the env does); unknown
-    keys and impossible values raise ``ValueError`` naming the key.
+    keys and impossible values raise ``ValueError`` naming the key. Numeric keys must lie
+    in ``NUMERIC_KEYS`` ranges (bounds in :mod:`powergrid.limits`).
     """
 
     centralized: bool = True
@@ -106,10 +142,17 @@ class EnvConfig:
     render_mode: str | None = None
 
     def __post_init__(self) -> None:
-        _check_type(self, "centralized", bool)
-        _check_type(self, "max_episode_steps", int)
-        if self.max_episode_steps < 1:
-            _bad("max_episode_steps", self.max_episode_steps, "an int >= 1")
+        if not isinstance(self.centralized, bool | np.bool_):
+            _bad("centralized", self.centralized, "True or False")
+        object.__setattr__(self, "centralized", bool(self.centralized))
+        for key, (valid, nullable) in NUMERIC_KEYS.items():
+            value = getattr(self, key)
+            if value is None and nullable:
+                continue
+            v = valid.coerce(value)
+            if v is None:
+                _bad(key, value, ("None or " if nullable else "") + valid.describe())
+            object.__setattr__(self, key, v)
         if self.horizontal_protocol is not None and not isinstance(
                 self.horizontal_protocol, HorizontalProtocol):
             _bad("horizontal_protocol", self.horizontal_protocol,
@@ -119,7 +162,7 @@ class EnvConfig:
             _bad("vertical_protocol", self.vertical_protocol,
                  "a VerticalProtocol instance (e.g. PriceSignalProtocol()) or None")
         mgs = self.microgrids
-        if isinstance(mgs, (str, bytes)) or not isinstance(mgs, Sequence) or not mgs:
+        if not _is_sequence(mgs) or not len(mgs):
             _bad("microgrids", mgs, "a non-empty list of MicrogridSpec or dicts")
         specs = tuple(m if isinstance(m, MicrogridSpec) else MicrogridSpec.from_dict(m)
                       for m in mgs)
@@ -127,34 +170,19 @@ class EnvConfig:
         if len(set(names)) != len(names):
             _bad("microgrids", names, "unique microgrid names")
         object.__setattr__(self, "microgrids", specs)
-        if not (_is_number(self.dt_hours) and 0 < self.dt_hours <= 24):
-            _bad("dt_hours", self.dt_hours, "a number in (0, 24]")
-        if self.start_day is not None and (isinstance(self.start_day, bool) or not isinstance(
-                self.start_day, int) or not 0 <= self.start_day < 365):
-            _bad("start_day", self.start_day, "None or an int day-of-year in [0, 364]")
         check_split(self.split, "config key 'split'")
         if self.power_flow not in POWER_FLOWS:
             _bad("power_flow", self.power_flow, f"one of {POWER_FLOWS}")
         for key in ("retail_price", "feed_in_price"):
             self._check_tariff(key)
-        for key in ("trading_fee", "load_noise_std", "voltage_penalty_per_pu",
-                    "line_overload_penalty_per_pct", "pf_failure_penalty", "drop_prob",
-                    "storage_terminal_price"):
-            value = getattr(self, key)
-            if value is not None and not (_is_number(value) and value >= 0):
-                _bad(key, value, "a finite number >= 0")
-        if self.setpoint_target_kw is not None and not _is_number(self.setpoint_target_kw):
-            _bad("setpoint_target_kw", self.setpoint_target_kw, "None or a finite number (kW)")
-        if self.drop_prob > 1:
-            _bad("drop_prob", self.drop_prob, "a probability in [0, 1]")
-        if isinstance(self.latency_steps, bool) or not isinstance(self.latency_steps, int) \
-                or self.latency_steps < 0:
-            _bad("latency_steps", self.latency_steps, "an int >= 0")
-        lo, hi = self.voltage_band
-        if not (_is_number(lo) and _is_number(hi) and 0 < lo < hi):
-            _bad("voltage_band", self.voltage_band, "(low, high) with 0 < low < high")
-        if self.clearing is not None and not isinstance(self.clearing, str):
-            _bad("clearing", self.clearing, "None or a clearing rule name")
+        band = self.voltage_band
+        lo_hi = tuple(VOLTAGE_PU.coerce(v) for v in band) if _is_sequence(band) else ()
+        if len(lo_hi) != 2 or None in lo_hi or not lo_hi[0] < lo_hi[1]:
+            _bad("voltage_band", band, f"(low, high), each {VOLTAGE_PU.describe()}, low < high")
+        object.__setattr__(self, "voltage_band", lo_hi)
+        if self.clearing is not None and self.clearing not in CLEARING_RULES:
+            _bad("clearing", self.clearing, f"None or one of {tuple(CLEARING_RULES)}"
+                 + _did_you_mean(self.clearing, CLEARING_RULES))
         if self.render_mode not in (None, "ansi", "human"):
             _bad("render_mode", self.render_mode, "None, 'ansi' or 'human'")
 
@@ -162,12 +190,19 @@ class EnvConfig:
         value = getattr(self, key)
         if value is None:
             return
-        if _is_number(value):
-            value = (float(value),) * 24
-        value = tuple(value)
-        if len(value) != 24 or not all(_is_number(v) and v >= 0 for v in value):
-            _bad(key, value, "None, a number, or 24 finite prices >= 0 ($/kWh per hour)")
-        object.__setattr__(self, key, value)
+        expected = (f"None, one price or a list of 24 hourly prices (hour 0 first), each "
+                    f"{PRICE_PER_KWH.describe()}")
+        one = PRICE_PER_KWH.coerce(value)
+        if one is not None:
+            object.__setattr__(self, key, (one,) * 24)
+            return
+        # A mapping {hour: price} would iterate its keys, a set has no order: refuse both.
+        if isinstance(value, Mapping):
+            _bad(key, value, expected + " (for a dict use [d[h] for h in range(24)])")
+        prices = tuple(PRICE_PER_KWH.coerce(v) for v in value) if _is_sequence(value) else ()
+        if len(prices) != 24 or None in prices:
+            _bad(key, value, expected)
+        object.__setattr__(self, key, prices)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any] | EnvConfig | None = None) -> EnvConfig:
@@ -197,27 +232,28 @@ class EnvConfig:
         return "\n".join(lines + [")"])
 
 
-def _is_number(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+def _is_sequence(x: Any) -> bool:
+    """An ordered collection of values: list, tuple or 1-D array (not str, dict or set)."""
+    if isinstance(x, np.ndarray):
+        return x.ndim == 1
+    return isinstance(x, Sequence) and not isinstance(x, str | bytes)
 
 
 def _bad(key: str, value: Any, expected: str) -> None:
-    raise ValueError(f"config key {key!r} = {value!r} is invalid: expected {expected}")
+    raise ValueError(f"config key {key!r} = {reprlib.repr(value)} is invalid: expected {expected}")
 
 
-def _check_type(cfg: Any, key: str, typ: type) -> None:
-    value = getattr(cfg, key)
-    if typ is int and isinstance(value, bool) or not isinstance(value, typ):
-        _bad(key, value, f"a {typ.__name__}")
+def _did_you_mean(key: object, valid: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _checked_kwargs(cls: type, given: Mapping[str, Any], where: str) -> dict[str, Any]:
     valid = [f.name for f in fields(cls)]
     for key in given:
         if key not in valid:
-            close = difflib.get_close_matches(str(key), valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown {where} key {key!r}{hint}; valid keys: {valid}")
+            raise ValueError(f"unknown {where} key {key!r}{_did_you_mean(key, valid)}; "
+                             f"valid keys: {valid}")
     return dict(given)
 
 

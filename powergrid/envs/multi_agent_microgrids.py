@@ -19,8 +19,10 @@ from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
-from powergrid.envs.days import DaySplit, check_split, episode_days
+from powergrid.envs.days import DaySplit, episode_days
+from powergrid.envs.options import check_seed, reset_options
 from powergrid.envs.series import episode_series, limit_price
+from powergrid.limits import PRICE_PER_KWH
 from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import PFResult, make_solver
 
@@ -84,7 +86,8 @@ class MultiAgentMicrogrids(ParallelEnv):
     | price           | limit = feed-in tariff       | limit = retail tariff   |
 
     Out-of-range finite values are clipped (``infos[a]["action_clipped"]``); NaN/inf,
-    a wrong shape, a missing or unknown agent raise ``ValueError``.
+    a wrong shape, a missing or unknown agent, or a non-real dtype (complex, str, dates,
+    bool) raise ``ValueError``.
 
     ## Observation space
     ``Box(float32)`` per agent: the 13 ``COMMON_OBS`` features (load and PV forecasts,
@@ -208,16 +211,20 @@ class MultiAgentMicrogrids(ParallelEnv):
         return self.action_spaces[agent]
 
     def reset(self, seed: int | None = None, options: dict | None = None):
+        # Validate everything first: a rejected reset must leave the env untouched.
+        seed = check_seed(seed)
+        opts = reset_options(options)
+        split = opts.get("split", self.config.split)
+        start_day = opts.get("start_day", self.config.start_day)
+        if start_day is not None:
+            start_day = self._days_split.check(start_day, split, "reset option 'start_day'")
         if seed is not None:
             self._rng = np.random.default_rng(seed)
             for i, a in enumerate(self.possible_agents):
                 self.action_spaces[a].seed(seed + i)
                 self.observation_spaces[a].seed(seed + i)
-        options = options or {}
-        split = check_split(options.get("split", self.config.split), "reset option 'split'")
-        start_day = options.get("start_day", self.config.start_day)
         self.start_day = (self._days_split.draw(self._rng, split) if start_day is None
-                          else self._days_split.check(start_day, split))
+                          else start_day)
         self.split = split
         self.agents = list(self.possible_agents)
         self._t = 0
@@ -422,6 +429,10 @@ class MultiAgentMicrogrids(ParallelEnv):
                 proto.clearing_rule = make_clearing_rule(cfg.clearing)
             if cfg.trading_fee is not None:
                 proto.trading_fee = float(cfg.trading_fee)
+        fee = getattr(proto, "trading_fee", None)
+        if fee is not None and PRICE_PER_KWH.coerce(fee) is None:  # a protocol built by hand
+            raise ValueError(f"trading_fee {fee!r} of horizontal_protocol is invalid: expected "
+                             f"{PRICE_PER_KWH.describe()}")
         return proto
 
     def _precompute_network_maps(self) -> None:

@@ -22,14 +22,15 @@ from powergrid.envs._vector_market import clear_uniform
 from powergrid.envs._vector_pf import BatchPowerFlow
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
-from powergrid.envs.days import check_split
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
+from powergrid.envs.options import check_seeds, reset_options
 from powergrid.envs.series import episode_series_batch, limit_price
 from powergrid.pf import FastSolver
 
 SUPPORTED = ("centralized=True, no vertical_protocol, horizontal_protocol None or "
              "P2PTradingProtocol with UniformPrice(k) clearing (any trading_fee), Generator/"
              "ESS/Solar devices, power_flow='fast', latency_steps=0, drop_prob=0, no render_mode")
+MAX_SERIES_BYTES = 4 * 2**30
 # The scalar env computes sin/cos of the hour with math; tabulating the same expression keeps
 # the float32 observations bit-identical.
 _HOUR_SIN = np.array([math.sin(2 * math.pi * h / 24) for h in range(24)])
@@ -82,6 +83,13 @@ class VectorMicrogrids:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         cfg = EnvConfig.from_dict(config)
         _check_config(cfg)
+        # Episode series hold ~(3 N + 6) float64 per env and step: refuse what cannot fit.
+        series_bytes = num_envs * (cfg.max_episode_steps + 1) * (3 * len(cfg.microgrids) + 6) * 8
+        if series_bytes > MAX_SERIES_BYTES:
+            raise ValueError(f"num_envs={num_envs} x max_episode_steps={cfg.max_episode_steps} "
+                             f"needs {series_bytes / 2**30:.1f} GiB of episode series (limit "
+                             f"{MAX_SERIES_BYTES / 2**30:.0f} GiB): use fewer envs or shorter "
+                             "episodes")
         # The scalar env is the single source of spaces, network, protocol and tariffs.
         tpl = MultiAgentMicrogrids(cfg)
         _check_built(tpl)
@@ -128,21 +136,24 @@ class VectorMicrogrids:
 
     def reset(self, seed: int | Sequence[int] | None = None, options: dict | None = None):
         B = self.num_envs
-        if seed is not None:
-            seeds = [seed + i for i in range(B)] if np.isscalar(seed) else list(seed)
-            if len(seeds) != B:
-                raise ValueError(f"seed must be an int or {B} ints, got {len(seeds)}")
+        # Validate everything first: a rejected reset must leave the envs untouched.
+        seeds = check_seeds(seed, B)
+        opts = reset_options(options, B)
+        splits = opts.get("split", [self.config.split] * B)
+        if len(set(splits)) > 1:
+            raise ValueError(f"reset option 'split' must be the same for every env, got {splits}")
+        days = opts.get("start_day", [self.config.start_day] * B)
+        if None in days and any(d is not None for d in days):
+            raise ValueError("reset option 'start_day' must give a day for every env or for "
+                             "none")
+        start = (None if None in days
+                 else self._days_split.check_many(days, splits[0], "reset option 'start_day'"))
+        if seeds is not None:
             self._rngs = [np.random.default_rng(s) for s in seeds]
             for i, a in enumerate(self.possible_agents):
-                self._act_spaces[a].seed(int(seeds[0]) + i)
-                self._obs_spaces[a].seed(int(seeds[0]) + i)
-        options = options or {}
-        self._split = check_split(options.get("split", self.config.split),
-                                  "reset option 'split'")
-        start = options.get("start_day", self.config.start_day)
-        if start is not None:
-            days = list(np.broadcast_to(np.asarray(start, dtype=object), (B,)))
-            start = self._days_split.check_many(days, self._split)
+                self._act_spaces[a].seed(seeds[0] + i)
+                self._obs_spaces[a].seed(seeds[0] + i)
+        self._split = splits[0]
         self._reset_all(start)
         infos = {a: {"start_day": self._start_day.copy()} for a in self.possible_agents}
         return self._observations(), infos

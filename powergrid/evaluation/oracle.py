@@ -1,0 +1,569 @@
+"""The perfect-foresight optimum of one episode: a MILP of the env's own model, replayable.
+
+``optimum(env_or_scenario, day)`` builds the env, resets it with ``seed`` on ``day``, reads
+the realised series of that episode (loads with their seeded noise, PV, tariffs) and solves
+the whole episode at once with ``scipy.optimize.milp`` (HiGHS). It returns the actions that
+achieve the optimum, the env's own cost of those actions (obtained by stepping them in the
+env) and a lower bound from the solver, so the remaining gap is known.
+
+Formulation (per microgrid i, step t, with dt the step length in hours)
+
+* Generator: on/off ``u_t`` (binary), output ``p_t`` in ``[p_min u_t, p_max u_t]``,
+  start-up ``y_t`` = ``u_t (1 - u_{t-1})`` (three linear rows, exact for binary u), off
+  before the first step. Ramp: ``p_t - p_{t-1} <= R u_{t-1} + SU y_t`` and
+  ``p_{t-1} - p_t <= R u_t + p_max (1 - u_t)`` with ``R = ramp dt`` and ``SU =
+  max(p_min, min(R, p_max))`` (the env starts a unit at ``max(p_min, min(target, R))`` and
+  shuts it down from any output). Fuel ``f_t >= dt (c u_t + b p_t + a (2 q p_t - q^2 u_t))``
+  for tangent points q, the perspective of the quadratic's tangents, so ``f_t >= 0`` when
+  off; cuts are added at the solution until every tangent gap is below ``tol``.
+* ESS: charge ``c_t``, discharge ``d_t`` in ``[0, p_max]``, a binary mode so that only
+  one is non-zero (as the env's signed set-point); energy ``E_{t+1} = E_t + dt (eta_c c_t -
+  d_t / eta_d)`` within ``[soc_min, soc_max] x capacity`` (the env's charge/discharge
+  limits are exactly these bounds); degradation ``cost dt (c_t + d_t)``; the terminal term
+  ``storage_terminal_price (E_0 - E_T)``.
+* Solar: output in ``[0, available_t]`` (curtailment is free).
+* Market and grid: net ``n_it = s_it - g_it`` (surplus, deficit >= 0); one order per
+  microgrid, so the book clears ``V_t = min(sum s, sum g) dt`` when every limit crosses
+  (sellers at the bottom of the band, buyers at the top; true for uniform, pay-as-bid and
+  the continuous double auction). Payments between microgrids cancel in the total, so a
+  step costs ``retail (dt sum g - V) - feed_in (dt sum s - V) + fee V``; ``V <= dt sum s``,
+  ``V <= dt sum g`` and V is maximised whenever ``retail - feed_in > fee`` (a step with a
+  smaller spread gets non-crossing limits and ``V = 0``). Splitting a net into both s and g
+  never pays (it adds a grid round trip or a fee), so the relaxation is tight.
+
+Why exact: every constraint is the env's rule rewritten (the reachable set of each
+device given its state), the objective is the env's cost with the quadratic fuel cost
+bounded from below by tangents, so the MILP optimum is a lower bound on the env's optimum
+(``mip_objective``). The returned actions are the inverse of the env's action mappings,
+computed step by step from the live device state while stepping them in a fresh env, so
+``cost`` IS the env's cost of those actions; it must equal the model's exact cost of its
+solution (checked, or ``RuntimeError``), and ``gap = cost - mip_objective``. The power
+flow is not modelled: its safety penalty is 0 on today's networks, and any replay that
+incurs one reports it in ``safety_penalty`` (and it is in ``cost``).
+
+Not representable exactly (``NotImplementedError`` naming it): custom devices, a
+generator with ``p_min_kw = 0``, the consensus protocol or a custom horizontal protocol or
+clearing rule, McAfee with more than two microgrids (its trade reduction drops the
+marginal segment; with two it never trades, so it is the no-trade model), distributed
+mode with latency or drops, price signals other than ``mode="fixed"``, set-point
+tracking, env subclasses.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.sparse import coo_array
+
+from heron.market import ContinuousDoubleAuction, McAfee, PayAsBid, UniformPrice
+from heron.protocols import P2PTradingProtocol, PriceSignalProtocol
+from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
+from powergrid.envs.config import EnvConfig
+from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
+
+# clearing rules whose outcome with crossing limits is ``min(supply, demand)``
+_CROSSING_RULES = (UniformPrice, PayAsBid, ContinuousDoubleAuction)
+_INITIAL_TANGENTS = 24
+_MAX_REFINEMENTS = 20  # LP re-solves with tangents added at the solution
+_MAX_MILP_SOLVES = 4
+_MIP_REL_GAP = 1e-7
+_GAP_TOL = 2e-6  # relative: stop when the lower bound is this close
+
+
+@dataclass(frozen=True)
+class OracleResult:
+    """The optimum of one episode and the actions that realise it in the env.
+
+    ``cost`` and ``cost_per_agent`` are the env's own costs ($, summed over the episode)
+    of stepping ``actions`` from ``reset(seed=seed, options={"start_day": day})``;
+    ``mip_objective`` is a lower bound on the env's optimum, ``gap = cost - mip_objective``.
+    """
+
+    cost: float
+    cost_per_agent: dict[str, float]
+    actions: list[dict[str, np.ndarray]]
+    mip_objective: float
+    gap: float
+    status: str
+    solve_time_s: float
+    day: int
+    seed: int
+    trading: bool
+    traded_kwh: float
+    safety_penalty: float
+    refinements: int
+    cost_terms: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def rel_gap(self) -> float:
+        return self.gap / max(abs(self.cost), 1e-12)
+
+
+# ---------------------------------------------------------------------- the MILP builder
+class _Milp:
+    """Sparse rows and columns for ``scipy.optimize.milp``; columns are ints."""
+
+    def __init__(self) -> None:
+        self.lb: list[float] = []
+        self.ub: list[float] = []
+        self.c: list[float] = []
+        self.integer: list[int] = []
+        self.rows: list[tuple[list[int], list[float], float, float]] = []
+        self.constant = 0.0
+
+    def var(self, lb: float = 0.0, ub: float = np.inf, cost: float = 0.0,
+            integer: bool = False) -> int:
+        self.lb.append(lb)
+        self.ub.append(ub)
+        self.c.append(cost)
+        self.integer.append(int(integer))
+        return len(self.c) - 1
+
+    def add_cost(self, col: int, cost: float) -> None:
+        self.c[col] += cost
+
+    def row(self, terms: Sequence[tuple[int, float]], lb: float = -np.inf,
+            ub: float = np.inf) -> None:
+        self.rows.append(([j for j, _ in terms], [v for _, v in terms], lb, ub))
+
+    def solve(self, rel_gap: float = 1e-6, fix: np.ndarray | None = None) -> Any:
+        """Solve the MILP, or with ``fix`` (a previous solution) the LP at its integers."""
+        n = len(self.c)
+        r, cidx, vals, lo, hi = [], [], [], [], []
+        for k, (cols, coefs, lb, ub) in enumerate(self.rows):
+            r.extend([k] * len(cols))
+            cidx.extend(cols)
+            vals.extend(coefs)
+            lo.append(lb)
+            hi.append(ub)
+        a = coo_array((vals, (r, cidx)), shape=(len(self.rows), n)).tocsr()
+        integer = np.array(self.integer)
+        lb, ub = np.array(self.lb), np.array(self.ub)
+        if fix is not None:
+            ints = integer.astype(bool)
+            lb[ints] = ub[ints] = np.round(fix[ints])
+            integer = np.zeros_like(integer)
+        return milp(np.array(self.c), integrality=integer, bounds=Bounds(lb, ub),
+                    constraints=LinearConstraint(a, np.array(lo), np.array(hi)),
+                    options={"mip_rel_gap": rel_gap})
+
+
+# ---------------------------------------------------------------------- device models
+class _DeviceModel:
+    """One device in the MILP: its variables, its exact cost and the inverse action map."""
+
+    def injection(self, t: int) -> list[tuple[int, float]]:
+        """Terms of the device's injection p_kw at step t."""
+        raise NotImplementedError
+
+    def tighten(self, x: np.ndarray) -> bool:
+        """Make relaxed integers binary where solution ``x`` exploits them; True if any."""
+        return False
+
+    def refine(self, x: np.ndarray, tol: float) -> bool:
+        """Add cuts where the solution's cost is under-estimated; True if any was added."""
+        return False
+
+    def exact_cost(self, x: np.ndarray) -> float:
+        """The env's cost of this device's part of solution ``x`` ($, whole episode)."""
+        return 0.0
+
+    def action(self, x: np.ndarray, t: int, device: PowerDevice,
+               ctx: StepContext) -> list[float]:
+        """Action components that make the live ``device`` follow the solution at step t."""
+        raise NotImplementedError
+
+
+class _GeneratorModel(_DeviceModel):
+    def __init__(self, m: _Milp, device: Generator, n_steps: int, dt: float) -> None:
+        p = device.params
+        if p.p_min_kw <= 0.0:
+            raise NotImplementedError(
+                f"generator {device.name!r} has p_min_kw = 0: the env then charges a start-up "
+                f"on every idle step, which the oracle does not model")
+        self.m, self.params, self.dt = m, p, dt
+        self.ramp = p.ramp_kw_per_h * dt
+        self.su = max(p.p_min_kw, min(self.ramp, p.p_max_kw))
+        self.p = [m.var(0.0, p.p_max_kw) for _ in range(n_steps)]
+        self.u = [m.var(0.0, 1.0, integer=True) for _ in range(n_steps)]
+        self.y = [m.var(0.0, 1.0, cost=p.startup_cost) for _ in range(n_steps)]
+        self.f = [m.var(0.0, np.inf, cost=1.0) for _ in range(n_steps)]
+        for t in range(n_steps):
+            pt, ut, yt = self.p[t], self.u[t], self.y[t]
+            m.row([(pt, 1.0), (ut, -p.p_max_kw)], ub=0.0)
+            m.row([(pt, 1.0), (ut, -p.p_min_kw)], lb=0.0)
+            if t == 0:  # off at reset
+                m.row([(yt, 1.0), (ut, -1.0)], lb=0.0, ub=0.0)
+                m.row([(pt, 1.0), (yt, -self.su)], ub=0.0)
+                continue
+            up, uprev, pprev = self.u[t], self.u[t - 1], self.p[t - 1]
+            m.row([(yt, 1.0), (up, -1.0), (uprev, 1.0)], lb=0.0)   # y >= u_t - u_{t-1}
+            m.row([(yt, 1.0), (up, -1.0)], ub=0.0)                   # y <= u_t
+            m.row([(yt, 1.0), (uprev, 1.0)], ub=1.0)                 # y <= 1 - u_{t-1}
+            m.row([(pt, 1.0), (pprev, -1.0), (uprev, -self.ramp), (yt, -self.su)], ub=0.0)
+            m.row([(pprev, 1.0), (pt, -1.0), (up, p.p_max_kw - self.ramp)], ub=p.p_max_kw)
+        for q in np.linspace(p.p_min_kw, p.p_max_kw, _INITIAL_TANGENTS if p.cost_a_per_kw2h else 1):
+            for t in range(n_steps):
+                self._cut(t, float(q))
+
+    def _cut(self, t: int, q: float) -> None:
+        p, dt = self.params, self.dt
+        a = p.cost_a_per_kw2h
+        self.m.row([(self.f[t], 1.0), (self.p[t], -dt * (p.cost_b_per_kwh + 2 * a * q)),
+                    (self.u[t], -dt * (p.cost_c_per_h - a * q * q))], lb=0.0)
+
+    def _fuel(self, x: np.ndarray, t: int) -> float:
+        p = self.params
+        if x[self.u[t]] < 0.5:
+            return 0.0
+        q = x[self.p[t]]
+        return self.dt * (p.cost_c_per_h + p.cost_b_per_kwh * q + p.cost_a_per_kw2h * q * q)
+
+    def refine(self, x: np.ndarray, tol: float) -> bool:
+        added = False
+        for t in range(len(self.p)):
+            if self._fuel(x, t) - x[self.f[t]] > tol:
+                self._cut(t, float(x[self.p[t]]))
+                added = True
+        return added
+
+    def exact_cost(self, x: np.ndarray) -> float:
+        starts = sum(round(x[y]) for y in self.y)
+        return sum(self._fuel(x, t) for t in range(len(self.p))) + self.params.startup_cost * starts
+
+    def injection(self, t: int) -> list[tuple[int, float]]:
+        return [(self.p[t], 1.0)]
+
+    def action(self, x: np.ndarray, t: int, device: PowerDevice,
+               ctx: StepContext) -> list[float]:
+        p = self.params
+        if x[self.u[t]] < 0.5:
+            return [-1.0]  # target 0 < p_min: off
+        # the reachable interval from the live state, so round-off cannot leave it
+        if device.on:  # type: ignore[attr-defined]
+            lo = max(p.p_min_kw, device.p_kw - self.ramp)
+            hi = min(p.p_max_kw, device.p_kw + self.ramp)
+        else:
+            lo, hi = p.p_min_kw, self.su
+        want = min(max(float(x[self.p[t]]), lo), hi)
+        a = min(max(2.0 * want / p.p_max_kw - 1.0, -1.0), 1.0)
+        while (a + 1.0) * 0.5 * p.p_max_kw < p.p_min_kw:  # never fall below p_min by an ulp
+            a = float(np.nextafter(a, 2.0))
+        return [a]
+
+
+class _ESSModel(_DeviceModel):
+    def __init__(self, m: _Milp, device: ESS, n_steps: int, dt: float,
+                 terminal_price: float) -> None:
+        p = device.params
+        self.params, self.dt = p, dt
+        cap = p.capacity_kwh
+        deg = p.degradation_cost_per_kwh * dt
+        self.ch = [m.var(0.0, p.p_max_kw, cost=deg) for _ in range(n_steps)]
+        self.dis = [m.var(0.0, p.p_max_kw, cost=deg) for _ in range(n_steps)]
+        # the charge/discharge mode is binary only if a solution needs it (rarely: both
+        # at once wastes energy and pays degradation twice)
+        self.m, self.mode = m, [m.var(0.0, 1.0) for _ in range(n_steps)]
+        mode = self.mode
+        self.e0 = p.soc_init * cap
+        self.e = [m.var(p.soc_min * cap, p.soc_max * cap) for _ in range(n_steps)]
+        self.terminal_price = terminal_price
+        m.add_cost(self.e[-1], -terminal_price)
+        m.constant += terminal_price * self.e0
+        for t in range(n_steps):
+            m.row([(self.ch[t], 1.0), (mode[t], -p.p_max_kw)], ub=0.0)
+            m.row([(self.dis[t], 1.0), (mode[t], p.p_max_kw)], ub=p.p_max_kw)
+            terms = [(self.e[t], 1.0), (self.ch[t], -dt * p.eta_charge),
+                     (self.dis[t], dt / p.eta_discharge)]
+            if t == 0:
+                m.row(terms, lb=self.e0, ub=self.e0)
+            else:
+                m.row(terms + [(self.e[t - 1], -1.0)], lb=0.0, ub=0.0)
+
+    def injection(self, t: int) -> list[tuple[int, float]]:
+        return [(self.dis[t], 1.0), (self.ch[t], -1.0)]
+
+    def tighten(self, x: np.ndarray) -> bool:
+        both = any(min(x[c], x[d]) > 1e-9 for c, d in zip(self.ch, self.dis))
+        if both and not self.m.integer[self.mode[0]]:
+            for j in self.mode:
+                self.m.integer[j] = 1
+            return True
+        return False
+
+    def exact_cost(self, x: np.ndarray) -> float:
+        deg = self.params.degradation_cost_per_kwh * self.dt
+        throughput = sum(abs(x[d] - x[c]) for c, d in zip(self.ch, self.dis))
+        return deg * throughput + self.terminal_price * (self.e0 - x[self.e[-1]])
+
+    def action(self, x: np.ndarray, t: int, device: PowerDevice,
+               ctx: StepContext) -> list[float]:
+        power = float(x[self.dis[t]] - x[self.ch[t]])
+        return [min(max(power / self.params.p_max_kw, -1.0), 1.0)]
+
+
+class _SolarModel(_DeviceModel):
+    def __init__(self, m: _Milp, device: Solar, available_kw: Sequence[float]) -> None:
+        self.pv = [m.var(0.0, float(a)) for a in available_kw]
+
+    def injection(self, t: int) -> list[tuple[int, float]]:
+        return [(self.pv[t], 1.0)]
+
+    def action(self, x: np.ndarray, t: int, device: PowerDevice,
+               ctx: StepContext) -> list[float]:
+        avail = device.available(ctx.pv_per_kw)  # type: ignore[attr-defined]
+        if avail <= 0.0:
+            return [0.0]
+        return [min(max(1.0 - float(x[self.pv[t]]) / avail, 0.0), 1.0)]
+
+
+# ---------------------------------------------------------------------- the episode
+@dataclass(frozen=True)
+class _Tariffs:
+    retail: np.ndarray   # $/kWh per step, after any fixed price signal
+    feed_in: np.ndarray
+    fee: float           # $/kWh of traded energy, both sides together
+    trades: np.ndarray   # bool per step: the oracle lets the book cross
+
+
+def _make_env(env_or_scenario: Any, trading: bool) -> MultiAgentMicrogrids:
+    if isinstance(env_or_scenario, str):
+        import powergrid
+
+        make = getattr(powergrid, "make", None)
+        if make is None:
+            raise ValueError(f"scenario id {env_or_scenario!r} given, but this version has no "
+                             f"scenario registry (powergrid.make); pass an env or a config")
+        env_or_scenario = make(env_or_scenario)
+    if isinstance(env_or_scenario, MultiAgentMicrogrids):
+        if type(env_or_scenario) is not MultiAgentMicrogrids:
+            raise NotImplementedError(f"env subclass {type(env_or_scenario).__name__}: the "
+                                      f"oracle models MultiAgentMicrogrids only")
+        cfg = env_or_scenario.config
+    elif isinstance(env_or_scenario, (Mapping, EnvConfig)):
+        cfg = EnvConfig.from_dict(env_or_scenario)
+    else:
+        raise TypeError(f"optimum() needs a MultiAgentMicrogrids env, an env config (dict or "
+                        f"EnvConfig) or a scenario id, got {type(env_or_scenario).__name__}")
+    if not trading:
+        cfg = cfg.replace(horizontal_protocol=None, clearing=None, trading_fee=None)
+    return MultiAgentMicrogrids(cfg)  # a fresh env: the caller's env is never stepped
+
+
+def _check_supported(env: MultiAgentMicrogrids) -> None:
+    cfg = env.config
+    if not cfg.centralized and (cfg.latency_steps or cfg.drop_prob):
+        raise NotImplementedError("distributed mode with latency_steps/drop_prob: late or "
+                                  "dropped orders are not modelled by the oracle")
+    proto = env.protocol
+    if proto is not None:
+        if type(proto) is not P2PTradingProtocol:
+            raise NotImplementedError(f"horizontal protocol {type(proto).__name__}: the oracle "
+                                      f"models P2PTradingProtocol order books only")
+        rule = proto.clearing_rule
+        if type(rule) is McAfee:
+            if len(env.possible_agents) > 2:
+                raise NotImplementedError(
+                    f"McAfee clearing with {len(env.possible_agents)} microgrids: trade "
+                    f"reduction drops the marginal segment, which the oracle does not model")
+        elif type(rule) not in _CROSSING_RULES:
+            raise NotImplementedError(f"clearing rule {type(rule).__name__}: the oracle models "
+                                      f"uniform, pay_as_bid, cda and mcafee (2 microgrids)")
+    vp = env.vertical_protocol
+    if vp is not None and not (type(vp) is PriceSignalProtocol and vp.mode == "fixed"):
+        what = f"{type(vp).__name__}" + (f"(mode={vp.mode!r})" if hasattr(vp, "mode") else "")
+        raise NotImplementedError(f"vertical protocol {what}: the oracle models no vertical "
+                                  f"protocol or PriceSignalProtocol(mode='fixed') only")
+
+
+def _tariffs(env: MultiAgentMicrogrids, n_steps: int) -> _Tariffs:
+    s = env.series
+    retail = np.array(s.retail[:n_steps], float)
+    feed_in = np.array(s.feed_in[:n_steps], float)
+    vp = env.vertical_protocol
+    if vp is not None:  # fixed price signal: the operator's price replaces the tariff
+        ratio = np.where(retail > 0, feed_in / np.where(retail > 0, retail, 1.0), 0.0)
+        retail = np.array([vp.base_at(int(h)) for h in s.hours[:n_steps]], float)
+        feed_in = retail * ratio
+    proto = env.protocol
+    if proto is None or type(proto.clearing_rule) is McAfee:
+        return _Tariffs(retail, feed_in, 0.0, np.zeros(n_steps, bool))
+    fee = proto.trading_fee
+    spread = retail - feed_in
+    if fee > 0 and np.any(spread <= 0):
+        raise NotImplementedError("a step with retail == feed-in and a trading fee > 0: every "
+                                  "order then crosses and trades at a loss; not modelled")
+    return _Tariffs(retail, feed_in, fee, spread > fee)
+
+
+def _device_models(m: _Milp, env: MultiAgentMicrogrids, n_steps: int, dt: float,
+                   terminal_price: float) -> dict[str, list[_DeviceModel]]:
+    pv = env.series.pv_per_kw[:n_steps]
+    out: dict[str, list[_DeviceModel]] = {}
+    for a in env.possible_agents:
+        models: list[_DeviceModel] = []
+        for d in env.devices(a):
+            if type(d) is Generator:
+                models.append(_GeneratorModel(m, d, n_steps, dt))
+            elif type(d) is ESS:
+                models.append(_ESSModel(m, d, n_steps, dt, terminal_price))
+            elif type(d) is Solar:
+                models.append(_SolarModel(m, d, [d.available(float(v)) for v in pv]))
+            else:
+                raise NotImplementedError(
+                    f"device {d.name!r} of microgrid {a!r} is a {type(d).__name__}; the "
+                    f"oracle models Generator, ESS and Solar only")
+        out[a] = models
+    return out
+
+
+def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceModel]],
+            tariffs: _Tariffs, n_steps: int, dt: float) -> list[int | None]:
+    """Net positions, grid settlement and the traded volume; returns V's column per step."""
+    load = env.series.load_kw
+    volume: list[int | None] = []
+    for t in range(n_steps):
+        r, f = float(tariffs.retail[t]), float(tariffs.feed_in[t])
+        surplus, deficit = [], []
+        for i, a in enumerate(env.possible_agents):
+            s = m.var(cost=-f * dt)
+            g = m.var(cost=r * dt)
+            inj = [term for dm in models[a] for term in dm.injection(t)]
+            m.row(inj + [(s, -1.0), (g, 1.0)], lb=float(load[t, i]), ub=float(load[t, i]))
+            surplus.append(s)
+            deficit.append(g)
+        if not tariffs.trades[t]:
+            volume.append(None)
+            continue
+        v = m.var(cost=-(r - f - tariffs.fee))  # each traded kWh avoids import and export
+        m.row([(v, 1.0)] + [(s, -dt) for s in surplus], ub=0.0)
+        m.row([(v, 1.0)] + [(g, -dt) for g in deficit], ub=0.0)
+        volume.append(v)
+    return volume
+
+
+def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = True,
+            tol: float = 1e-6) -> OracleResult:
+    """Perfect-foresight optimum of the episode starting on ``day`` with ``seed``.
+
+    ``env_or_scenario``: a ``MultiAgentMicrogrids`` (only its config is used), an env
+    config (dict / ``EnvConfig``) or a scenario id. ``trading=False`` gives the no-trade
+    optimum (``horizontal_protocol=None``). ``tol`` ($ per generator-step) bounds the
+    tangent under-estimate of the fuel cost at the solution.
+    """
+    env = _make_env(env_or_scenario, trading)
+    n_days = env.profiles.n_days
+    if isinstance(day, bool) or not isinstance(day, (int, np.integer)) or not 0 <= day < n_days:
+        raise ValueError(f"day must be an int day of year in [0, {n_days - 1}], got {day!r}")
+    _check_supported(env)
+    t0 = time.perf_counter()
+    env.reset(seed=seed, options={"start_day": int(day)})
+    cfg = env.config
+    n_steps, dt = cfg.max_episode_steps, cfg.dt_hours
+    terminal_price = float(getattr(cfg, "storage_terminal_price", 0.0) or 0.0)
+    tariffs = _tariffs(env, n_steps)
+
+    m = _Milp()
+    models = _device_models(m, env, n_steps, dt, terminal_price)
+    volume = _market(m, env, models, tariffs, n_steps, dt)
+    lower, upper, x, refinements, status = -np.inf, np.inf, None, 0, ""
+    solves = 0
+    while solves < _MAX_MILP_SOLVES or x is None:
+        res = m.solve(rel_gap=_MIP_REL_GAP)
+        if res.x is None:
+            raise RuntimeError(f"oracle MILP for day {day} failed: {res.message}")
+        status = str(res.message)
+        if any([dm.tighten(res.x) for ms in models.values() for dm in ms]):
+            continue  # finitely often: each ESS's modes become binary once
+        solves += 1
+        bound = getattr(res, "mip_dual_bound", None)
+        lower = max(lower, (res.fun if bound is None or not np.isfinite(bound) else bound)
+                    + m.constant)
+        # tangents at the solution (LPs at its commitment) until the fuel cost is exact
+        cand = res.x
+        for _ in range(_MAX_REFINEMENTS):
+            if not any([dm.refine(cand, tol) for ms in models.values() for dm in ms]):
+                break
+            refinements += 1
+            cand = m.solve(fix=res.x).x
+        cost = _model_cost(cand, m, models)
+        if cost < upper:
+            x, upper = cand, cost
+        if upper - lower <= _GAP_TOL * max(1.0, abs(upper)):
+            break  # else: re-solve the MILP with the new tangents for a tighter bound
+    solve_time = time.perf_counter() - t0
+
+    model_cost = upper
+    actions, cost_per_agent, terms, traded, safety = _replay(env, x, models, tariffs, volume,
+                                                             seed, int(day))
+    cost = float(sum(cost_per_agent.values()))
+    if abs(cost - safety - model_cost) > 1e-6 * max(1.0, abs(cost)):
+        raise RuntimeError(f"oracle model disagrees with the env on day {day}: model cost "
+                           f"{model_cost:.9f} $, env replay {cost:.9f} $ (the env's physics, "
+                           f"market or reward changed; extend powergrid/evaluation/oracle.py)")
+    return OracleResult(cost=cost, cost_per_agent=cost_per_agent, actions=actions,
+                        mip_objective=float(lower), gap=cost - float(lower),
+                        status=status, solve_time_s=solve_time, day=int(day),
+                        seed=seed, trading=env.protocol is not None, traded_kwh=traded,
+                        safety_penalty=safety, refinements=refinements, cost_terms=terms)
+
+
+def _model_cost(x: np.ndarray, m: _Milp, models: dict[str, list[_DeviceModel]]) -> float:
+    """The solution's cost with every device cost evaluated exactly (fuel not by tangents)."""
+    device_cols = set()
+    for ms in models.values():
+        for dm in ms:
+            for name in ("p", "u", "y", "f", "ch", "dis", "e"):
+                device_cols.update(getattr(dm, name, ()))
+    c = np.array(m.c)
+    market = sum(c[j] * x[j] for j in range(len(c)) if j not in device_cols)
+    return float(market + sum(dm.exact_cost(x) for ms in models.values() for dm in ms))
+
+
+def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_DeviceModel]],
+            tariffs: _Tariffs, volume: list[int | None], seed: int, day: int):
+    """Step the inverse-mapped actions in ``env``; returns them with the env's costs."""
+    env.reset(seed=seed, options={"start_day": day})
+    s, dt = env.series, env.config.dt_hours
+    cost = dict.fromkeys(env.possible_agents, 0.0)
+    terms: dict[str, float] = {}
+    actions: list[dict[str, np.ndarray]] = []
+    traded = safety = 0.0
+    for t in range(env.config.max_episode_steps):
+        ctx = StepContext(hour=int(s.hours[t]), dt_hours=dt, pv_per_kw=float(s.pv_per_kw[t]))
+        load = s.load_kw[t].tolist()
+        step: dict[str, np.ndarray] = {}
+        for i, a in enumerate(env.possible_agents):
+            devices = env.devices(a)
+            comps: list[float] = []
+            out = 0.0
+            for d, dm in zip(devices, models[a]):
+                act = dm.action(x, t, d, ctx)
+                comps.extend(act)
+                out += copy.deepcopy(d).step(np.array(act), ctx)  # the side of this order
+            net_kwh = (out - load[i]) * dt
+            cross = bool(tariffs.trades[t])
+            if abs(net_kwh) <= EPS_KWH:
+                price = 0.0  # no order
+            elif net_kwh > 0:
+                price = -1.0 if cross else 1.0  # seller at the bottom of the band (or top)
+            else:
+                price = 1.0 if cross else -1.0
+            step[a] = np.array(comps + [price])
+        actions.append(step)
+        _, _, _, _, infos = env.step(step)
+        for a in env.possible_agents:
+            costs = infos[a]["costs"]
+            cost[a] += costs["total"]
+            safety += costs.get("safety_penalty", 0.0)
+            for k, v in costs.items():
+                if k != "total":
+                    terms[k] = terms.get(k, 0.0) + v
+        traded += infos[env.possible_agents[0]]["market"]["volume_kwh"]
+    return actions, cost, terms, traded, safety

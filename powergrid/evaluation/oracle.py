@@ -15,7 +15,8 @@ Formulation (per microgrid i, step t, with dt the step length in hours)
   max(p_min, min(R, p_max))`` (the env starts a unit at ``max(p_min, min(target, R))`` and
   shuts it down from any output). Fuel ``f_t >= dt (c u_t + b p_t + a (2 q p_t - q^2 u_t))``
   for tangent points q, the perspective of the quadratic's tangents, so ``f_t >= 0`` when
-  off; cuts are added at the solution until every tangent gap is below ``tol``.
+  off; tangents are added at the solution (LPs at its commitment, then the MILP again
+  for the bound) until ``gap <= rel_gap x cost``.
 * ESS: charge ``c_t``, discharge ``d_t`` in ``[0, p_max]``, a binary mode so that only
   one is non-zero (as the env's signed set-point); energy ``E_{t+1} = E_t + dt (eta_c c_t -
   d_t / eta_d)`` within ``[soc_min, soc_max] x capacity`` (the env's charge/discharge
@@ -69,11 +70,9 @@ from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 
 # clearing rules whose outcome with crossing limits is ``min(supply, demand)``
 _CROSSING_RULES = (UniformPrice, PayAsBid, ContinuousDoubleAuction)
-_INITIAL_TANGENTS = 24
+_INITIAL_TANGENTS = 16
 _MAX_REFINEMENTS = 20  # LP re-solves with tangents added at the solution
-_MAX_MILP_SOLVES = 4
-_MIP_REL_GAP = 1e-7
-_GAP_TOL = 2e-6  # relative: stop when the lower bound is this close
+_MAX_MILP_SOLVES = 3
 
 
 @dataclass(frozen=True)
@@ -166,9 +165,12 @@ class _DeviceModel:
         """Make relaxed integers binary where solution ``x`` exploits them; True if any."""
         return False
 
-    def refine(self, x: np.ndarray, tol: float) -> bool:
-        """Add cuts where the solution's cost is under-estimated; True if any was added."""
-        return False
+    def underestimate(self, x: np.ndarray) -> float:
+        """How much the MILP's cost of ``x`` under-estimates its exact cost ($, >= 0)."""
+        return 0.0
+
+    def refine(self, x: np.ndarray) -> None:
+        """Add cuts at ``x`` wherever its cost is under-estimated."""
 
     def exact_cost(self, x: np.ndarray) -> float:
         """The env's cost of this device's part of solution ``x`` ($, whole episode)."""
@@ -225,13 +227,13 @@ class _GeneratorModel(_DeviceModel):
         q = x[self.p[t]]
         return self.dt * (p.cost_c_per_h + p.cost_b_per_kwh * q + p.cost_a_per_kw2h * q * q)
 
-    def refine(self, x: np.ndarray, tol: float) -> bool:
-        added = False
+    def underestimate(self, x: np.ndarray) -> float:
+        return sum(max(self._fuel(x, t) - x[self.f[t]], 0.0) for t in range(len(self.p)))
+
+    def refine(self, x: np.ndarray) -> None:
         for t in range(len(self.p)):
-            if self._fuel(x, t) - x[self.f[t]] > tol:
+            if self._fuel(x, t) - x[self.f[t]] > 1e-12:
                 self._cut(t, float(x[self.p[t]]))
-                added = True
-        return added
 
     def exact_cost(self, x: np.ndarray) -> float:
         starts = sum(round(x[y]) for y in self.y)
@@ -332,16 +334,12 @@ class _Tariffs:
     trades: np.ndarray   # bool per step: the oracle lets the book cross
 
 
-def _make_env(env_or_scenario: Any, trading: bool) -> MultiAgentMicrogrids:
+def _make_env(env_or_scenario: Any, trading: bool, split: str | None) -> MultiAgentMicrogrids:
     if isinstance(env_or_scenario, str):
-        import powergrid
+        from powergrid import scenarios
 
-        make = getattr(powergrid, "make", None)
-        if make is None:
-            raise ValueError(f"scenario id {env_or_scenario!r} given, but this version has no "
-                             f"scenario registry (powergrid.make); pass an env or a config")
-        env_or_scenario = make(env_or_scenario)
-    if isinstance(env_or_scenario, MultiAgentMicrogrids):
+        cfg = EnvConfig.from_dict(scenarios.get(env_or_scenario).config())
+    elif isinstance(env_or_scenario, MultiAgentMicrogrids):
         if type(env_or_scenario) is not MultiAgentMicrogrids:
             raise NotImplementedError(f"env subclass {type(env_or_scenario).__name__}: the "
                                       f"oracle models MultiAgentMicrogrids only")
@@ -351,6 +349,7 @@ def _make_env(env_or_scenario: Any, trading: bool) -> MultiAgentMicrogrids:
     else:
         raise TypeError(f"optimum() needs a MultiAgentMicrogrids env, an env config (dict or "
                         f"EnvConfig) or a scenario id, got {type(env_or_scenario).__name__}")
+    cfg = cfg.replace(split=split)
     if not trading:
         cfg = cfg.replace(horizontal_protocol=None, clearing=None, trading_fee=None)
     return MultiAgentMicrogrids(cfg)  # a fresh env: the caller's env is never stepped
@@ -449,37 +448,39 @@ def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceM
 
 
 def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = True,
-            tol: float = 1e-6) -> OracleResult:
+            split: str | None = None, rel_gap: float = 1e-6) -> OracleResult:
     """Perfect-foresight optimum of the episode starting on ``day`` with ``seed``.
 
     ``env_or_scenario``: a ``MultiAgentMicrogrids`` (only its config is used), an env
     config (dict / ``EnvConfig``) or a scenario id. ``trading=False`` gives the no-trade
-    optimum (``horizontal_protocol=None``). ``tol`` ($ per generator-step) bounds the
-    tangent under-estimate of the fuel cost at the solution.
+    optimum (``horizontal_protocol=None``). ``split`` replaces the config's split (None:
+    any day of the year; "test": ``day`` must be a held-out day, else ``ValueError``); the
+    replay is ``reset(seed=seed, options={"start_day": day, "split": split})``.
     """
-    env = _make_env(env_or_scenario, trading)
+    env = _make_env(env_or_scenario, trading, split)
     n_days = env.profiles.n_days
     if isinstance(day, bool) or not isinstance(day, (int, np.integer)) or not 0 <= day < n_days:
         raise ValueError(f"day must be an int day of year in [0, {n_days - 1}], got {day!r}")
     _check_supported(env)
     t0 = time.perf_counter()
-    env.reset(seed=seed, options={"start_day": int(day)})
+    env.reset(seed=seed, options={"start_day": int(day)})  # ValueError if not in the split
     cfg = env.config
     n_steps, dt = cfg.max_episode_steps, cfg.dt_hours
-    terminal_price = float(getattr(cfg, "storage_terminal_price", 0.0) or 0.0)
+    terminal_price = float(cfg.storage_terminal_price)
     tariffs = _tariffs(env, n_steps)
 
     m = _Milp()
     models = _device_models(m, env, n_steps, dt, terminal_price)
     volume = _market(m, env, models, tariffs, n_steps, dt)
+    all_models = [dm for ms in models.values() for dm in ms]
     lower, upper, x, refinements, status = -np.inf, np.inf, None, 0, ""
     solves = 0
     while solves < _MAX_MILP_SOLVES or x is None:
-        res = m.solve(rel_gap=_MIP_REL_GAP)
+        res = m.solve(rel_gap=0.1 * rel_gap)
         if res.x is None:
             raise RuntimeError(f"oracle MILP for day {day} failed: {res.message}")
         status = str(res.message)
-        if any([dm.tighten(res.x) for ms in models.values() for dm in ms]):
+        if any([dm.tighten(res.x) for dm in all_models]):
             continue  # finitely often: each ESS's modes become binary once
         solves += 1
         bound = getattr(res, "mip_dual_bound", None)
@@ -487,15 +488,20 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
                     + m.constant)
         # tangents at the solution (LPs at its commitment) until the fuel cost is exact
         cand = res.x
+        budget = 0.5 * rel_gap * max(1.0, abs(res.fun + m.constant))
         for _ in range(_MAX_REFINEMENTS):
-            if not any([dm.refine(cand, tol) for ms in models.values() for dm in ms]):
+            if sum(dm.underestimate(cand) for dm in all_models) <= budget:
                 break
+            for dm in all_models:
+                dm.refine(cand)
             refinements += 1
             cand = m.solve(fix=res.x).x
+        if any([dm.tighten(cand) for dm in all_models]):
+            continue
         cost = _model_cost(cand, m, models)
         if cost < upper:
             x, upper = cand, cost
-        if upper - lower <= _GAP_TOL * max(1.0, abs(upper)):
+        if upper - lower <= rel_gap * max(1.0, abs(upper)):
             break  # else: re-solve the MILP with the new tangents for a tighter bound
     solve_time = time.perf_counter() - t0
 

@@ -25,6 +25,7 @@ from powergrid.limits import (
     SIGNED_POWER_KW,
 )
 from powergrid.networks.ieee13 import PEAK_LOAD_KW
+from powergrid.networks.multi_microgrid import NETWORKS, SharedFeederSpec
 
 DEVICE_TYPES: dict[str, type[DeviceParams]] = {
     "generator": GeneratorParams,
@@ -126,6 +127,8 @@ class EnvConfig:
     start_day: int | None = None
     split: str | None = None  # None = all days, "train" | "test" (powergrid.envs.days)
     power_flow: str = "fast"
+    network: str = "tied"  # "tied" (own 115 kV transformers) | "ieee34" (shared feeder)
+    feeder: SharedFeederSpec | None = None  # PCC buses/kVA etc. for network="ieee34"
     retail_price: tuple[float, ...] | None = None
     feed_in_price: tuple[float, ...] | None = None
     trading_fee: float | None = None
@@ -173,6 +176,7 @@ class EnvConfig:
         check_split(self.split, "config key 'split'")
         if self.power_flow not in POWER_FLOWS:
             _bad("power_flow", self.power_flow, f"one of {POWER_FLOWS}")
+        self._check_network()
         for key in ("retail_price", "feed_in_price"):
             self._check_tariff(key)
         band = self.voltage_band
@@ -185,6 +189,24 @@ class EnvConfig:
                  + _did_you_mean(self.clearing, CLEARING_RULES))
         if self.render_mode not in (None, "ansi", "human"):
             _bad("render_mode", self.render_mode, "None, 'ansi' or 'human'")
+
+    def _check_network(self) -> None:
+        if self.network not in NETWORKS:
+            _bad("network", self.network, f"one of {NETWORKS}")
+        feeder = self.feeder
+        if feeder is None:
+            return
+        if self.network != "ieee34":
+            _bad("feeder", feeder, "None unless network='ieee34'")
+        if isinstance(feeder, Mapping):
+            feeder = SharedFeederSpec(**_checked_kwargs(SharedFeederSpec, feeder, "feeder"))
+        if not isinstance(feeder, SharedFeederSpec):
+            _bad("feeder", feeder, "None, a SharedFeederSpec or a dict of its fields")
+        try:
+            feeder.resolved(len(self.microgrids))
+        except ValueError as exc:
+            raise ValueError(f"config key 'feeder' is invalid: {exc}") from None
+        object.__setattr__(self, "feeder", feeder)
 
     def _check_tariff(self, key: str) -> None:
         value = getattr(self, key)

@@ -23,7 +23,7 @@ from powergrid.envs.days import DaySplit, episode_days
 from powergrid.envs.options import check_seed, reset_options
 from powergrid.envs.series import episode_series, limit_price
 from powergrid.limits import PRICE_PER_KWH
-from powergrid.networks import FeederDevice, create_multi_microgrid
+from powergrid.networks import FeederDevice, make_network
 from powergrid.pf import PFResult, make_solver
 
 # (label, low, high) of the features every agent observes, before its device features.
@@ -154,10 +154,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._mg = list(self.possible_agents)
         self._coord = Coordination(cfg, self.protocol, self.vertical_protocol, self._mg,
                                    [self._specs[a].peak_load_kw for a in self._mg])
-        self.network = create_multi_microgrid([
+        self.network = make_network(cfg.network, [
             (m.name, m.load_scale,
              [FeederDevice(d.name, d.bus, d.element) for d in self._agents[m.name].devices])
-            for m in cfg.microgrids])
+            for m in cfg.microgrids], cfg.feeder)
         self.solver = make_solver(self.network.net, cfg.power_flow)
         self._load_rows = [self.network.load_rows[a] for a in self.possible_agents]
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
@@ -439,10 +439,15 @@ class MultiAgentMicrogrids(ParallelEnv):
         """Index arrays and slices so the per-step hot path avoids Python-level searches."""
         net = self.network
         self._n_sgen, self._n_storage = len(net.net.sgen), len(net.net.storage)
-        self._load_owner = np.empty(len(net.load_share), dtype=np.intp)
+        self._load_owner = np.zeros(len(net.load_share), dtype=np.intp)
         for i, rows in enumerate(self._load_rows):
             self._load_owner[rows] = i
-        self._load_share_mw = net.load_share * 1e-3
+        self._load_share_mw = net.load_share * 1e-3  # 0 on the feeder's own loads
+        # the feeder's own (background) loads: published MW x the residential profile
+        self._feeder_load_rows = net.feeder_load_rows
+        self._feeder_load_mw = net.net.load["p_mw"].to_numpy(float)[net.feeder_load_rows]
+        self._feeder_buses = net.feeder_bus_rows
+        self._pcc_rows = np.array([net.pcc_trafo_rows[a] for a in self._mg])
         self._load_q_ratio = net.load_q_ratio
         self._flat_device_rows = [(d, *net.device_rows[(a, d.name)])
                                   for a in self._mg for d in self._agents[a].devices]
@@ -474,6 +479,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._pv, self._retail, self._feed_in = s.pv_per_kw, s.retail, s.feed_in
         self._load_forecast, self._load_kw = s.load_forecast_kw, s.load_kw
         self._peak = np.array([self._specs[a].peak_load_kw for a in self._mg])
+        self._feeder_load_pu = self.profiles.load("residential")[s.days, s.hours]
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
         if not isinstance(actions, Mapping):
@@ -521,6 +527,8 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     def _solve_power_flow(self, t: int) -> PFResult:
         load_p = self._load_kw[t][self._load_owner] * self._load_share_mw
+        if len(self._feeder_load_rows):
+            load_p[self._feeder_load_rows] = self._feeder_load_mw * self._feeder_load_pu[t]
         sgen_p = np.zeros(self._n_sgen)
         storage_p = np.zeros(self._n_storage)
         for d, element, row in self._flat_device_rows:
@@ -541,6 +549,12 @@ class MultiAgentMicrogrids(ParallelEnv):
         v_min = np.minimum.reduceat(vm, self._bus_offsets).tolist()
         v_max = np.maximum.reduceat(vm, self._bus_offsets).tolist()
         l_max = np.maximum.reduceat(loading, self._line_offsets).tolist()
+        v_feeder = pf.vm_pu[self._feeder_buses]
+        pcc = pf.trafo_loading_percent[self._pcc_rows]
+        feeder = {"feeder_v_min_pu": float(v_feeder.min()),
+                  "feeder_v_max_pu": float(v_feeder.max()),
+                  "pcc_loading_max_pct": float(pcc.max())}
+        pcc = pcc.tolist()
         out = []
         for i in range(len(self._mg)):
             v_violation = overload = 0.0
@@ -561,6 +575,8 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "v_min_pu": v_min[i], "v_max_pu": v_max[i],
                 "voltage_violation_pu": v_violation,
                 "line_loading_max_pct": l_max[i],
+                "pcc_loading_pct": pcc[i],
+                **feeder,
                 "soc_violation": soc_violation,
             }})
         self._v_min, self._v_max = v_min, v_max

@@ -364,6 +364,8 @@ def _check_config(cfg: EnvConfig) -> None:
         problems.append(f"vertical_protocol={type(cfg.vertical_protocol).__name__}")
     if cfg.power_flow != "fast":
         problems.append(f"power_flow={cfg.power_flow!r}")
+    if cfg.network != "tied":  # the shared feeder's background loads: after the one-core move
+        problems.append(f"network={cfg.network!r}")
     if cfg.latency_steps or cfg.drop_prob:
         problems.append("latency_steps/drop_prob != 0")
     if cfg.render_mode is not None:

@@ -62,20 +62,25 @@ BUSES: tuple[str, ...] = ("650", "632", "633", "634", "645", "646", "671", "680"
 
 
 def create_ieee13_feeder(net: pp.pandapowerNet, hv_bus: int, name: str = "MG",
-                         load_scale: float = 1.0, vn_hv_kv: float = 115.0) -> dict[str, int]:
+                         load_scale: float = 1.0, vn_hv_kv: float = 115.0,
+                         substation_kva: float = 5000.0) -> dict[str, int]:
     """Add one IEEE-13 feeder below ``hv_bus`` (its PCC) and return ``{bus name: bus index}``.
 
     ``load_scale`` multiplies the standard loads and capacitors, so a feeder can stand
     for a smaller microgrid while keeping the IEEE-13 topology and impedances.
+    ``substation_kva`` rates the transformer at the PCC (the IEEE-13 substation's
+    1 + j8 % impedance is kept on that rating).
     """
     if load_scale <= 0:
         raise ValueError(f"load_scale must be > 0, got {load_scale}")
+    if not substation_kva > 0:
+        raise ValueError(f"substation_kva of {name!r} must be > 0, got {substation_kva}")
     buses = {}
     for b in BUSES:
         vn = 0.48 if b == "634" else 4.16
         buses[b] = pp.create_bus(net, vn_kv=vn, name=f"{name}.{b}", zone=name)
     pp.create_transformer_from_parameters(
-        net, hv_bus, buses["650"], sn_mva=5.0, vn_hv_kv=vn_hv_kv, vn_lv_kv=4.16,
+        net, hv_bus, buses["650"], sn_mva=substation_kva / 1e3, vn_hv_kv=vn_hv_kv, vn_lv_kv=4.16,
         vkr_percent=1.0, vk_percent=8.06, pfe_kw=0.0, i0_percent=0.0, shift_degree=0.0,
         name=f"{name}.substation")
     pp.create_transformer_from_parameters(

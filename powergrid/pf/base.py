@@ -42,10 +42,11 @@ class PFResult:
 class PowerFlowSolver(ABC):
     """AC power flow on a pandapower net whose topology and element set are fixed.
 
-    Only the active/reactive set-points of loads and the active set-points of
-    sgens and storages change between solves (sgen/storage q is taken as 0).
-    Signs follow pandapower: load consumes, sgen injects, storage ``p_mw > 0``
-    is charging (consumption).
+    Only the active/reactive set-points of loads, sgens and storages change between
+    solves; sgen/storage reactive power is optional (0 when not given, whatever the net
+    holds). Signs follow pandapower: load consumes, sgen injects (``q_mvar > 0``
+    injects reactive power), storage ``p_mw > 0`` is charging and ``q_mvar > 0``
+    consumes reactive power.
     """
 
     def __init__(self, net: pp.pandapowerNet) -> None:
@@ -58,6 +59,8 @@ class PowerFlowSolver(ABC):
             net.load["q_mvar"].to_numpy(dtype=float).copy(),
             net.sgen["p_mw"].to_numpy(dtype=float).copy(),
             net.storage["p_mw"].to_numpy(dtype=float).copy(),
+            np.zeros(self.n_sgen),
+            np.zeros(self.n_storage),
         )
 
     def solve(
@@ -66,14 +69,17 @@ class PowerFlowSolver(ABC):
         load_q_mvar: np.ndarray | None = None,
         sgen_p_mw: np.ndarray | None = None,
         storage_p_mw: np.ndarray | None = None,
+        sgen_q_mvar: np.ndarray | None = None,
+        storage_q_mvar: np.ndarray | None = None,
     ) -> PFResult:
         """Solve for the given set-points; ``(B, n)`` inputs give a batched result."""
-        arrays, batched = self._prepare(load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw)
+        arrays, batched = self._prepare(load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw,
+                                        sgen_q_mvar, storage_q_mvar)
         return self._solve(*arrays, batched=batched)
 
     @abstractmethod
     def _solve(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
-               *, batched: bool) -> PFResult:
+               sq: np.ndarray, stq: np.ndarray, *, batched: bool) -> PFResult:
         """Backend work on validated ``(B, n)`` set-points (B = 1 when not ``batched``)."""
 
     @abstractmethod
@@ -86,18 +92,23 @@ class PowerFlowSolver(ABC):
         load_q_mvar: np.ndarray | None,
         sgen_p_mw: np.ndarray | None,
         storage_p_mw: np.ndarray | None,
+        sgen_q_mvar: np.ndarray | None = None,
+        storage_q_mvar: np.ndarray | None = None,
     ) -> tuple[list[np.ndarray], bool]:
         """Validate inputs and broadcast them to a common ``(B, n)`` shape.
 
-        Returns the four 2-D arrays and whether the caller asked for a batch,
+        Returns the six 2-D arrays and whether the caller asked for a batch,
         so backends only ever deal with one layout.
         """
-        names = ("load_p_mw", "load_q_mvar", "sgen_p_mw", "storage_p_mw")
-        sizes = (self.n_load, self.n_load, self.n_sgen, self.n_storage)
+        names = ("load_p_mw", "load_q_mvar", "sgen_p_mw", "storage_p_mw", "sgen_q_mvar",
+                 "storage_q_mvar")
+        sizes = (self.n_load, self.n_load, self.n_sgen, self.n_storage, self.n_sgen,
+                 self.n_storage)
         raw = [
             default if arr is None else np.asarray(arr, dtype=float)
             for arr, default in zip(
-                (load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw), self._defaults
+                (load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw, sgen_q_mvar, storage_q_mvar),
+                self._defaults
             )
         ]
         batch = None

@@ -232,11 +232,14 @@ class FastSolver(PowerFlowSolver):
         self._bus_map = np.where(pd_bus < n, pd_bus, -1)
         self._bus_ok = self._bus_map >= 0
 
-        # Injections (pu, consumption sign) = other + X @ M with X = [lp | lq | sgen p | st p].
+        # Injections (pu, consumption sign) = other + X @ M with
+        # X = [lp | lq | sgen p | st p | sgen q | st q]; the q blocks come last so callers
+        # that pass only the first four blocks (the batched kernel) index the same columns.
         cons0 = (bus[:, PD] + 1j * bus[:, QD]) / base
         cols = []
         for table, sign, jq in (("load", 1.0, False), ("load", 1.0, True),
-                                ("sgen", -1.0, False), ("storage", 1.0, False)):
+                                ("sgen", -1.0, False), ("storage", 1.0, False),
+                                ("sgen", -1.0, True), ("storage", 1.0, True)):
             cols.append(self._incidence(net, table, sign, n) * (1j if jq else 1.0))
         M = np.concatenate(cols, axis=1) / base  # (n, m)
         self._M = M
@@ -335,8 +338,8 @@ class FastSolver(PowerFlowSolver):
         self._V_batch: dict[int, np.ndarray] = {}
 
     def _solve(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
-               *, batched: bool) -> PFResult:
-        X = np.concatenate([lp, lq, sp, stp], axis=1)  # (B, m)
+               sq: np.ndarray, stq: np.ndarray, *, batched: bool) -> PFResult:
+        X = np.concatenate([lp, lq, sp, stp, sq, stq], axis=1)  # (B, m)
         if batched:
             return self._solve_batch(X)
         return self._solve_single(X[0])

@@ -32,10 +32,6 @@ class PandapowerSolver(PowerFlowSolver):
     def __init__(self, net: pp.pandapowerNet, **runpp_kwargs) -> None:
         super().__init__(net)
         self.net = copy.deepcopy(net)
-        # sgen/storage reactive power is outside the interface; pin it to 0 so
-        # both backends solve the same problem.
-        self.net.sgen["q_mvar"] = 0.0
-        self.net.storage["q_mvar"] = 0.0
         self._runpp_kwargs = {"numba": _HAVE_NUMBA, **runpp_kwargs}
         self._warm = False
         self._last: PFResult | None = None
@@ -45,8 +41,9 @@ class PandapowerSolver(PowerFlowSolver):
         self._last = None
 
     def _solve(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
-               *, batched: bool) -> PFResult:
-        results = [self._solve_one(lp[b], lq[b], sp[b], stp[b]) for b in range(lp.shape[0])]
+               sq: np.ndarray, stq: np.ndarray, *, batched: bool) -> PFResult:
+        results = [self._solve_one(lp[b], lq[b], sp[b], stp[b], sq[b], stq[b])
+                   for b in range(lp.shape[0])]
         if not batched:
             return results[0]
         return PFResult(
@@ -56,12 +53,15 @@ class PandapowerSolver(PowerFlowSolver):
             }
         )
 
-    def _solve_one(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray) -> PFResult:
+    def _solve_one(self, lp: np.ndarray, lq: np.ndarray, sp: np.ndarray, stp: np.ndarray,
+                   sq: np.ndarray, stq: np.ndarray) -> PFResult:
         net = self.net
         net.load["p_mw"] = lp
         net.load["q_mvar"] = lq
         net.sgen["p_mw"] = sp
         net.storage["p_mw"] = stp
+        net.sgen["q_mvar"] = sq
+        net.storage["q_mvar"] = stq
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

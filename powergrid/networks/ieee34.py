@@ -33,6 +33,7 @@ import pandapower as pp
 from powergrid.networks.ieee13 import FT_KM
 
 KFT_KM = 0.3048
+MILE_KM = 1.609344
 OMEGA = 2 * np.pi * 60.0
 VN_KV = 24.9
 VN_LV_KV = 4.16

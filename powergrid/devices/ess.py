@@ -53,6 +53,7 @@ class ESS(PowerDevice):
     element = "storage"
     action_labels = ("p",)
     obs_labels = ("soc",)
+    obs_bounds = ((0.0, 1.0),)  # a fraction of capacity_kwh
 
     def __init__(self, params: ESSParams) -> None:
         super().__init__(params.name, params.bus)

@@ -56,6 +56,7 @@ class Generator(PowerDevice):
 
     action_labels = ("p",)
     obs_labels = ("gen_p",)
+    obs_bounds = ((0.0, 1.0),)  # output / p_max_kw
 
     def __init__(self, params: GeneratorParams) -> None:
         super().__init__(params.name, params.bus)

@@ -38,6 +38,7 @@ class Solar(PowerDevice):
 
     action_labels = ("curtail",)
     obs_labels = ("pv_available",)
+    obs_bounds = ((0.0, 2.0),)  # per kW installed; clear-sky peaks stay near 1
 
     def __init__(self, params: SolarParams) -> None:
         super().__init__(params.name, params.bus)

@@ -143,11 +143,15 @@ class EnvConfig:
     setpoint_target_kw: float | None = None  # aggregate export - import (SetpointProtocol)
     storage_terminal_price: float = 0.0  # $/kWh of stored energy drawn down over the episode
     render_mode: str | None = None
+    share_reward: bool = False  # every microgrid gets the sum of all microgrids' rewards
 
     def __post_init__(self) -> None:
         if not isinstance(self.centralized, bool | np.bool_):
             _bad("centralized", self.centralized, "True or False")
         object.__setattr__(self, "centralized", bool(self.centralized))
+        if not isinstance(self.share_reward, bool | np.bool_):
+            _bad("share_reward", self.share_reward, "True or False")
+        object.__setattr__(self, "share_reward", bool(self.share_reward))
         for key, (valid, nullable) in NUMERIC_KEYS.items():
             value = getattr(self, key)
             if value is None and nullable:

@@ -62,17 +62,20 @@ from heron.protocols import (
     SetpointProtocol,
     VerticalProtocol,
 )
+from powergrid.envs.spaces import EXCHANGE_BOUND, PER_PEAK, PRICE
 
 DSO = "DSO"
 MARKET = "market"
-# (label, low, high) of the DSO agent's observation (mode "agent").
-DSO_OBS: tuple[tuple[str, float, float], ...] = (
-    ("hour_sin", -1.0, 1.0),
-    ("hour_cos", -1.0, 1.0),
-    ("last_aggregate_net", -np.inf, np.inf),  # net demand last step / (sum of peaks x dt)
-    ("signal_price", 0.0, np.inf),            # price announced for this hour
-    ("retail_price", 0.0, np.inf),
-    ("feed_in_price", 0.0, np.inf),
+# (label, low, high, unit) of the DSO agent's observation (mode "agent"); units in
+# powergrid.envs.spaces.
+DSO_OBS: tuple[tuple[str, float, float, str], ...] = (
+    ("hour_sin", -1.0, 1.0, ""),
+    ("hour_cos", -1.0, 1.0, ""),
+    # net demand last step / (sum of peaks x dt): within the per-microgrid exchange bound
+    ("last_aggregate_net", -EXCHANGE_BOUND, EXCHANGE_BOUND, ""),
+    ("signal_price", 0.0, 1.0, PRICE),            # price announced for this hour
+    ("retail_price", 0.0, 1.0, PRICE),
+    ("feed_in_price", 0.0, 1.0, PRICE),
 )
 COMM_KEYS = ("sent", "delivered", "dropped", "stale", "received")
 
@@ -111,7 +114,7 @@ class Coordination:
         self.price_signal = vertical if isinstance(vertical, PriceSignalProtocol) else None
         self.setpoint = vertical if isinstance(vertical, SetpointProtocol) else None
         self.has_dso = self.price_signal is not None and self.price_signal.mode == "agent"
-        target = cfg.setpoint_target_kw or 0.0
+        target = self._setpoint_target_kw = cfg.setpoint_target_kw or 0.0
         self._setpoints = (SetpointProtocol.proportional_split(
             target * self.dt, dict(zip(self.agents, self._peak.tolist(), strict=True)))
             if self.setpoint is not None else {})
@@ -151,12 +154,13 @@ class Coordination:
 
     # ------------------------------------------------------------------ observations
     @property
-    def extra_obs(self) -> tuple[tuple[str, float, float], ...]:
+    def extra_obs(self) -> tuple[tuple[str, float, float, str], ...]:
         """Features appended to every microgrid's observation (none by default)."""
         if self.price_signal is not None:
-            return (("signal_price", 0.0, np.inf),)
-        if self.setpoint is not None:
-            return (("grid_setpoint", -np.inf, np.inf),)  # kWh / peak load
+            return (("signal_price", 0.0, 1.0, PRICE),)
+        if self.setpoint is not None:  # kWh / peak load; a set-point share may exceed 10 x dt
+            bound = max(EXCHANGE_BOUND, 2.0 * abs(self._setpoint_target_kw) / self._peak.sum())
+            return (("grid_setpoint", -bound, bound, PER_PEAK),)
         return ()
 
     def extra_obs_values(self, agent: str) -> list[float]:

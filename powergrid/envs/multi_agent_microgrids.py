@@ -20,31 +20,41 @@ from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.days import DaySplit, episode_days
+from powergrid.envs.infos import neutral
 from powergrid.envs.options import check_seed, reset_options
 from powergrid.envs.series import episode_series, limit_price
+from powergrid.envs.spaces import (
+    EXCHANGE_BOUND,
+    PER_PEAK,
+    PRICE,
+    Feature,
+    box,
+    clip_observation,
+    price_cap,
+    resolve,
+    unify_same_shape,
+)
 from powergrid.limits import PRICE_PER_KWH
 from powergrid.networks import FeederDevice, make_network
 from powergrid.pf import PFResult, make_solver
 
-# (label, low, high) of the features every agent observes, before its device features.
-COMMON_OBS: tuple[tuple[str, float, float], ...] = (
-    ("load_now", 0.0, 5.0),             # expected load this step (mean) / peak load
-    ("load_next", 0.0, 5.0),            # expected load next step (mean) / peak load
-    ("pv_now", 0.0, 2.0),               # PV available per kW installed, mean this step
-    ("pv_next", 0.0, 2.0),              # ... next step
-    ("hour_sin", -1.0, 1.0),
-    ("hour_cos", -1.0, 1.0),
-    ("retail_price", 0.0, np.inf),      # $/kWh, time mean over this step
-    ("feed_in_price", 0.0, np.inf),     # $/kWh, time mean over this step
-    ("last_clearing_price", 0.0, np.inf),  # $/kWh, 0 when nothing cleared
-    ("last_p2p_kwh", -np.inf, np.inf),  # sold - bought last step / peak load
-    ("last_grid_kwh", -np.inf, np.inf),  # export - import last step / peak load
-    ("v_min_pu", 0.0, 2.0),             # own feeder, last power flow
-    ("v_max_pu", 0.0, 2.0),
+# (label, low, high, unit) of the features every agent observes, before its device
+# features; units and the reasoning behind each bound are in powergrid.envs.spaces.
+COMMON_OBS: tuple[Feature, ...] = (
+    ("load_now", 0.0, 5.0, ""),             # expected load this step (mean) / peak load
+    ("load_next", 0.0, 5.0, ""),            # expected load next step (mean) / peak load
+    ("pv_now", 0.0, 2.0, ""),               # PV available per kW installed, mean this step
+    ("pv_next", 0.0, 2.0, ""),              # ... next step
+    ("hour_sin", -1.0, 1.0, ""),
+    ("hour_cos", -1.0, 1.0, ""),
+    ("retail_price", 0.0, 1.0, PRICE),      # $/kWh, time mean over this step
+    ("feed_in_price", 0.0, 1.0, PRICE),     # $/kWh, time mean over this step
+    ("last_clearing_price", 0.0, 1.0, PRICE),  # $/kWh, 0 when nothing cleared
+    ("last_p2p_kwh", -EXCHANGE_BOUND, EXCHANGE_BOUND, PER_PEAK),  # sold - bought / peak load
+    ("last_grid_kwh", -EXCHANGE_BOUND, EXCHANGE_BOUND, PER_PEAK),  # export - import / peak
+    ("v_min_pu", 0.0, 2.0, ""),             # own feeder, last power flow
+    ("v_max_pu", 0.0, 2.0, ""),
 )
-DEVICE_OBS_BOUNDS: dict[str, tuple[float, float]] = {
-    "soc": (0.0, 1.0), "gen_p": (0.0, 1.0), "pv_available": (0.0, 2.0),
-}
 EPS_KWH = 1e-9
 # sign of each cost term in the total ($): revenues count negative
 COST_SIGNS: dict[str, float] = {
@@ -95,7 +105,11 @@ class MultiAgentMicrogrids(ParallelEnv):
     voltage min/max) then one feature per device (ESS ``soc``, generator ``gen_p`` / p_max,
     PV ``pv_available`` per kW), then coordination features when configured
     (``signal_price`` for a price signal, ``grid_setpoint`` for set-points).
-    ``env.obs_labels[agent]`` names every component. ``state()`` concatenates all agents'
+    ``env.obs_labels[agent]`` names every component. Every bound is finite
+    (``powergrid.envs.spaces``); values outside are clipped and flagged in
+    ``infos[a]["obs_clipped"]``. Microgrids with equally long observations share one space
+    (the widest bounds), so shared policies and vectorisers accept them; for different
+    device sets see ``powergrid.wrappers.SharedSpaces``. ``state()`` concatenates all agents'
     observations with the upstream exchange and losses (for centralized critics).
     With ``PriceSignalProtocol(mode="agent")`` an operator agent ``"DSO"`` is appended to
     ``possible_agents`` (action: next hour's price; reward: peak shaving).
@@ -106,7 +120,8 @@ class MultiAgentMicrogrids(ParallelEnv):
     + storage terminal)`` in $ per step (``COST_SIGNS``); the storage terminal term is
     charged on the last step only: ``storage_terminal_price`` x the energy the agent's
     batteries lost over the episode (a credit if they gained); ``infos[a]["costs"]`` has
-    each term and the total. The safety penalty charges voltages outside ``voltage_band``
+    each term and the total. With ``share_reward`` every microgrid gets the sum of the
+    microgrids' rewards. The safety penalty charges voltages outside ``voltage_band``
     on the agent's own feeder, line loading above 100 % and a non-converged power flow.
 
     ## Starting state
@@ -168,42 +183,20 @@ class MultiAgentMicrogrids(ParallelEnv):
         self.action_spaces = {a: spaces.Box(-1.0, 1.0, (ag.action_dim,), np.float32)
                               for a, ag in self._agents.items()}
         self.action_labels = {a: ag.action_labels for a, ag in self._agents.items()}
-        self.obs_labels: dict[str, tuple[str, ...]] = {}
-        self.observation_spaces = {}
-        for a, ag in self._agents.items():
-            dev_labels = [lab for d in ag.devices for lab in d.obs_labels]
-            self.obs_labels[a] = tuple(c[0] for c in COMMON_OBS) + tuple(dev_labels)
-            low = [c[1] for c in COMMON_OBS] + [DEVICE_OBS_BOUNDS.get(x, (-np.inf,))[0]
-                                                for x in dev_labels]
-            high = [c[2] for c in COMMON_OBS] + [DEVICE_OBS_BOUNDS.get(x, (0, np.inf))[1]
-                                                 for x in dev_labels]
-            self.observation_spaces[a] = spaces.Box(np.array(low, np.float32),
-                                                    np.array(high, np.float32), dtype=np.float32)
-        if self._coord.extra_obs:  # e.g. the operator's price: appended, default layout kept
-            for a, space in self.observation_spaces.items():
-                extra = self._coord.extra_obs
-                self.obs_labels[a] += tuple(e[0] for e in extra)
-                self.observation_spaces[a] = spaces.Box(
-                    np.append(space.low, [e[1] for e in extra]).astype(np.float32),
-                    np.append(space.high, [e[2] for e in extra]).astype(np.float32),
-                    dtype=np.float32)
-        if self._coord.has_dso:  # a learning operator: one more agent, acting on the price
-            self.possible_agents.append(DSO)
-            self.action_spaces[DSO] = spaces.Box(-1.0, 1.0, (1,), np.float32)
-            self.action_labels[DSO] = ("price",)
-            self.obs_labels[DSO] = tuple(c[0] for c in DSO_OBS)
-            self.observation_spaces[DSO] = spaces.Box(
-                np.array([c[1] for c in DSO_OBS], np.float32),
-                np.array([c[2] for c in DSO_OBS], np.float32), dtype=np.float32)
-        n_state = sum(s.shape[0] for s in self.observation_spaces.values()) + 2
-        self.state_space = spaces.Box(-np.inf, np.inf, (n_state,), np.float32)
+        self._build_observation_spaces(cfg)
         self.agents: list[str] = []
         self._rng = np.random.default_rng()
         self._t = 0
         self._last_infos: dict[str, dict] = {}
         self._started = False  # set by reset(); state() needs an episode's series
+        self._info_template: dict[str, dict] | None = None  # built at the first reset
 
     # ------------------------------------------------------------------ PettingZoo API
+    @property
+    def microgrid_agents(self) -> list[str]:
+        """The microgrid agents, in order (``possible_agents`` without an operator)."""
+        return list(self._mg)
+
     def observation_space(self, agent: str) -> spaces.Box:
         return self.observation_spaces[agent]
 
@@ -243,10 +236,11 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._v_min = [1.0] * n
         self._v_max = [1.0] * n
         self._last_pf: PFResult | None = None
-        self._last_infos = {a: {} for a in self.agents}
         self._started = True
         self._stored_kwh_start = self._stored_kwh()
-        return self._observations(), {a: {"start_day": self.start_day} for a in self.agents}
+        obs = self._observations()
+        self._last_infos = self._reset_infos()
+        return obs, self._last_infos
 
     def step(self, actions: Mapping[str, Any]):
         if not self.agents:
@@ -307,6 +301,9 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "network_losses_kw": float(pf.losses_mw * 1e3),
             }
         self._coord.annotate(infos, rewards)
+        if self.config.share_reward:  # a team objective: the microgrids' total cost
+            joint = math.fsum(rewards[a] for a in self._mg)
+            rewards.update(dict.fromkeys(self._mg, joint))
         self._last_price = 0.0 if price is None else price
         self._last_p2p = [s - b for s, b in zip(sold, bought)]
         self._last_grid = exchange
@@ -316,6 +313,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         truncateds = {a: done for a in self.agents}
         self._last_infos = infos
         obs = self._observations()
+        for a, info in infos.items():
+            info["start_day"], info["obs_clipped"] = self.start_day, self._obs_clipped[a]
         if done:
             self.agents = []
         if self.render_mode == "human":
@@ -393,7 +392,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         pf = self._last_pf
         extra = np.array([pf.p_slack_mw, pf.losses_mw] if pf is not None else [0.0, 0.0],
                          np.float32)
-        return np.concatenate(parts + [extra]).astype(np.float32)
+        state = np.concatenate(parts + [extra]).astype(np.float32)
+        return clip_observation(state, self.state_space)[0]
 
     def render(self) -> str | None:
         """``"ansi"`` returns the last step as text; ``"human"`` prints it and returns None."""
@@ -411,6 +411,34 @@ class MultiAgentMicrogrids(ParallelEnv):
         pass
 
     # ------------------------------------------------------------------ internals
+    def _build_observation_spaces(self, cfg: EnvConfig) -> None:
+        """Finite Boxes (see powergrid.envs.spaces); same-shape microgrids share bounds."""
+        cap, dt = price_cap(self.retail_price, self.vertical_protocol), cfg.dt_hours
+        self.obs_labels: dict[str, tuple[str, ...]] = {}
+        self.observation_spaces: dict[str, spaces.Box] = {}
+        for a, ag in self._agents.items():
+            devices: list[Feature] = [
+                (label, lo, hi, "") for d in ag.devices
+                for label, (lo, hi) in zip(d.obs_labels, d.observation_bounds())]
+            labels, low, high = resolve(
+                (*COMMON_OBS, *devices, *self._coord.extra_obs), cap, dt)
+            self.obs_labels[a] = labels
+            self.observation_spaces[a] = box(low, high)
+        self.observation_spaces = unify_same_shape(self.observation_spaces, self._mg)
+        if self._coord.has_dso:  # a learning operator: one more agent, acting on the price
+            self.possible_agents.append(DSO)
+            self.action_spaces[DSO] = spaces.Box(-1.0, 1.0, (1,), np.float32)
+            self.action_labels[DSO] = ("price",)
+            self.obs_labels[DSO], low, high = resolve(DSO_OBS, cap, dt)
+            self.observation_spaces[DSO] = box(low, high)
+        # state(): every observation, then the upstream exchange and losses (MW), bounded
+        # like the exchange features by EXCHANGE_BOUND x the total peak load per hour
+        flow = EXCHANGE_BOUND * float(sum(m.peak_load_kw for m in cfg.microgrids)) * 1e-3
+        parts = [self.observation_spaces[a] for a in self.possible_agents]
+        self.state_space = box(np.concatenate([p.low for p in parts] + [[-flow, 0.0]]),
+                               np.concatenate([p.high for p in parts] + [[flow, flow]]))
+        self._obs_clipped = dict.fromkeys(self.possible_agents, False)
+
     @staticmethod
     def _make_protocol(cfg: EnvConfig) -> HorizontalProtocol | None:
         proto = copy.deepcopy(cfg.horizontal_protocol)
@@ -480,6 +508,21 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._load_forecast, self._load_kw = s.load_forecast_kw, s.load_kw
         self._peak = np.array([self._specs[a].peak_load_kw for a in self._mg])
         self._feeder_load_pu = self.profiles.load("residential")[s.days, s.hours]
+
+    def _reset_infos(self) -> dict[str, dict[str, Any]]:
+        """Step-shaped infos before the first step (see powergrid.envs.infos)."""
+        if self._info_template is None:
+            probe = copy.deepcopy(self)
+            probe.render_mode, probe._info_template = None, {}
+            _, _, _, _, step_infos = probe.step(
+                {a: np.zeros(probe.action_spaces[a].shape, np.float32) for a in probe.agents})
+            self._info_template = {a: neutral(i) for a, i in step_infos.items()}
+        infos = {a: copy.deepcopy(self._info_template.get(a, {})) for a in self.agents}
+        for a, info in infos.items():
+            info.update(start_day=self.start_day, obs_clipped=self._obs_clipped[a])
+            if "hour" in info:
+                info.update(hour=self._hours[0], day=int(self._days[0]))
+        return infos
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
         if not isinstance(actions, Mapping):
@@ -611,8 +654,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         obs = np.array(feats, np.float32)
         if not np.isfinite(obs).all():  # never hand a policy NaN/inf, nor hide it as 0
             self._raise_non_finite_obs(agent, obs)
-        space = self.observation_spaces[agent]
-        return np.minimum(np.maximum(obs, space.low), space.high)
+        return obs  # clipped to the space, and flagged, by _obs
 
     def _raise_non_finite_obs(self, agent: str, obs: np.ndarray) -> None:
         labels = self.obs_labels[agent]
@@ -629,10 +671,11 @@ class MultiAgentMicrogrids(ParallelEnv):
         return {a: self._obs(a) for a in self.agents}
 
     def _obs(self, agent: str) -> np.ndarray:
-        """Any agent's observation: the operator's comes from the coordination layer."""
-        if agent == DSO and self._coord.has_dso:
-            return self._coord.dso_observation()
-        return self._observe(agent)
+        """Any agent's observation, inside its space: the operator's comes from coordination."""
+        raw = (self._coord.dso_observation() if agent == DSO and self._coord.has_dso
+               else self._observe(agent))
+        obs, self._obs_clipped[agent] = clip_observation(raw, self.observation_spaces[agent])
+        return obs
 
     def devices(self, agent: str) -> list[PowerDevice]:
         """The live device objects of ``agent`` (read their state; do not mutate)."""

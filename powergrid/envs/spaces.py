@@ -1,0 +1,87 @@
+"""Observation bounds: one table per feature group, resolved to finite Boxes for a config.
+
+Every bound is finite so that observation normalisers (SuperSuit ``normalize_obs_v0``,
+running mean/std filters) and bounded policy heads work. A bound comes with a unit:
+
+* ``""``: the number as written (dimensionless features, p.u. voltages, hour sin/cos).
+* ``PRICE``: a multiple of the env's price cap, the largest price any agent can face: the
+  highest retail tariff hour, or the upper ``price_bounds`` of a ``PriceSignalProtocol``.
+  Every tariff, signal and clearing price lies in [0, cap], since trades clear inside
+  [feed-in, retail] of the hour.
+* ``PER_PEAK``: kWh per kW of the agent's peak load, i.e. a multiple of ``dt_hours``. The
+  bound ±10 peak-hours per hour is ten times what the shipped devices can move (their total
+  power is at most 1.7x the peak load), so it binds only for exotic custom devices.
+
+A value outside its bound is clipped to the bound and the agent's
+``infos[a]["obs_clipped"]`` is True for that step, so it never passes silently (a
+microgrid's NaN/inf feature raises before that, naming the device).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+import numpy as np
+from gymnasium import spaces
+
+PRICE = "price"
+PER_PEAK = "per_peak"
+EXCHANGE_BOUND = 10.0  # peak-hours per hour of step, see the module docstring
+
+Feature = tuple[str, float, float, str]  # (label, low, high, unit)
+
+
+def resolve(features: Iterable[Feature], price_cap: float, dt_hours: float
+            ) -> tuple[tuple[str, ...], np.ndarray, np.ndarray]:
+    """Labels and float32 (low, high) of a feature table for one env's price cap and dt."""
+    scale = {"": 1.0, PRICE: float(price_cap), PER_PEAK: float(dt_hours)}
+    rows = list(features)
+    for label, _, _, unit in rows:
+        if unit not in scale:
+            raise ValueError(f"feature {label!r} has unknown unit {unit!r}; "
+                             f"expected one of {sorted(scale)}")
+    low = np.array([lo * scale[u] for _, lo, _, u in rows], np.float32)
+    high = np.array([hi * scale[u] for _, _, hi, u in rows], np.float32)
+    return tuple(r[0] for r in rows), low, high
+
+
+def price_cap(retail_price: np.ndarray, vertical: object | None) -> float:
+    """The largest price in the env: the tariff's peak or a price signal's upper bound."""
+    cap = float(np.max(retail_price))
+    bounds = getattr(vertical, "price_bounds", None)
+    if bounds is not None:
+        cap = max(cap, float(bounds[1]))
+    return cap if cap > 0 else 1.0
+
+
+def box(low: Sequence[float] | np.ndarray, high: Sequence[float] | np.ndarray) -> spaces.Box:
+    return spaces.Box(np.asarray(low, np.float32), np.asarray(high, np.float32),
+                      dtype=np.float32)
+
+
+def unify_same_shape(boxes: Mapping[str, spaces.Box], agents: Sequence[str]
+                     ) -> dict[str, spaces.Box]:
+    """Give agents whose observations have the same shape the same (widest) bounds.
+
+    Shared policies and vectorisers (SuperSuit, RLlib's shared module) need identical
+    spaces; widening a bound never clips a value the narrower one allowed.
+    """
+    out = dict(boxes)
+    by_shape: dict[tuple[int, ...], list[str]] = {}
+    for a in agents:
+        by_shape.setdefault(boxes[a].shape, []).append(a)
+    for group in by_shape.values():
+        low = np.min([boxes[a].low for a in group], axis=0)
+        high = np.max([boxes[a].high for a in group], axis=0)
+        for a in group:
+            out[a] = box(low, high)
+    return out
+
+
+def clip_observation(obs: np.ndarray, space: spaces.Box) -> tuple[np.ndarray, bool]:
+    """``obs`` inside ``space`` (NaN/inf replaced first) and whether anything was changed."""
+    finite = np.isfinite(obs).all()
+    if not finite:  # never hand a policy NaN/inf, whatever happened
+        obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+    clipped = np.minimum(np.maximum(obs, space.low), space.high)
+    return clipped, bool(not finite or (clipped != obs).any())

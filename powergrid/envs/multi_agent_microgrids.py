@@ -514,8 +514,11 @@ class MultiAgentMicrogrids(ParallelEnv):
         if self._info_template is None:
             probe = copy.deepcopy(self)
             probe.render_mode, probe._info_template = None, {}
-            _, _, _, _, step_infos = probe.step(
-                {a: np.zeros(probe.action_spaces[a].shape, np.float32) for a in probe.agents})
+            try:
+                _, _, _, _, step_infos = probe.step(
+                    {a: np.zeros(probe.action_spaces[a].shape, np.float32) for a in probe.agents})
+            except ValueError:  # e.g. a broken custom device: step() reports it, not reset()
+                step_infos = {}
             self._info_template = {a: neutral(i) for a, i in step_infos.items()}
         infos = {a: copy.deepcopy(self._info_template.get(a, {})) for a in self.agents}
         for a, info in infos.items():

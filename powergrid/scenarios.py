@@ -56,6 +56,9 @@ class Scenario:
         object.__setattr__(self, "overrides", types.MappingProxyType(dict(self.overrides)))
         EnvConfig.from_dict(self.config())  # a broken scenario fails at import, not in use
 
+    def __reduce__(self):  # picklable for process pools (the mapping proxy is not)
+        return (Scenario, (self.id, self.version, self.description, dict(self.overrides)))
+
     def config(self, **overrides: Any) -> dict[str, Any]:
         """A fresh env config dict (protocols copied, so envs never share state)."""
         return {**copy.deepcopy(dict(self.overrides)), **overrides}

@@ -182,3 +182,110 @@ def test_daily_steps_see_the_sun():
     env, _ = week_env(24.0)
     pv = [env.step(zeros(env))[4]["MG2"]["devices"]["pv"]["available_kw"] for _ in range(7)]
     assert min(pv) > 0
+
+
+# --------------------------------------------------------------------------- power-flow failure
+NOON = 12
+
+
+def stressed_env(peak_kw: float, power_flow: str = "fast") -> MultiAgentMicrogrids:
+    mg1, mg2 = default_microgrids()
+    return MultiAgentMicrogrids(microgrids=[dataclasses.replace(mg1, peak_load_kw=peak_kw), mg2],
+                                start_day=172, max_episode_steps=NOON + 1, power_flow=power_flow)
+
+
+def run_to_noon(peak_kw: float, power_flow: str = "fast"):
+    """The issue's reproducer: MG1's peak load scaled up, neutral actions until 12:00."""
+    env = stressed_env(peak_kw, power_flow)
+    env.reset(seed=0)
+    steps = [env.step(zeros(env)) for _ in range(NOON + 1)]
+    obs, rewards, _, _, infos = steps[-1]
+    return env, obs, rewards, infos, [s[4] for s in steps]
+
+
+def test_failed_power_flow_reports_a_collapse_state_not_the_no_load_voltages():
+    _, _, _, healthy, _ = run_to_noon(9_000)
+    env, obs, _, infos, history = run_to_noon(10_000)
+    info = infos["MG1"]
+    assert healthy["MG1"]["pf_converged"] and not info["pf_converged"]
+    assert info["v_min_pu"] < healthy["MG1"]["v_min_pu"] < 1.0
+    lo, hi = env.config.voltage_band
+    assert info["v_min_pu"] < lo and info["v_max_pu"] > hi  # outside the band: trouble
+    assert info["voltage_violation_pu"] > 0 and info["line_loading_max_pct"] > 100.0
+    labels = env.obs_labels["MG1"]
+    assert obs["MG1"][labels.index("v_min_pu")] == pytest.approx(info["v_min_pu"])
+    last_converged = [h["MG1"] for h in history if h["MG1"]["pf_converged"]][-1]
+    assert info["v_min_pu"] <= last_converged["v_min_pu"]
+    assert info["network_losses_kw"] == last_converged["network_losses_kw"] >= 0.0
+
+
+def test_failed_power_flow_reports_upstream_import_by_energy_balance():
+    env, _, _, infos, _ = run_to_noon(10_000)
+    demand = -sum(i["net_kw"] for i in infos.values())
+    losses = infos["MG1"]["network_losses_kw"]
+    assert infos["MG1"]["upstream_import_kw"] == pytest.approx(demand + losses)
+    assert env.state()[-2:] == pytest.approx(
+        np.float32([(demand + losses) / 1e3, losses / 1e3]))
+
+
+def test_failure_penalty_exceeds_every_converged_penalty_and_grows_with_stress():
+    runs = [(run_to_noon(peak)[3]["MG1"]) for peak in
+            (5_000, 8_000, 9_000, 9_500, 9_800, 10_000, 12_000, 20_000)]
+    converged = [i["costs"]["safety_penalty"] for i in runs if i["pf_converged"]]
+    failed = [i["costs"]["safety_penalty"] for i in runs if not i["pf_converged"]]
+    assert len(converged) >= 4 and len(failed) >= 3
+    assert min(failed) > max(converged)
+    assert failed == sorted(failed) and len(set(failed)) == len(failed)
+
+
+def test_fast_and_pandapower_give_the_same_rewards_and_infos_on_failed_steps():
+    keys = ("pf_converged", "v_min_pu", "v_max_pu", "line_loading_max_pct",
+            "voltage_violation_pu", "network_losses_kw", "upstream_import_kw")
+    for peak in (10_000, 20_000):
+        _, _, r_fast, i_fast, _ = run_to_noon(peak, "fast")
+        _, _, r_pp, i_pp, _ = run_to_noon(peak, "pandapower")
+        assert not i_fast["MG1"]["pf_converged"]
+        for a in r_fast:
+            assert r_fast[a] == pytest.approx(r_pp[a], abs=1e-6)
+            for k in keys:
+                assert i_fast[a][k] == pytest.approx(i_pp[a][k], abs=1e-6), (a, k)
+
+
+def test_failure_bound_of_a_default_feeder_is_the_documented_1025_dollars():
+    from powergrid.envs.safety import FailureRule
+
+    env = MultiAgentMicrogrids()
+    rule = FailureRule.build(env.config, env.network, env.possible_agents)
+    # 13 buses x 0.45 pu x 100 $/pu + 11 lines x 400 % x 0.1 $/%
+    assert rule.bound.tolist() == pytest.approx([1025.0, 1025.0])
+
+
+def test_converged_solve_outside_the_admissible_box_counts_as_failed():
+    from powergrid.envs.safety import FailureRule
+
+    assert FailureRule.admissible(0.7, 1.1, 250.0)
+    assert not FailureRule.admissible(0.45, 1.0, 50.0)
+    assert not FailureRule.admissible(0.9, 1.6, 50.0)
+    assert not FailureRule.admissible(0.9, 1.0, 600.0)
+
+
+def test_vector_env_equals_scalar_env_on_a_failed_step():
+    from powergrid.envs.vector import VectorMicrogrids
+
+    scalar = stressed_env(10_000)
+    vector = VectorMicrogrids(2, scalar.config)
+    scalar.reset(seed=0)
+    vector.reset(seed=0)
+    acts = {a: np.zeros((2, *scalar.action_space(a).shape)) for a in scalar.agents}
+    failed = 0
+    for _ in range(NOON + 1):
+        obs_s, r_s, _, _, i_s = scalar.step(zeros(scalar))
+        obs_v, r_v, _, _, i_v = vector.step(acts)
+        failed += not i_s["MG1"]["pf_converged"]
+        for a in scalar.possible_agents:
+            assert r_v[a][0] == pytest.approx(r_s[a], abs=1e-6)
+            np.testing.assert_allclose(obs_v[a][0], obs_s[a], atol=1e-5)
+            for k in ("pf_converged", "v_min_pu", "v_max_pu", "network_losses_kw",
+                      "upstream_import_kw"):
+                assert i_v[a][k][0] == pytest.approx(i_s[a][k], abs=1e-6), (a, k)
+    assert failed >= 1

@@ -22,6 +22,7 @@ from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.days import DaySplit, episode_days
 from powergrid.envs.infos import neutral
 from powergrid.envs.options import check_seed, reset_options
+from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU, FailureRule
 from powergrid.envs.series import episode_series, limit_price
 from powergrid.envs.spaces import (
     EXCHANGE_BOUND,
@@ -130,9 +131,17 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     ## Episode end
     ``truncated`` after ``max_episode_steps``; never ``terminated``. Then ``agents`` is
-    empty and ``step`` raises until ``reset``. A non-converged power flow sets
-    ``infos[a]["pf_converged"] = False`` and charges ``pf_failure_penalty``; the episode
-    continues.
+    empty and ``step`` raises until ``reset``; ``state()`` before ``reset`` raises too.
+
+    ## Power-flow failure
+    A solve counts as converged only if the backend converged and every feeder voltage is
+    in [0.5, 1.5] pu and every line loading <= 500 % (so any converged state costs a
+    feeder at most a bound B). Otherwise ``infos[a]["pf_converged"] = False``, the episode
+    continues, and nothing depends on the backend's iterate: every microgrid pays
+    ``B + pf_failure_penalty * (1 + stress)`` (stress = demanded substation kVA / rating,
+    from set-points), and infos and observations show the collapse state (``v_min_pu``
+    0.5, ``v_max_pu`` 1.5, ``line_loading_max_pct`` 500), the last converged losses and the
+    upstream import by energy balance. See ``powergrid.envs.safety``.
 
     ## Arguments
     ``config``: a dict (or ``EnvConfig``); see ``powergrid.envs.config.EnvConfig`` for every
@@ -179,6 +188,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._precompute_network_maps()
         self._days_split = DaySplit(self.profiles.n_days,
                                     episode_days(cfg.max_episode_steps, cfg.dt_hours))
+        self._failure = FailureRule.build(cfg, self.network, self._mg)
 
         self.action_spaces = {a: spaces.Box(-1.0, 1.0, (ag.action_dim,), np.float32)
                               for a, ag in self._agents.items()}
@@ -235,7 +245,9 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._last_grid = [0.0] * n
         self._v_min = [1.0] * n
         self._v_max = [1.0] * n
-        self._last_pf: PFResult | None = None
+        self._grid_mw = (0.0, 0.0)  # (upstream import, losses) as reported, for state()
+        self._last_losses_mw = 0.0  # of the last converged solve: reported on failures
+        self._last_pcc = [0.0] * n
         self._started = True
         self._stored_kwh_start = self._stored_kwh()
         obs = self._observations()
@@ -259,7 +271,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         exchange = [n * dt - s + b for n, s, b in zip(net_kw, sold, bought)]
         tracking = self._coord.settle(np.array(exchange), np.array(net_kw) * dt, acts.get(DSO))
         pf = self._solve_power_flow(t)
-        safety = self._safety(pf)
+        safety, (upstream_kw, losses_kw) = self._safety(pf, net_kw, t)
         price = market.clearing_price if market is not None and market.volume > 0 else None
         terminal = self._storage_terminal(t + 1 >= self.config.max_episode_steps)
 
@@ -297,8 +309,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "costs": costs,
                 "action_clipped": clipped[a], "device_limited": limited[i],
                 **safety[i]["metrics"],
-                "upstream_import_kw": float(pf.p_slack_mw * 1e3),
-                "network_losses_kw": float(pf.losses_mw * 1e3),
+                "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
             }
         self._coord.annotate(infos, rewards)
         if self.config.share_reward:  # a team objective: the microgrids' total cost
@@ -389,9 +400,7 @@ class MultiAgentMicrogrids(ParallelEnv):
             raise RuntimeError("state() called before reset(): there is no episode yet; "
                                "call reset() first")
         parts = [self._obs(a) for a in self.possible_agents]
-        pf = self._last_pf
-        extra = np.array([pf.p_slack_mw, pf.losses_mw] if pf is not None else [0.0, 0.0],
-                         np.float32)
+        extra = np.array(self._grid_mw, np.float32)
         state = np.concatenate(parts + [extra]).astype(np.float32)
         return clip_observation(state, self.state_space)[0]
 
@@ -582,12 +591,15 @@ class MultiAgentMicrogrids(ParallelEnv):
                 storage_p[row] = -d.p_kw * 1e-3  # pandapower storage: positive = charging
             else:
                 sgen_p[row] = d.p_kw * 1e-3
-        pf = self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
-        self._last_pf = pf
-        return pf
+        return self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
 
-    def _safety(self, pf: PFResult) -> list[dict[str, Any]]:
-        """Penalty and metrics per microgrid, from its own feeder's buses and lines."""
+    def _safety(self, pf: PFResult, net_kw: list[float], t: int
+                ) -> tuple[list[dict[str, Any]], tuple[float, float]]:
+        """Penalty and metrics per microgrid, from its own feeder's buses and lines.
+
+        Also returns the network's (upstream import, losses) in kW. A failed or
+        inadmissible solve follows ``powergrid.envs.safety`` instead of reading ``pf``.
+        """
         cfg = self.config
         lo, hi = cfg.voltage_band
         vm = pf.vm_pu[self._bus_block]
@@ -596,13 +608,41 @@ class MultiAgentMicrogrids(ParallelEnv):
         v_max = np.maximum.reduceat(vm, self._bus_offsets).tolist()
         l_max = np.maximum.reduceat(loading, self._line_offsets).tolist()
         v_feeder = pf.vm_pu[self._feeder_buses]
-        pcc = pf.trafo_loading_percent[self._pcc_rows]
-        feeder = {"feeder_v_min_pu": float(v_feeder.min()),
-                  "feeder_v_max_pu": float(v_feeder.max()),
-                  "pcc_loading_max_pct": float(pcc.max())}
-        pcc = pcc.tolist()
+        pcc = pf.trafo_loading_percent[self._pcc_rows].tolist()
+        feeder_v = (float(v_feeder.min()), float(v_feeder.max())) if len(v_feeder) else (1.0, 1.0)
+        rule = self._failure
+        converged = bool(pf.converged) and bool(rule.admissible(
+            min(v_min + [feeder_v[0]]), max(v_max + [feeder_v[1]]), max(l_max)))
+        if converged:
+            grid_mw = (float(pf.p_slack_mw), float(pf.losses_mw))
+            self._last_losses_mw = grid_mw[1]
+            self._last_pcc = pcc
+        else:  # the collapse state of the rule, never the solver's iterate
+            net = np.array(net_kw)
+            fail = rule.penalty(net, self._load_kw[t]).tolist()
+            losses_mw = float(rule.losses_kw(self._last_losses_mw))
+            background_kw = (float(np.sum(self._feeder_load_mw * self._feeder_load_pu[t])) * 1e3
+                             if len(self._feeder_load_rows) else 0.0)
+            grid_mw = (float(rule.upstream_import_kw(net, losses_mw * 1e3, background_kw)) * 1e-3,
+                       losses_mw)
+            pcc = np.maximum(self._last_pcc, 100.0 * rule.stress(net, self._load_kw[t])).tolist()
+            feeder_v = (V_FLOOR_PU, V_CEIL_PU)
+        feeder = {"feeder_v_min_pu": feeder_v[0], "feeder_v_max_pu": feeder_v[1],
+                  "pcc_loading_max_pct": max(pcc)}
         out = []
         for i in range(len(self._mg)):
+            soc_violation = any(
+                not (d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
+                for d in self._ess[i])
+            if not converged:  # the collapse state of the rule, never the solver's iterate
+                v_min[i], v_max[i], l_max[i] = V_FLOOR_PU, V_CEIL_PU, LOADING_CEIL_PCT
+                out.append({"penalty": fail[i], "metrics": {
+                    "pf_converged": False, "v_min_pu": V_FLOOR_PU, "v_max_pu": V_CEIL_PU,
+                    "voltage_violation_pu": float(rule.voltage_violation_pu[i]),
+                    "line_loading_max_pct": LOADING_CEIL_PCT, "pcc_loading_pct": pcc[i],
+                    **feeder, "soc_violation": soc_violation,
+                }})
+                continue
             v_violation = overload = 0.0
             if v_min[i] < lo or v_max[i] > hi:  # rare: only then pay for the full sum
                 v = pf.vm_pu[self._bus_slices[i]]
@@ -610,14 +650,10 @@ class MultiAgentMicrogrids(ParallelEnv):
             if l_max[i] > 100.0:
                 ld = pf.line_loading_percent[self._line_slices[i]]
                 overload = float(np.sum(np.maximum(ld - 100.0, 0.0)))
-            soc_violation = any(
-                not (d.params.soc_min - 1e-9 <= d.soc <= d.params.soc_max + 1e-9)
-                for d in self._ess[i])
             penalty = (cfg.voltage_penalty_per_pu * v_violation
-                       + cfg.line_overload_penalty_per_pct * overload
-                       + (0.0 if pf.converged else cfg.pf_failure_penalty))
+                       + cfg.line_overload_penalty_per_pct * overload)
             out.append({"penalty": penalty, "metrics": {
-                "pf_converged": bool(pf.converged),
+                "pf_converged": True,
                 "v_min_pu": v_min[i], "v_max_pu": v_max[i],
                 "voltage_violation_pu": v_violation,
                 "line_loading_max_pct": l_max[i],
@@ -626,7 +662,8 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "soc_violation": soc_violation,
             }})
         self._v_min, self._v_max = v_min, v_max
-        return out
+        self._grid_mw = grid_mw
+        return out, (grid_mw[0] * 1e3, grid_mw[1] * 1e3)
 
     def _device_info(self, agent: str) -> dict[str, dict[str, float]]:
         info = {}

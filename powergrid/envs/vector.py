@@ -24,6 +24,7 @@ from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.envs.options import check_seeds, reset_options
+from powergrid.envs.safety import V_CEIL_PU, V_FLOOR_PU, FailureRule
 from powergrid.envs.series import episode_series_batch, limit_price
 from powergrid.pf import FastSolver
 
@@ -119,6 +120,7 @@ class VectorMicrogrids:
         self._line_rows = [net.line_rows[a] for a in self.possible_agents]
         self._peak = np.array([m.peak_load_kw for m in cfg.microgrids])
         self._pf = BatchPowerFlow(tpl.solver, B)
+        self._failure = FailureRule.build(cfg, net, self.possible_agents)
         self._rngs = [np.random.default_rng() for _ in range(B)]
         self._days_split = tpl._days_split
         self._split = cfg.split
@@ -209,7 +211,7 @@ class VectorMicrogrids:
         for i, rows in enumerate(self._load_rows):
             load_p[:, rows] = load_kw[:, i, None] * self._load_share[rows] / 1e3
         pf = self._pf.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
-        penalty = self._safety(pf)
+        penalty, converged, upstream_kw, losses_kw = self._safety(pf, net_kw, load_kw)
 
         costs = {
             "generation": dev_cost[0], "degradation": dev_cost[1],
@@ -233,9 +235,9 @@ class VectorMicrogrids:
                      "bought_kwh": bought, "sold_kwh": sold, "net_kw": net_kw,
                      "load_kw": load_kw, "v_min_pu": self._v_min, "v_max_pu": self._v_max,
                      "action_clipped": clipped, "device_limited": limited}
-        shared = {"clearing_price": price, "pf_converged": pf.converged,
-                  "upstream_import_kw": pf.p_slack_mw * 1e3,
-                  "network_losses_kw": pf.losses_mw * 1e3, "autoreset": np.zeros(B, bool)}
+        shared = {"clearing_price": price, "pf_converged": converged,
+                  "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
+                  "autoreset": np.zeros(B, bool)}
         infos = {a: {"costs": {**{k: v[:, i] for k, v in costs.items()}, "total": total[:, i]},
                      **{k: v[:, i].copy() for k, v in per_agent.items()}, **shared}
                  for i, a in enumerate(self.possible_agents)}
@@ -274,6 +276,7 @@ class VectorMicrogrids:
         self._last_price = np.zeros(B)
         self._last_p2p, self._last_grid = np.zeros((B, N)), np.zeros((B, N))
         self._v_min, self._v_max = np.ones((B, N)), np.ones((B, N))
+        self._last_losses_kw = np.zeros(B)  # of the last converged solve, per env
 
     def _stored_kwh(self) -> np.ndarray:
         """(B, N) energy held in each microgrid's ESS devices, kWh, summed as the scalar env."""
@@ -323,20 +326,35 @@ class VectorMicrogrids:
             out.append(c)
         return out, clipped
 
-    def _safety(self, pf) -> np.ndarray:
-        """Per-agent penalty (B, N) from own-feeder voltages/loadings; updates v_min/v_max."""
+    def _safety(self, pf, net_kw: np.ndarray, load_kw: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Per-agent penalty (B, N), converged (B,), upstream import and losses (B,) in kW.
+
+        Updates v_min/v_max; failed or inadmissible rows follow ``powergrid.envs.safety``.
+        """
         cfg = self.config
         lo, hi = cfg.voltage_band
         penalty = np.empty((self.num_envs, len(self.possible_agents)))
-        fail = np.where(pf.converged, 0.0, cfg.pf_failure_penalty)
+        l_max = np.empty_like(penalty)
         for i, (buses, lines) in enumerate(zip(self._bus_rows, self._line_rows)):
             vm = pf.vm_pu[:, buses]
             v_violation = np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0), axis=1)
             overload = np.sum(np.maximum(pf.line_loading[:, lines] - 100.0, 0.0), axis=1)
             penalty[:, i] = (cfg.voltage_penalty_per_pu * v_violation
-                             + cfg.line_overload_penalty_per_pct * overload + fail)
+                             + cfg.line_overload_penalty_per_pct * overload)
             self._v_min[:, i], self._v_max[:, i] = vm.min(1), vm.max(1)
-        return penalty
+            l_max[:, i] = pf.line_loading[:, lines].max(1)
+        rule = self._failure
+        ok = pf.converged & rule.admissible(self._v_min.min(1), self._v_max.max(1), l_max.max(1))
+        losses_kw = np.where(ok, pf.losses_mw * 1e3, rule.losses_kw(self._last_losses_kw))
+        upstream_kw = np.where(ok, pf.p_slack_mw * 1e3,
+                               rule.upstream_import_kw(net_kw, losses_kw))
+        self._last_losses_kw = losses_kw
+        bad = ~ok
+        if bad.any():  # the collapse state, never the solver's iterate
+            penalty[bad] = rule.penalty(net_kw[bad], load_kw[bad])
+            self._v_min[bad], self._v_max[bad] = V_FLOOR_PU, V_CEIL_PU
+        return penalty, ok, upstream_kw, losses_kw
 
     def _observations(self) -> dict[str, np.ndarray]:
         t = min(self._t, self.config.max_episode_steps - 1)

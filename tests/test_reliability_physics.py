@@ -289,3 +289,22 @@ def test_vector_env_equals_scalar_env_on_a_failed_step():
                       "upstream_import_kw"):
                 assert i_v[a][k][0] == pytest.approx(i_s[a][k], abs=1e-6), (a, k)
     assert failed >= 1
+
+
+def test_shared_feeder_failure_is_backend_independent_and_counts_the_feeder_loads():
+    def noon(power_flow):
+        mg1, mg2 = default_microgrids()
+        env = MultiAgentMicrogrids(network="ieee34", power_flow=power_flow, start_day=172,
+                                   max_episode_steps=NOON + 1,
+                                   microgrids=[dataclasses.replace(mg1, peak_load_kw=3_000), mg2])
+        env.reset(seed=0)
+        return [env.step(zeros(env)) for _ in range(NOON + 1)][-1]
+
+    (_, r_fast, _, _, i_fast), (_, r_pp, _, _, i_pp) = noon("fast"), noon("pandapower")
+    assert not i_fast["MG1"]["pf_converged"]
+    assert i_fast["MG1"]["feeder_v_min_pu"] <= i_fast["MG1"]["v_min_pu"] < 0.95
+    for a in r_fast:
+        assert r_fast[a] == pytest.approx(r_pp[a], abs=1e-6)
+        assert i_fast[a]["pcc_loading_pct"] == pytest.approx(i_pp[a]["pcc_loading_pct"])
+    demand = -sum(i["net_kw"] for i in i_fast.values()) + i_fast["MG1"]["network_losses_kw"]
+    assert i_fast["MG1"]["upstream_import_kw"] > demand  # + the IEEE-34 feeder's own loads

@@ -245,6 +245,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._last_grid = [0.0] * n
         self._v_min = [1.0] * n
         self._v_max = [1.0] * n
+        self._last_pf: PFResult | None = None
         self._grid_mw = (0.0, 0.0)  # (upstream import, losses) as reported, for state()
         self._last_losses_mw = 0.0  # of the last converged solve: reported on failures
         self._last_pcc = [0.0] * n
@@ -591,7 +592,9 @@ class MultiAgentMicrogrids(ParallelEnv):
                 storage_p[row] = -d.p_kw * 1e-3  # pandapower storage: positive = charging
             else:
                 sgen_p[row] = d.p_kw * 1e-3
-        return self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
+        pf = self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
+        self._last_pf = pf  # the raw backend result (read it only when pf.converged)
+        return pf
 
     def _safety(self, pf: PFResult, net_kw: list[float], t: int
                 ) -> tuple[list[dict[str, Any]], tuple[float, float]]:

@@ -17,6 +17,7 @@ from typing import NamedTuple
 import numpy as np
 
 from powergrid.pf.fast import HAVE_NUMBA, FastSolver
+from powergrid.pf.jit import announce_compilation
 
 _CHUNK = 128  # envs per block: keeps a block's working set in L1/L2
 
@@ -41,6 +42,8 @@ class BatchPowerFlow:
             # FastSolver's internals moved on: stay correct via its public batched solve.
             self._args = None
         self.use_kernel = self._args is not None
+        if self.use_kernel:
+            announce_compilation(_solve_kernel)
         if not self.use_kernel:
             return
         self._w = solver._w

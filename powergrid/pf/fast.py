@@ -32,6 +32,7 @@ from pandapower.pypower.idx_brch import F_BUS, T_BUS
 from pandapower.pypower.idx_bus import BASE_KV, PD, QD, VA, VM
 
 from powergrid.pf.base import PFResult, PowerFlowSolver
+from powergrid.pf.jit import announce_compilation
 
 try:  # numba is an optional extra: the numpy path is only a few x slower per solve.
     from numba import njit
@@ -39,6 +40,9 @@ try:  # numba is an optional extra: the numpy path is only a few x slower per so
     HAVE_NUMBA = True
 except ImportError:  # pragma: no cover - exercised only without numba
     HAVE_NUMBA = False
+    warnings.warn("numba is not importable: the fast power flow falls back to numpy and runs "
+                  "2-3x slower; numba is a dependency of heron-grid, reinstall it "
+                  "(pip install numba)", RuntimeWarning, stacklevel=2)
 
 __all__ = ["FastSolver", "HAVE_NUMBA"]
 
@@ -178,6 +182,8 @@ class FastSolver(PowerFlowSolver):
         self.newton_max_iter = int(newton_max_iter)
         self._build(net)
         self.reset()
+        if self.use_numba:
+            announce_compilation(_zi, _fixed_point_nb, _post_nb, _single_nb)  # scalar path
 
     # ------------------------------------------------------------------ build
     def _build(self, net_in: pp.pandapowerNet) -> None:

@@ -19,6 +19,7 @@ import numpy as np
 from powergrid.envs.config import default_microgrids
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.vector import VectorMicrogrids
+from powergrid.progress import progress
 
 
 def best_rate(fn: Callable[[], int], repeats: int) -> float:
@@ -84,29 +85,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="short run (smoke test)")
     ap.add_argument("--json", action="store_true", help="print results as JSON instead")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = ap.parse_args()
     q = args.quick
     reps = 2 if q else 5  # best-of: this class of VM shows +-30 % run-to-run noise
-    rows: list[tuple[str, float, str]] = []
 
-    pp_rate = best_rate(scalar_steps(MultiAgentMicrogrids({"power_flow": "pandapower"}),
-                                     3 if q else 10), 1 if q else 2)
-    rows.append(("single env, power_flow=pandapower", pp_rate, "env steps/s"))
+    def pp_rate() -> float:
+        env = MultiAgentMicrogrids({"power_flow": "pandapower"})
+        return best_rate(scalar_steps(env, 3 if q else 10), 1 if q else 2)
+
     fast_env = MultiAgentMicrogrids({"power_flow": "fast"})
-    rows.append(("single env, power_flow=fast",
-                 best_rate(scalar_steps(fast_env, 300 if q else 2000), reps), "env steps/s"))
-    rows.append(("PF solves (single FastSolver)",
-                 best_rate(pf_solves(fast_env, 500 if q else 5000), reps), "solves/s"))
+    stages: list[tuple[str, Callable[[], float], str]] = [
+        ("single env, power_flow=pandapower", pp_rate, "env steps/s"),
+        ("single env, power_flow=fast",
+         lambda: best_rate(scalar_steps(fast_env, 300 if q else 2000), reps), "env steps/s"),
+        ("PF solves (single FastSolver)",
+         lambda: best_rate(pf_solves(fast_env, 500 if q else 5000), reps), "solves/s"),
+    ]
     for b in (1, 64, 1024):
         n = {1: 300, 64: 100, 1024: 25}[b] if q else {1: 2000, 64: 400, 1024: 100}[b]
-        rows.append((f"VectorMicrogrids B={b}",
-                     best_rate(vector_steps(VectorMicrogrids(b), n), reps), "env steps/s"))
+        stages.append((f"VectorMicrogrids B={b}", lambda b=b, n=n: best_rate(
+            vector_steps(VectorMicrogrids(b), n), reps), "env steps/s"))
     for n_mg in (2, 4, 8):
-        env = MultiAgentMicrogrids({"microgrids": n_microgrids(n_mg)})
-        rows.append((f"single env (fast), N={n_mg} microgrids",
-                     best_rate(scalar_steps(env, 200 if q else 1000), reps), "env steps/s"))
+        stages.append((f"single env (fast), N={n_mg} microgrids", lambda n_mg=n_mg: best_rate(
+            scalar_steps(MultiAgentMicrogrids({"microgrids": n_microgrids(n_mg)}),
+                         200 if q else 1000), reps), "env steps/s"))
+    rows: list[tuple[str, float, str]] = []
+    with progress(total=len(stages), desc="bench_env", disable=args.no_progress) as bar:
+        for label, measure, unit in stages:
+            bar.set_description(f"bench_env: {label}")
+            rows.append((label, measure(), unit))
+            bar.update()
+    pp = rows[0][1]
 
-    results = [{"setting": s, "rate": r, "unit": u, "speedup_vs_pandapower": r / pp_rate}
+    results = [{"setting": s, "rate": r, "unit": u, "speedup_vs_pandapower": r / pp}
                for s, r, u in rows]
     if args.json:
         print(json.dumps(results, indent=2))

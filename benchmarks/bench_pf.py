@@ -18,6 +18,7 @@ from powergrid.envs.config import default_microgrids
 from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import FastSolver, PandapowerSolver
 from powergrid.pf.fast import HAVE_NUMBA
+from powergrid.progress import progress
 
 
 def build_net() -> pp.pandapowerNet:
@@ -52,6 +53,7 @@ def best_of(fn: Callable[[], None], repeats: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer solves (CI smoke run)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args()
     n_pp, n_single, reps = (10, 500, 3) if args.quick else (50, 3000, 5)
 
@@ -60,28 +62,34 @@ def main() -> None:
     print(f"network: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos, "
           f"{len(net.load)} loads, {len(net.sgen)} sgens, {len(net.storage)} storages")
 
+    kinds = [("numpy", False)] + ([("numba", True)] if HAVE_NUMBA else [])
+    bar = progress(total=1 + 4 * len(kinds), desc="bench_pf", disable=args.no_progress)
+    bar.set_description("bench_pf: pandapower runpp")
     ref = PandapowerSolver(net)
     x = random_inputs(net, rng, n_pp)
     ref.solve(*(a[0] for a in x))  # numba JIT / warm start
     t_pp = best_of(lambda: [ref.solve(*(a[i] for a in x)) for i in range(n_pp)], 2) / n_pp
-    print(f"pandapower runpp (PandapowerSolver): {t_pp * 1e3:8.2f} ms/solve "
-          f"({1 / t_pp:9.0f} solves/s)")
+    bar.write(f"pandapower runpp (PandapowerSolver): {t_pp * 1e3:8.2f} ms/solve "
+              f"({1 / t_pp:9.0f} solves/s)")
+    bar.update()
 
     x = random_inputs(net, rng, n_single)
     rows = [[a[i] for a in x] for i in range(n_single)]
-    kinds = [("numpy", False)] + ([("numba", True)] if HAVE_NUMBA else [])
     for label, use_numba in kinds:
+        bar.set_description(f"bench_pf: FastSolver single ({label})")
         fast = FastSolver(net, use_numba=use_numba)
         fast.solve(*rows[0])
         iters = [fast.solve(*r).iterations for r in rows[:200]]
         t = best_of(lambda fast=fast: [fast.solve(*r) for r in rows], reps) / n_single
-        print(f"FastSolver single ({label}):      {t * 1e6:8.1f} us/solve "
-              f"({1 / t:9.0f} solves/s, x{t_pp / t:7.0f} vs pandapower, "
-              f"iters median {int(np.median(iters))}, max {max(iters)})")
+        bar.write(f"FastSolver single ({label}):      {t * 1e6:8.1f} us/solve "
+                  f"({1 / t:9.0f} solves/s, x{t_pp / t:7.0f} vs pandapower, "
+                  f"iters median {int(np.median(iters))}, max {max(iters)})")
+        bar.update()
 
     for label, use_numba in kinds:
         fast = FastSolver(net, use_numba=use_numba)
         for B in (1, 64, 1024):
+            bar.set_description(f"bench_pf: FastSolver batched ({label}) B={B}")
             n_batches = max(2, min(200, 20000 // B))
             xb = random_inputs(net, rng, B * n_batches)
             batches = [[a[k * B:(k + 1) * B] for a in xb] for k in range(n_batches)]
@@ -89,8 +97,11 @@ def main() -> None:
             t = best_of(lambda fast=fast, batches=batches: [fast.solve(*b) for b in batches],
                         reps)
             rate = B * n_batches / t
-            print(f"FastSolver batched ({label}) B={B:5d}: {rate:9.0f} solves/s "
-                  f"({t / n_batches * 1e3:7.3f} ms/batch, x{rate * t_pp:7.0f} vs pandapower)")
+            bar.write(f"FastSolver batched ({label}) B={B:5d}: {rate:9.0f} solves/s "
+                      f"({t / n_batches * 1e3:7.3f} ms/batch, x{rate * t_pp:7.0f} vs "
+                      f"pandapower)")
+            bar.update()
+    bar.close()
 
     # Sanity: the fast answer is pandapower's answer.
     r = [a[0] for a in random_inputs(net, rng, 1)]

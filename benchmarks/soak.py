@@ -19,6 +19,7 @@ import time
 import numpy as np
 
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+from powergrid.progress import progress
 
 
 def rss_mb() -> float:
@@ -60,6 +61,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5_000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fee", type=float, default=0.005)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args()
 
     env = MultiAgentMicrogrids({"trading_fee": args.fee})
@@ -67,7 +69,10 @@ def main() -> int:
     obs, _ = env.reset(seed=args.seed)
     episodes, failures, rss0 = 0, [], None
     t0 = time.perf_counter()
-    for step in range(args.steps):
+    # a bar refreshed a few times a second costs well under 1 % of a ~150 us step
+    bar = progress(range(args.steps), desc="soak", unit="step", mininterval=0.5,
+                   disable=args.no_progress)
+    for step in bar:
         if not env.agents:
             episodes += 1
             obs, _ = env.reset(seed=args.seed + episodes)
@@ -77,6 +82,7 @@ def main() -> int:
         obs, rewards, _, _, infos = env.step(actions)
         for e in check_step(obs, rewards, infos, args.fee):
             failures.append(f"step {step}: {e}")
+            bar.set_postfix_str(f"{len(failures)} violations")
         if step + 1 == args.warmup:
             rss0 = rss_mb()
     elapsed = time.perf_counter() - t0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 import tarfile
@@ -70,3 +71,33 @@ def test_first_compilation_of_uncached_kernels_is_announced_once(tmp_path, capsy
     monkeypatch.setattr(jit, "_announced", False)
     jit.announce_compilation(kern.double)
     assert capsys.readouterr().err == ""  # cached: nothing to say
+
+
+def test_soak_shows_progress_on_stderr_and_keeps_stdout_for_results():
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--steps", "48", "--warmup", "8"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr
+    assert "soak" in result.stderr and "48/48" in result.stderr
+    assert "soak:" not in result.stdout and "invariant violations: 0" in result.stdout
+
+
+def test_progress_falls_back_to_lines_without_tqdm(monkeypatch, capsys):
+    import builtins
+
+    from powergrid.progress import progress
+
+    real_import = builtins.__import__
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    with progress(total=2, desc="bench") as bar:
+        bar.set_description("stage one")
+        bar.update()
+    err = capsys.readouterr().err
+    assert "bench: stage one (0/2)" in err and "bench: done (1)" in err

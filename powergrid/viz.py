@@ -1,7 +1,7 @@
 """One-figure summary of an episode of ``MultiAgentMicrogrids``, built from its per-step infos.
 
-matplotlib is imported inside :func:`plot_episode` so that ``import powergrid`` (and training
-on a headless cluster) never needs it; install it with ``pip install -e ".[viz]"``.
+matplotlib (a core dependency) is imported inside :func:`plot_episode` so that
+``import powergrid`` stays fast and training on a headless cluster never loads it.
 """
 
 from __future__ import annotations

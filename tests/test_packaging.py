@@ -82,22 +82,3 @@ def test_soak_shows_progress_on_stderr_and_keeps_stdout_for_results():
     assert "soak" in result.stderr and "48/48" in result.stderr
     assert "soak:" not in result.stdout and "invariant violations: 0" in result.stdout
 
-
-def test_progress_falls_back_to_lines_without_tqdm(monkeypatch, capsys):
-    import builtins
-
-    from powergrid.progress import progress
-
-    real_import = builtins.__import__
-
-    def no_tqdm(name, *args, **kwargs):
-        if name.startswith("tqdm"):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_tqdm)
-    with progress(total=2, desc="bench") as bar:
-        bar.set_description("stage one")
-        bar.update()
-    err = capsys.readouterr().err
-    assert "bench: stage one (0/2)" in err and "bench: done (1)" in err

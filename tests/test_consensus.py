@@ -160,3 +160,38 @@ def test_unstable_step_size_rejected() -> None:
 def test_invalid_config_rejected(kwargs: dict[str, object], match: str) -> None:
     with pytest.raises(ValueError, match=match):
         ConsensusProtocol(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("weight", [1e308, 5e-324, 1.7976931348623157e308])
+def test_extreme_but_equal_weights_give_the_plain_average(weight):
+    res = ConsensusProtocol().agree({"a": 1.0, "b": 2.0, "c": 6.0},
+                                    {"a": weight, "b": weight, "c": weight})
+    assert res.converged and res.value == pytest.approx(3.0)
+    assert all(v == pytest.approx(3.0) for v in res.values.values())
+
+
+@pytest.mark.parametrize("topology", ["complete", "ring"])
+def test_values_near_the_float_limit_average_without_overflow(topology):
+    big = 1.7e308
+    res = ConsensusProtocol(topology=topology, max_iterations=500).agree(
+        {"a": big, "b": big, "c": -big, "d": big})
+    assert math.isfinite(res.value) and math.isfinite(res.residual)
+    assert res.value == pytest.approx(big / 2)
+    assert all(math.isfinite(v) for v in res.values.values())
+
+
+def test_weights_spanning_beyond_float_precision_are_rejected_clearly():
+    with pytest.raises(ValueError, match="weights span more than 280 orders of magnitude"):
+        ConsensusProtocol().agree({"a": 1.0, "b": 2.0}, {"a": 5e-324, "b": 1.0})
+
+
+@settings(max_examples=200, deadline=None)
+@given(xs=st.lists(st.floats(allow_nan=False, allow_infinity=False), min_size=2, max_size=6),
+       ws=st.lists(st.floats(min_value=1e-130, max_value=1e130), min_size=6, max_size=6),
+       common=st.sampled_from([1.0, 1e170, 1e-170, 1.7e178]))
+def test_finite_inputs_always_give_finite_results_within_the_input_range(xs, ws, common):
+    res = ConsensusProtocol(max_iterations=20).agree(
+        as_peers(xs), {f"p{i}": w * common for i, w in zip(range(len(xs)), ws)})
+    assert math.isfinite(res.value) and math.isfinite(res.residual)
+    assert min(xs) <= res.value <= max(xs)
+    assert all(min(xs) <= v <= max(xs) for v in res.values.values())

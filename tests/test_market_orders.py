@@ -47,7 +47,7 @@ def test_order_rejects_non_positive_or_non_finite_quantity(bad):
 def test_quantity_error_message_names_value_and_agent():
     with pytest.raises(ValueError) as info:
         Order("MG1", Side.BUY, math.nan, 1.0)
-    assert str(info.value) == "order quantity must be a finite number > 0, got nan (agent 'MG1')"
+    assert str(info.value) == "order quantity must be a finite number > 0 and <= 1e+12, got nan (agent 'MG1')"
 
 
 @pytest.mark.parametrize("bad", [-0.01, math.nan, math.inf])

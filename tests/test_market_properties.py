@@ -14,7 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heron.market import ClearingResult, OrderBook, UniformPrice, make_clearing_rule
+from heron.market import (
+    MAX_PRICE,
+    MAX_QUANTITY,
+    ClearingResult,
+    Order,
+    OrderBook,
+    UniformPrice,
+    make_clearing_rule,
+)
 
 TOL = 1e-9
 RULES = ["uniform", "pay_as_bid", "cda", "mcafee"]
@@ -168,3 +176,88 @@ def test_decoded_books_cover_self_trades_ties_and_crossings():
     assert decode(5)[0] == a[0] and decode(5)[1] != a[1]  # same agent, both sides
     assert decode(1)[3] == a[3]  # price tie
     assert 0.1 <= min(decode(c)[2] for c in range(0, 5000, 10)) <= 50.0
+
+
+# --------------------------------------------------------------------------- outside options
+
+
+@pytest.mark.parametrize("rule", RULES)
+@settings(max_examples=200, deadline=None)
+@given(specs=books, lo=st.floats(0.0, 1.0), spread=st.floats(0.0, 1.0),
+       fee_share=st.floats(0.0, 1.0), k=st.sampled_from([0.5, 0.0, 1.0]))
+def test_trades_beat_outside_options_after_fees_when_limits_lie_in_the_fee_band(
+        rule, specs, lo, spread, fee_share, k):
+    """Sellers' alternative pays ``lo`` per unit, buyers' costs ``hi``: with every limit in
+    [lo + fee/2, hi - fee/2] (what the env's price band does), no side ends up worse off
+    than its alternative once it has paid its half of the fee."""
+    from heron.protocols.horizontal import P2PTradingProtocol
+
+    hi, fee = lo + spread, fee_share * spread
+    band_lo, band_hi = lo + fee / 2, hi - fee / 2
+    orders = [Order(a, side, q, band_lo + (p / 10) * (band_hi - band_lo))
+              for a, side, q, p in specs]
+    rule_obj = UniformPrice(k) if rule == "uniform" else make_clearing_rule(rule)
+    result = P2PTradingProtocol(rule_obj, trading_fee=fee).clear(orders)
+    for t in result.trades:
+        assert t.buyer_pays / t.quantity <= hi + TOL, "buyer would have been better off importing"
+        assert t.seller_receives / t.quantity >= lo - TOL, "seller would have been better off exporting"
+
+
+# Quantities across 15 orders of magnitude, one order per agent: nothing can self-net, so
+# every accepted fill must be paired however small it is next to the other orders.
+mixed_scale_books = st.lists(
+    st.tuples(st.sampled_from(["buy", "sell"]), st.sampled_from([1e-9, 3e-9, 1e-3, 1.0, 1e6]),
+              st.integers(0, 10)), min_size=1, max_size=8)
+
+
+@pytest.mark.parametrize("rule", ["uniform", "pay_as_bid", "cda"])
+@settings(max_examples=200, deadline=None)
+@given(specs=mixed_scale_books)
+def test_tiny_fills_next_to_huge_orders_are_traded_not_dropped_as_dust(rule, specs):
+    book = build([(f"A{i}", side, q, p / 10) for i, (side, q, p) in enumerate(specs)])
+    result = make_clearing_rule(rule).clear(book)
+    filled = filled_quantities(result)
+    left = lambda o: o.quantity - filled[o.order_id] > 1e-6 * o.quantity  # noqa: E731
+    left_bids = [o.price for o in book.bids if left(o)]
+    left_asks = [o.price for o in book.asks if left(o)]
+    if left_bids and left_asks:
+        assert max(left_bids) < min(left_asks), "a crossing fill was dropped"
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_two_tiny_bids_against_a_huge_ask_both_trade(rule):
+    specs = [("A", "buy", 1e-9, 1.0), ("C", "buy", 1e-9, 1.0), ("D", "buy", 1e-9, 0.9),
+             ("B", "sell", 1e6, 0.5)]
+    _, result = clear(rule, specs)
+    # McAfee's trade reduction drops the marginal bid (D) by design, never the others.
+    expected = {"A", "C"} if rule == "mcafee" else {"A", "C", "D"}
+    assert {t.buyer for t in result.trades} == expected
+    assert all(t.quantity == pytest.approx(1e-9, rel=1e-9) for t in result.trades)
+
+
+@pytest.mark.parametrize("field, value", [("quantity", 1e200), ("price", 1e200),
+                                          ("quantity", MAX_QUANTITY * 2), ("price", MAX_PRICE * 2)])
+def test_orders_beyond_documented_bounds_are_rejected(field, value):
+    kwargs = {"quantity": 1.0, "price": 1.0, field: value}
+    with pytest.raises(ValueError, match=f"order {field} must be .* <= 1e\\+12"):
+        Order("A", "buy", **kwargs)
+
+
+@pytest.mark.parametrize("rule", RULES)
+def test_largest_valid_orders_trade_for_a_finite_value(rule):
+    specs = [("A", "buy", MAX_QUANTITY, MAX_PRICE), ("B", "sell", MAX_QUANTITY, MAX_PRICE / 2),
+             ("C", "buy", MAX_QUANTITY, MAX_PRICE), ("D", "sell", MAX_QUANTITY, 0.0)]
+    _, result = clear(rule, specs, fee=MAX_PRICE)
+    assert result.trades
+    assert all(math.isfinite(t.buyer_pays) and math.isfinite(t.seller_receives)
+               for t in result.trades)
+    assert math.isfinite(result.clearing_price) and math.isfinite(result.fees)
+
+
+def test_fee_beyond_the_price_bound_is_rejected():
+    from heron.protocols.horizontal import P2PTradingProtocol
+
+    with pytest.raises(ValueError, match="trading_fee must be <= 1e\\+12"):
+        P2PTradingProtocol(trading_fee=1e308)
+    with pytest.raises(ValueError, match="fee_per_unit"):
+        UniformPrice().clear(OrderBook(), 1e308)

@@ -11,10 +11,12 @@ from heron.market.clearing import (
     UniformPrice,
     make_clearing_rule,
 )
-from heron.market.orders import Order, Side, Trade, validate_order
+from heron.market.orders import MAX_PRICE, MAX_QUANTITY, Order, Side, Trade, validate_order
 
 __all__ = [
     "CLEARING_RULES",
+    "MAX_PRICE",
+    "MAX_QUANTITY",
     "ClearingResult",
     "ClearingRule",
     "ContinuousDoubleAuction",

@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from heron.market.book import OrderBook
-from heron.market.orders import Order, Side, Trade
+from heron.market.orders import MAX_PRICE, Order, Side, Trade
 
-# Relative remainder below which an order counts as filled: stops float round-off
-# (0.3 - 0.1 - 0.2 != 0) from spawning 1e-17-sized trades.
+# Relative remainder below which an order (or an accepted fill) counts as used up: stops
+# float round-off (0.3 - 0.1 - 0.2 != 0) from spawning 1e-17-sized trades. Always relative
+# to the quantity being consumed, never to the size of the book or of the counterparty.
 _DUST = 1e-12
 
 
@@ -98,8 +99,9 @@ _EMPTY = ClearingResult((), math.nan, 0.0)
 
 
 def _check_fee(fee_per_unit: float) -> None:
-    if not 0.0 <= fee_per_unit < math.inf:  # also rejects nan
-        raise ValueError(f"fee_per_unit must be a finite number >= 0, got {fee_per_unit!r}")
+    if not 0.0 <= fee_per_unit <= MAX_PRICE:  # also rejects nan
+        raise ValueError(f"fee_per_unit must be a number in [0, {MAX_PRICE:g}], got "
+                         f"{fee_per_unit!r}")
 
 
 class ClearingRule(ABC):
@@ -183,6 +185,9 @@ def _pair(bf: list[list], af: list[list]) -> list[tuple[Order, Order, float]]:
     quantity and belong to another agent.
     """
     rem = [f for _, f in af]
+    # Dust is judged against each ask's accepted fill, not its order quantity: a 2e-9
+    # fill of a 1e6 ask paired with two 1e-9 bids must leave 1e-9 for the second bid.
+    dust = [f * _DUST for f in rem]
     n = len(rem)
     out: list[tuple[Order, Order, float]] = []
     for b, need in bf:
@@ -198,7 +203,7 @@ def _pair(bf: list[list], af: list[list]) -> list[tuple[Order, Order, float]]:
             if need < r:
                 out.append((b, a, need))
                 r -= need
-                rem[k] = r if r > _DUST * a.quantity else 0.0
+                rem[k] = r if r > dust[k] else 0.0
                 break
             out.append((b, a, r))
             rem[k] = 0.0
@@ -381,8 +386,9 @@ class McAfee(ClearingRule):
         # Trade reduction: drop the marginal segment from both marginal orders.
         for fills in (bf, af):
             entry = fills[-1]
+            before = entry[1]
             entry[1] -= last
-            if entry[1] <= _DUST * entry[0].quantity:
+            if entry[1] <= _DUST * before:  # relative to the fill, not the order's size
                 fills.pop()
         margin = b_k - a_k
         trades = [

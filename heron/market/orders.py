@@ -2,14 +2,20 @@
 
 Quantities and prices are plain numbers in whatever units the domain uses (the core
 never knows about watts or dollars); a trade's money is ``quantity * price``.
+
+Bounds: ``0 < quantity <= MAX_QUANTITY`` and ``0 <= price <= MAX_PRICE`` (also for fees per
+unit). Far beyond any real market, they keep every trade value (<= 1e24) and every sum
+of trade values finite; a 1e200 x 1e200 order would otherwise trade for ``inf``.
 """
 
 from __future__ import annotations
 
-import math
 import numbers
 from dataclasses import dataclass
 from enum import Enum
+
+MAX_QUANTITY = 1e12
+MAX_PRICE = 1e12
 
 
 class Side(str, Enum):
@@ -53,11 +59,13 @@ def validate_order(
                 f"(agent {agent!r})"
             )
     q = _as_number(quantity, "quantity", agent)
-    if not (0.0 < q < math.inf):  # also false for nan
-        raise ValueError(f"order quantity must be a finite number > 0, got {q!r} (agent {agent!r})")
+    if not (0.0 < q <= MAX_QUANTITY):  # also false for nan
+        raise ValueError(f"order quantity must be a finite number > 0 and <= {MAX_QUANTITY:g}, "
+                         f"got {q!r} (agent {agent!r})")
     p = _as_number(price, "price", agent)
-    if not (0.0 <= p < math.inf):
-        raise ValueError(f"order price must be a finite number >= 0, got {p!r} (agent {agent!r})")
+    if not (0.0 <= p <= MAX_PRICE):
+        raise ValueError(f"order price must be a finite number >= 0 and <= {MAX_PRICE:g}, "
+                         f"got {p!r} (agent {agent!r})")
     return agent, side, q, p  # type: ignore[return-value]
 
 

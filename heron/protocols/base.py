@@ -32,3 +32,12 @@ class HorizontalProtocol(Protocol):
     """Peer <-> peer coordination (trading, consensus)."""
 
     direction: ClassVar[str] = "horizontal"
+
+    @property
+    def fee_per_unit(self) -> float:
+        """Money per unit traded that the operator charges (split half per side); 0 here.
+
+        Environments narrow their limit-price band by it so that trading still beats each
+        side's outside option after fees.
+        """
+        return 0.0

@@ -8,6 +8,7 @@ and what happens when the communication graph is sparse or broken.
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -17,6 +18,10 @@ import numpy as np
 
 from heron.protocols.base import HorizontalProtocol
 from heron.validation import finite_float
+
+# Smallest weight / largest weight that mixing keeps representable (far above the
+# subnormal range even after many 1/(1+degree) factors).
+_MIN_WEIGHT_RATIO = 1e-280
 
 Topology = Literal["complete", "ring"] | Mapping[str, Sequence[str]]
 
@@ -113,11 +118,16 @@ class ConsensusProtocol(HorizontalProtocol):
         adjacency = self._adjacency(peers)
         connected = _is_connected(adjacency)
         mixing = self._mixing_matrix(adjacency)
+        # Iterate on x0 / scale (in [-1, 1]) with weights scaled to max 1: the average is
+        # scale-invariant, and no product or sum can overflow (weights of 1e308 times
+        # values would be inf, then NaN). Results are scaled back at the end.
+        scale = float(np.max(np.abs(x0))) or 1.0
+        x = x0 / scale
         # Tolerance relative to the inputs' magnitude: rounding makes tiny absolute spreads
         # unreachable for large values.
-        threshold = self.tolerance * max(1.0, float(np.max(np.abs(x0))))
+        threshold = self.tolerance * max(1.0, scale) / scale
 
-        num, den = w * x0, w.copy()
+        num, den = w * x, w.copy()
         estimates = num / den
         residual = _spread(estimates)
         iterations = 0
@@ -135,14 +145,19 @@ class ConsensusProtocol(HorizontalProtocol):
                 # Each component has settled on its own average; more rounds change nothing.
                 break
 
-        # Mixing preserves sum(num) and sum(den), so this is the exact (weighted) average.
-        value = float(num.sum() / den.sum())
+        # Mixing preserves sum(num) and sum(den), so this is the exact (weighted) average;
+        # averages stay within the inputs' range, which the clip enforces against round-off.
+        lo, hi = float(x0.min()), float(x0.max())
+        with np.errstate(over="ignore"):  # a rounding-up overflow is clipped back just below
+            value = min(max(float(num.sum() / den.sum()) * scale, lo), hi)
+            estimates = np.clip(estimates * scale, lo, hi)
         return ConsensusResult(
             value=value,
             values={p: float(v) for p, v in zip(peers, estimates, strict=True)},
             iterations=iterations,
             converged=bool(converged),
-            residual=residual,
+            # a spread of +-1e308 inputs exceeds the float range: report the largest float
+            residual=min(residual * scale, sys.float_info.max),
         )
 
     def _weights(self, peers: list[str], weights: Mapping[str, float] | None) -> np.ndarray:
@@ -159,6 +174,13 @@ class ConsensusProtocol(HorizontalProtocol):
         if np.any(w <= 0):
             bad = {p: float(v) for p, v in zip(peers, w, strict=True) if v <= 0}
             raise ValueError(f"weights must be > 0 (ratio consensus divides by them), got {bad}")
+        # Only ratios matter: scale to max 1 so 1e308 weights cannot overflow, 5e-324 ones
+        # cannot underflow to 0 while mixing.
+        w = w / w.max()
+        if w.min() < _MIN_WEIGHT_RATIO:
+            raise ValueError(f"weights span more than {-math.log10(_MIN_WEIGHT_RATIO):.0f} "
+                             f"orders of magnitude (min/max = {w.min():.3g}); ratio consensus "
+                             f"cannot mix them in floating point: rescale or drop the tiny ones")
         return w
 
     def _adjacency(self, peers: list[str]) -> list[set[int]]:

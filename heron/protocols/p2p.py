@@ -8,7 +8,7 @@ from collections.abc import Iterable
 
 from heron.market.book import OrderBook
 from heron.market.clearing import ClearingResult, ClearingRule, make_clearing_rule
-from heron.market.orders import Order
+from heron.market.orders import MAX_PRICE, Order
 from heron.protocols.base import HorizontalProtocol
 
 
@@ -30,8 +30,15 @@ class P2PTradingProtocol(HorizontalProtocol):
             or not 0.0 <= trading_fee < math.inf
         ):
             raise ValueError(f"trading_fee must be a finite number >= 0, got {trading_fee!r}")
+        if trading_fee > MAX_PRICE:
+            raise ValueError(f"trading_fee must be <= {MAX_PRICE:g} (the order price bound), "
+                             f"got {trading_fee!r}")
         self.clearing_rule: ClearingRule = make_clearing_rule(clearing)
         self.trading_fee: float = float(trading_fee)
+
+    @property
+    def fee_per_unit(self) -> float:
+        return self.trading_fee
 
     def clear(self, orders: Iterable[Order], agents: Iterable[str] | None = None) -> ClearingResult:
         """Clear ``orders``; their iteration order is their time priority.

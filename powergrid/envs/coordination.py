@@ -10,7 +10,7 @@ Vertical protocols
       microgrids act in it (it is in their observation as ``signal_price``). That price is
       the upstream tariff of the hour: imports pay it, exports earn ``signal * feed_in /
       retail`` (the hour's tariff feed-in share), and the P2P price band becomes
-      [that export price, signal]. Its base is ``base_at(hour of day)``. Modes: ``fixed``
+      [that export price, signal] (narrowed by the trading fee, see below). Its base is ``base_at(hour of day)``. Modes: ``fixed``
       = base; ``rule`` = base moved by the previous step's aggregate net demand of all
       microgrids, passed to the protocol as a fraction of their total peak load (kWh /
       (sum of peaks x dt)); ``agent`` = a learning agent ``"DSO"`` whose action at step t
@@ -28,7 +28,11 @@ Horizontal protocols
       of their limit prices (ratio consensus); then the matched volume min(supply, demand)
       is split pro rata by quantity between every seller/buyer pair, at the agreed price.
       Limits all lie in the band [feed-in, retail], so the agreed price is never worse than
-      the grid for anyone, though it may cross an individual limit. Without agreement
+      the grid for anyone, though it may cross an individual limit.
+    * Fees: limit prices lie in ``series.price_band`` = [feed-in + fee/2, retail - fee/2]
+      (``HorizontalProtocol.fee_per_unit``, each side pays half), so a trade never leaves
+      either side worse off than the grid alternative; if the fee exceeds the spread,
+      nobody posts an order that hour. Without agreement
       (``converged=False``, e.g. a disconnected topology) nobody trades this hour.
 
 Distributed mode
@@ -62,6 +66,7 @@ from heron.protocols import (
     SetpointProtocol,
     VerticalProtocol,
 )
+from powergrid.envs.series import price_band
 from powergrid.envs.spaces import EXCHANGE_BOUND, PER_PEAK, PRICE
 
 DSO = "DSO"
@@ -268,11 +273,13 @@ class Coordination:
         return price, export
 
     def band(self, agent: str, feed_in: float, retail: float) -> tuple[float, float]:
-        """The limit-price band ``agent`` believes in: with stale signals it may be outdated."""
+        """The limit-price band ``agent`` believes in (``price_band``: fees included, low >
+        high when no trade can beat the grid); with stale signals it may be outdated."""
+        fee = self.horizontal.fee_per_unit if self.horizontal is not None else 0.0
         if self.price_signal is None or self.broker is None:
-            return feed_in, retail
+            return price_band(feed_in, retail, fee)  # type: ignore[return-value]
         known = self._known_price[agent]
-        return known * self._ratio, known
+        return price_band(known * self._ratio, known, fee)  # type: ignore[return-value]
 
     def clear(self, orders: list[Order]) -> ClearingResult | None:
         """Market result of this step's orders (through the broker in distributed mode)."""

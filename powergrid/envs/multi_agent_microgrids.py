@@ -94,7 +94,9 @@ class MultiAgentMicrogrids(ParallelEnv):
     | generator p     | off (target 0 kW)            | p_max_kw (ramp-limited) |
     | ESS p           | charge at p_max_kw           | discharge at p_max_kw   |
     | PV curtailment  | none (also for all a <= 0)   | curtail everything      |
-    | price           | limit = feed-in tariff       | limit = retail tariff   |
+    | price           | limit = feed-in + fee/2      | limit = retail - fee/2  |
+
+    (No order is posted in an hour whose tariff spread is below the trading fee.)
 
     Out-of-range finite values are clipped (``infos[a]["action_clipped"]``); NaN/inf,
     a wrong shape, a missing or unknown agent, or a non-real dtype (complex, str, dates,
@@ -391,8 +393,9 @@ class MultiAgentMicrogrids(ParallelEnv):
         dt = self.config.dt_hours
         for a, net in zip(self._mg, net_kw):
             qty = abs(net) * dt
-            if qty > EPS_KWH:
-                limit = limit_price(float(acts[a][-1]), *self._coord.band(a, feed_in, retail))
+            low, high = self._coord.band(a, feed_in, retail)
+            if qty > EPS_KWH and low <= high:  # else the fee eats every gain from trade
+                limit = limit_price(float(acts[a][-1]), low, high)
                 orders.append(Order(a, Side.SELL if net > 0 else Side.BUY, qty, limit))
         return orders
 

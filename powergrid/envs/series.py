@@ -95,11 +95,25 @@ def step_cells(dt_hours: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
     return cells, np.maximum(overlap, 0) / p
 
 
-def limit_price(action: float | np.ndarray, feed_in: float | np.ndarray,
-                retail: float | np.ndarray) -> float | np.ndarray:
-    """Map a price action in [-1, 1] into the hour's band [feed-in, retail].
+def price_band(feed_in: float | np.ndarray, retail: float | np.ndarray,
+               fee_per_unit: float = 0.0) -> tuple[float | np.ndarray, float | np.ndarray]:
+    """The limit prices at which P2P trading beats the grid for both sides, fees included.
+
+    Each side pays half the per-kWh fee, so a seller's net is ``price - fee/2`` against the
+    feed-in tariff and a buyer's cost ``price + fee/2`` against retail: the band is
+    ``[feed_in + fee/2, retail - fee/2]``, empty (low > high) when the fee exceeds the
+    tariff spread; then nobody posts an order. With no fee it is exactly [feed-in, retail].
+    """
+    half = 0.5 * fee_per_unit
+    return feed_in + half, retail - half
+
+
+def limit_price(action: float | np.ndarray, low: float | np.ndarray,
+                high: float | np.ndarray) -> float | np.ndarray:
+    """Map a price action in [-1, 1] into the band [low, high] of :func:`price_band`.
 
     Any limit inside the band makes trading at least as good as the grid for a willing
-    agent: a seller never accepts less than feed-in, a buyer never pays more than retail.
+    agent, fees included: every clearing rule fills a sell order at or above its limit and
+    a buy order at or below it.
     """
-    return feed_in + (action + 1.0) * 0.5 * (retail - feed_in)
+    return low + (action + 1.0) * 0.5 * (high - low)

@@ -25,7 +25,7 @@ from powergrid.envs.config import EnvConfig
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.envs.options import check_seeds, reset_options
 from powergrid.envs.safety import V_CEIL_PU, V_FLOOR_PU, FailureRule
-from powergrid.envs.series import episode_series_batch, limit_price
+from powergrid.envs.series import episode_series_batch, limit_price, price_band
 from powergrid.pf import FastSolver
 
 SUPPORTED = ("centralized=True, no vertical_protocol, horizontal_protocol None or "
@@ -196,9 +196,9 @@ class VectorMicrogrids:
             price = np.full(B, np.nan)
         else:
             qty = np.abs(net_kw) * dt
-            order = qty > EPS_KWH
-            limit = limit_price(np.stack([a[:, -1] for a in acts], 1), feed_in[:, None],
-                                retail[:, None])
+            low, high = price_band(feed_in[:, None], retail[:, None], self._fee)
+            order = (qty > EPS_KWH) & (low <= high)  # an empty band: the fee eats every gain
+            limit = limit_price(np.stack([a[:, -1] for a in acts], 1), low, high)
             sell = net_kw > 0
             bought, sold, price = clear_uniform(order & ~sell, order & sell, qty, limit, self._k)
         traded = ~np.isnan(price)

@@ -119,23 +119,24 @@ class ClearingRule(ABC):
 
 def _cross(
     bids: Sequence[Order], asks: Sequence[Order]
-) -> tuple[list[list], list[list], float, float | None, float | None]:
+) -> tuple[list[list], list[list], float, float | None, float | None, list[tuple[Order, Order, float]]]:
     """Walk the aggregate demand and supply curves, ignoring agent identities.
 
     Each iteration matches the best remaining bid with the best remaining ask (one
     "segment" of the quantity-weighted step curves) while the bid price >= the ask price.
 
-    Returns ``(bid_fills, ask_fills, last_segment, next_bid, next_ask)``: the accepted
-    orders as ``[order, filled_quantity]`` in priority order, the quantity of the final
-    (marginal) segment, and the prices of the first unmatched step on each curve (``None``
-    if that curve is exhausted).
+    Returns ``(bid_fills, ask_fills, last_segment, next_bid, next_ask, segments)``: the
+    accepted orders as ``[order, filled_quantity]`` in priority order, the quantity of the
+    final (marginal) segment, the prices of the first unmatched step on each curve
+    (``None`` if that curve is exhausted), and every segment as ``(bid, ask, quantity)``.
     """
     nb = len(bids)
     na = len(asks)
     bf: list[list] = []
     af: list[list] = []
+    segs: list[tuple[Order, Order, float]] = []
     if nb == 0 or na == 0:
-        return bf, af, 0.0, bids[0].price if nb else None, asks[0].price if na else None
+        return bf, af, 0.0, bids[0].price if nb else None, asks[0].price if na else None, segs
     i = j = 0
     b: Order | None = bids[0]
     a: Order | None = asks[0]
@@ -145,6 +146,7 @@ def _cross(
     x = 0.0
     while b.price >= a.price:
         x = rb if rb <= ra else ra
+        segs.append((b, a, x))
         rb -= x
         ra -= x
         fb += x
@@ -175,15 +177,25 @@ def _cross(
         x if bf else 0.0,
         None if b is None else b.price,
         None if a is None else a.price,
+        segs,
     )
 
 
-def _pair(bf: list[list], af: list[list]) -> list[tuple[Order, Order, float]]:
+def _pair(bf: list[list], af: list[list],
+          segs: list[tuple[Order, Order, float]]) -> list[tuple[Order, Order, float]]:
     """Decompose accepted fills into ``(bid, ask, quantity)`` pairs, never same-agent.
 
-    Greedy in priority order: each bid takes from the best asks that still have
+    Without same-agent segments the crossing's own segments are that decomposition (the
+    greedy below would rebuild them), and exactly: each is one ``min`` of two remainders,
+    so a 1e-9 fill next to a 1e6 order is not lost to round-off in accumulated fills.
+    Otherwise greedy in priority order: each bid takes from the best asks that still have
     quantity and belong to another agent.
     """
+    for b, a, _ in segs:
+        if b.agent == a.agent:
+            break
+    else:
+        return segs
     rem = [f for _, f in af]
     # Dust is judged against each ask's accepted fill, not its order quantity: a 2e-9
     # fill of a 1e6 ask paired with two 1e-9 bids must leave 1e-9 for the second bid.
@@ -237,7 +249,7 @@ class UniformPrice(ClearingRule):
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)
-        bf, af, _, _, _ = _cross(book.bids, book.asks)
+        bf, af, _, _, _, segs = _cross(book.bids, book.asks)
         if not bf:
             return _EMPTY
         b = bf[-1][0].price
@@ -248,7 +260,7 @@ class UniformPrice(ClearingRule):
         p = a if p < a else (b if p > b else p)
         trades = [
             Trade(bid.agent, ask.agent, q, p, fee_per_unit * q, bid.order_id, ask.order_id)
-            for bid, ask, q in _pair(bf, af)
+            for bid, ask, q in _pair(bf, af, segs)
         ]
         return ClearingResult.from_trades(trades, p)
 
@@ -262,12 +274,12 @@ class PayAsBid(ClearingRule):
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)
-        bf, af, _, _, _ = _cross(book.bids, book.asks)
+        bf, af, _, _, _, segs = _cross(book.bids, book.asks)
         if not bf:
             return _EMPTY
         trades = [
             Trade(bid.agent, ask.agent, q, bid.price, fee_per_unit * q, bid.order_id, ask.order_id)
-            for bid, ask, q in _pair(bf, af)
+            for bid, ask, q in _pair(bf, af, segs)
         ]
         return ClearingResult.from_trades(trades)
 
@@ -370,7 +382,7 @@ class McAfee(ClearingRule):
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)
-        bf, af, last, next_bid, next_ask = _cross(book.bids, book.asks)
+        bf, af, last, next_bid, next_ask, segs = _cross(book.bids, book.asks)
         if not bf:
             return _EMPTY
         b_k = bf[-1][0].price
@@ -380,7 +392,7 @@ class McAfee(ClearingRule):
             if a_k <= p0 <= b_k:
                 trades = [
                     Trade(bid.agent, ask.agent, q, p0, fee_per_unit * q, bid.order_id, ask.order_id)
-                    for bid, ask, q in _pair(bf, af)
+                    for bid, ask, q in _pair(bf, af, segs)
                 ]
                 return ClearingResult.from_trades(trades, p0) if trades else _EMPTY
         # Trade reduction: drop the marginal segment from both marginal orders.
@@ -390,6 +402,7 @@ class McAfee(ClearingRule):
             entry[1] -= last
             if entry[1] <= _DUST * before:  # relative to the fill, not the order's size
                 fills.pop()
+        segs = segs[:-1]  # the final segment is the marginal (bid, ask) pair
         margin = b_k - a_k
         trades = [
             Trade(
@@ -402,7 +415,7 @@ class McAfee(ClearingRule):
                 ask.order_id,
                 margin * q,
             )
-            for bid, ask, q in _pair(bf, af)
+            for bid, ask, q in _pair(bf, af, segs)
         ]
         if not trades:
             return _EMPTY

@@ -308,3 +308,10 @@ def test_shared_feeder_failure_is_backend_independent_and_counts_the_feeder_load
         assert i_fast[a]["pcc_loading_pct"] == pytest.approx(i_pp[a]["pcc_loading_pct"])
     demand = -sum(i["net_kw"] for i in i_fast.values()) + i_fast["MG1"]["network_losses_kw"]
     assert i_fast["MG1"]["upstream_import_kw"] > demand  # + the IEEE-34 feeder's own loads
+
+
+def test_days_an_episode_touches_are_counted_exactly_for_fractional_steps():
+    from powergrid.envs.days import episode_days
+
+    assert episode_days(721, 0.7) == 22  # the last step starts at exactly 504 h = day 21
+    assert (episode_days(24, 1.0), episode_days(25, 1.0), episode_days(7, 24.0)) == (1, 2, 7)

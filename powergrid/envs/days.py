@@ -12,9 +12,9 @@ An explicit ``start_day`` outside the active split raises ``ValueError``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cached_property
 
 import numpy as np
@@ -91,6 +91,13 @@ class DaySplit:
         return {s: frozenset(self.days(s)) for s in SPLITS}
 
 
+def step_fraction(dt_hours: float) -> tuple[int, int]:
+    """dt as the exact fraction p / q hours every series uses (nearest with q <= 10**6)."""
+    frac = Fraction(float(dt_hours)).limit_denominator(10**6)
+    return frac.numerator, frac.denominator
+
+
 def episode_days(max_episode_steps: int, dt_hours: float) -> int:
     """Calendar days an episode starting at hour 0 touches (its steps 0 .. T-1)."""
-    return math.floor((max_episode_steps - 1) * dt_hours / 24) + 1
+    p, q = step_fraction(dt_hours)  # exact: float floor drops a day at e.g. dt 0.7, T 721
+    return (max_episode_steps - 1) * p // q // 24 + 1

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from fractions import Fraction
 
 import numpy as np
 
 from powergrid.data import Profiles
 from powergrid.envs.config import EnvConfig, MicrogridSpec
+from powergrid.envs.days import step_fraction
 
 
 @dataclass(frozen=True)
@@ -85,8 +85,7 @@ def step_cells(dt_hours: float, steps: int) -> tuple[np.ndarray, np.ndarray]:
     (0.7 -> 7/10), so step boundaries are exact integers in units of 1/q hour: step 90 of
     dt = 0.7 starts at hour 63, not at 62.999....
     """
-    frac = Fraction(float(dt_hours)).limit_denominator(10**6)
-    p, q = frac.numerator, frac.denominator            # dt = p / q hours
+    p, q = step_fraction(dt_hours)                     # dt = p / q hours
     t = np.arange(steps, dtype=np.int64)
     start, stop = t * p, (t + 1) * p                   # in units of 1/q hour
     cells = (start // q)[:, None] + np.arange(p // q + 2, dtype=np.int64)[None]

@@ -196,3 +196,27 @@ def test_vector_reset_rejects_bad_seeds(vec, seed):
 def test_vector_reset_accepts_numpy_integer_seeds(vec):
     vec.reset(seed=np.int64(3))
     vec.reset(seed=np.array([3, 4]))
+
+
+# ------------------------------------------------------------------ protocols and feeder
+
+
+def test_vertical_protocols_with_absurd_prices_or_weights_are_rejected_by_env():
+    from heron.protocols import PriceSignalProtocol, SetpointProtocol
+
+    with pytest.raises(ValueError, match="price_bounds .* outside the env's range"):
+        MultiAgentMicrogrids({"vertical_protocol": PriceSignalProtocol(price_bounds=(0, 1e308))})
+    with pytest.raises(ValueError, match="tracking_weight .* outside the env's range"):
+        MultiAgentMicrogrids({"vertical_protocol": SetpointProtocol(tracking_weight=1e308)})
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"feeder_load_scale": True}, "feeder_load_scale must be"),
+    ({"feeder_load_scale": 1e308}, "feeder_load_scale must be"),
+    ({"pcc_kva": 1e308}, "PCC transformer rating .* kVA"),
+])
+def test_shared_feeder_spec_rejects_absurd_values(kwargs, match):
+    from powergrid.networks.multi_microgrid import SharedFeederSpec
+
+    with pytest.raises(ValueError, match=match):
+        SharedFeederSpec(**kwargs).resolved(2)

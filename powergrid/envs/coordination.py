@@ -68,6 +68,7 @@ from heron.protocols import (
 )
 from powergrid.envs.series import price_band
 from powergrid.envs.spaces import EXCHANGE_BOUND, PER_PEAK, PRICE
+from powergrid.limits import MAX_PRICE_PER_KWH
 
 DSO = "DSO"
 MARKET = "market"
@@ -143,6 +144,14 @@ class Coordination:
         if isinstance(v, PriceSignalProtocol) and v.price_bounds[0] < 0:
             raise ValueError(f"PriceSignalProtocol.price_bounds {v.price_bounds} allow negative "
                              f"prices; the grid tariff and order limits must be >= 0")
+        if isinstance(v, PriceSignalProtocol) and v.price_bounds[1] > MAX_PRICE_PER_KWH:
+            raise ValueError(f"PriceSignalProtocol.price_bounds {v.price_bounds}: prices above "
+                             f"{MAX_PRICE_PER_KWH:g} $/kWh are outside the env's range "
+                             f"(powergrid.limits)")
+        if isinstance(v, SetpointProtocol) and v.tracking_weight > MAX_PRICE_PER_KWH:
+            raise ValueError(f"SetpointProtocol.tracking_weight {v.tracking_weight:g} is outside "
+                             f"the env's range [0, {MAX_PRICE_PER_KWH:g}] $/kWh "
+                             f"(powergrid.limits)")
         if cfg.setpoint_target_kw is not None and not isinstance(v, SetpointProtocol):
             raise ValueError("config key 'setpoint_target_kw' needs vertical_protocol="
                              "SetpointProtocol(...)")

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandapower as pp
 
+from heron.validation import Range
+from powergrid.limits import MAX_POWER_KW
 from powergrid.networks import ieee34
 from powergrid.networks.ieee13 import LOADS, create_ieee13_feeder
 
@@ -150,8 +152,11 @@ class SharedFeederSpec:
         if len(self.reg_taps) != 2:
             raise ValueError(f"reg_taps must be two ints (regulators 1 and 2), got "
                              f"{self.reg_taps!r}")
-        if not (isinstance(self.feeder_load_scale, (int, float)) and self.feeder_load_scale > 0):
-            raise ValueError(f"feeder_load_scale must be > 0, got {self.feeder_load_scale!r}")
+        scale = FEEDER_LOAD_SCALE.coerce(self.feeder_load_scale)
+        if scale is None:
+            raise ValueError(f"feeder_load_scale must be {FEEDER_LOAD_SCALE.describe()}, got "
+                             f"{self.feeder_load_scale!r}")
+        object.__setattr__(self, "feeder_load_scale", scale)
 
     def resolved(self, n: int) -> tuple[tuple[str, ...], tuple[float, ...]]:
         """Validated (buses, kVA) for ``n`` microgrids; ValueError naming the bad entry."""
@@ -172,9 +177,9 @@ class SharedFeederSpec:
         if dup:
             raise ValueError(f"two microgrids on one PCC bus {dup}: pcc_buses must be distinct")
         for b, k in zip(buses, kva):
-            if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0 < k < float("inf"):
-                raise ValueError(f"PCC transformer rating at bus {b!r} must be a finite "
-                                 f"kVA > 0, got {k!r}")
+            if PCC_KVA.coerce(k) is None:
+                raise ValueError(f"PCC transformer rating at bus {b!r} must be "
+                                 f"{PCC_KVA.describe()}, got {k!r}")
         if not (isinstance(self.vm_source_pu, (int, float)) and 0.8 <= self.vm_source_pu <= 1.2):
             raise ValueError(f"vm_source_pu must be in [0.8, 1.2], got {self.vm_source_pu}")
         for t in self.reg_taps:
@@ -183,6 +188,8 @@ class SharedFeederSpec:
         return buses, tuple(float(k) for k in kva)
 
 
+FEEDER_LOAD_SCALE = Range(0.0, 1e3, low_open=True)
+PCC_KVA = Range(0.0, MAX_POWER_KW, low_open=True, unit="kVA")
 # A PCC transformer sized like a residential/commercial service transformer bank for a
 # ~1 MW microgrid (ratings are per microgrid through SharedFeederSpec.pcc_kva).
 DEFAULT_PCC_KVA = 1000.0

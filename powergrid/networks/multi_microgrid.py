@@ -178,8 +178,8 @@ class SharedFeederSpec:
             raise ValueError(f"two microgrids on one PCC bus {dup}: pcc_buses must be distinct")
         for b, k in zip(buses, kva):
             if PCC_KVA.coerce(k) is None:
-                raise ValueError(f"PCC transformer rating at bus {b!r} must be "
-                                 f"{PCC_KVA.describe()}, got {k!r}")
+                raise ValueError(f"PCC transformer rating at bus {b!r} must be a finite kVA "
+                                 f"> 0 and <= {PCC_KVA.high:g}, got {k!r}")
         if not (isinstance(self.vm_source_pu, (int, float)) and 0.8 <= self.vm_source_pu <= 1.2):
             raise ValueError(f"vm_source_pu must be in [0.8, 1.2], got {self.vm_source_pu}")
         for t in self.reg_taps:

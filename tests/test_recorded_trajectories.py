@@ -1,0 +1,57 @@
+"""Recorded trajectories (tests/data/trajectories.npz) are reproduced exactly.
+
+The recording holds obs, rewards and infos of 32 episodes (N = 2, 3, 5; tied and IEEE-34
+networks; all four clearing rules; two seeds) made by tests/data/record_trajectories.py.
+Keys the env gained since the recording are allowed; recorded keys must keep their values.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "record_trajectories", Path(__file__).parent / "data" / "record_trajectories.py")
+rec = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(rec)
+
+TOL = 1e-9
+ARRAYS, META = rec.load()
+
+
+def _close(a, b) -> bool:
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float):
+        return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= TOL * max(1.0, abs(a))
+    return a == b
+
+
+@pytest.mark.parametrize("case,config,seed", rec.cases(), ids=[c[0] for c in rec.cases()])
+def test_env_reproduces_recorded_trajectory(case, config, seed):
+    assert case in META, f"no recording for {case}: re-run tests/data/record_trajectories.py"
+    arrays, meta = rec.encode(rec.play(config, seed))
+    want = META[case]
+    assert meta["agents"] == want["agents"]
+    for key in ("actions", "obs", "rewards"):
+        np.testing.assert_allclose(arrays[key], ARRAYS[f"{case}/{key}"], rtol=TOL, atol=TOL,
+                                   err_msg=f"{case}: {key}")
+    for phase in ("reset", "step"):
+        have_keys = meta[f"{phase}_num_keys"]
+        missing = [k for k in want[f"{phase}_num_keys"] if k not in have_keys]
+        assert not missing, f"{case}: {phase} infos lost numeric keys {missing}"
+        cols = [have_keys.index(k) for k in want[f"{phase}_num_keys"]]
+        np.testing.assert_allclose(arrays[f"{phase}_info"][..., cols],
+                                   ARRAYS[f"{case}/{phase}_info"], rtol=TOL, atol=TOL,
+                                   err_msg=f"{case}: {phase} infos")
+        for key, value in want[f"{phase}_obj"].items():
+            assert key in meta[f"{phase}_obj"], f"{case}: {phase} infos lost {key!r}"
+            assert _close(meta[f"{phase}_obj"][key], value), f"{case}: {phase} info {key!r}"
+
+
+def test_recording_is_small():
+    assert rec.PATH.stat().st_size < 1_000_000

@@ -73,6 +73,10 @@ class VectorMicrogrids:
     ``infos[agent]["autoreset"] = True`` (cost/market infos are 0 there). Episodes have a
     fixed length, so all envs run in lockstep and truncate on the same step.
 
+    A failed power flow follows the scalar env's rule (``powergrid.envs.safety``) per
+    row: same penalty, collapse-state ``v_min_pu``/``v_max_pu``, losses and upstream
+    import, never the solver's iterate.
+
     Scope: ``SUPPORTED``; anything else raises ``ValueError`` (use the scalar env, e.g.
     one per worker, for those).
     """

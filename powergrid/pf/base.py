@@ -25,6 +25,9 @@ class PFResult:
     ``net.line``, ``net.trafo``) so callers can index them like ``net.res_*``.
     Outputs are always finite: a failed solve is flagged by ``converged=False``
     instead of raising or returning NaN, so an env can penalise it and move on.
+    The numbers of a failed solve are no physical state and differ between backends
+    (fast: the no-load profile; pandapower: the last good result); the envs never read
+    them (``powergrid.envs.safety``).
     """
 
     converged: bool | np.ndarray

@@ -194,8 +194,9 @@ def _soc_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray,
 
 def _market_panel(ax: Axes, history: History, agent: str, x: np.ndarray, dt: float) -> Axes:
     """Volume (bars, left axis) and price vs the tariff band (right axis), which is what
-    decides whether P2P trading beats the grid: any clearing price inside the band helps
-    both sides compared with buying at retail / selling at feed-in."""
+    decides whether P2P trading beats the grid: any clearing price inside the band, shrunk
+    by half the trading fee on each side, helps both sides compared with buying at retail /
+    selling at feed-in."""
     volume = _series(history, lambda h: h[agent]["market"]["volume_kwh"])
     price = _series(history, lambda h: h[agent]["market"]["clearing_price"])
     retail = _series(history, lambda h: h[agent]["retail_price"])

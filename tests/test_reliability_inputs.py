@@ -220,3 +220,14 @@ def test_shared_feeder_spec_rejects_absurd_values(kwargs, match):
 
     with pytest.raises(ValueError, match=match):
         SharedFeederSpec(**kwargs).resolved(2)
+
+
+def test_vector_env_accepts_numpy_integer_num_envs():
+    assert VectorMicrogrids(np.int64(2), {"max_episode_steps": 2}).num_envs == 2
+
+
+def test_order_book_refuses_a_string_as_its_agent_list():
+    from heron.market import OrderBook
+
+    with pytest.raises(TypeError, match="not the string 'MG1'"):
+        OrderBook("MG1")

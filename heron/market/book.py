@@ -26,6 +26,8 @@ class OrderBook:
     __slots__ = ("_agents", "_bids", "_asks", "_next_id")
 
     def __init__(self, agents: Iterable[str] | None = None) -> None:
+        if isinstance(agents, str):  # frozenset("MG1") would accept agents "M", "G", "1"
+            raise TypeError(f"agents must be an iterable of agent ids, not the string {agents!r}")
         self._agents: frozenset[str] | None = None if agents is None else frozenset(agents)
         # Dicts keep insertion (== order_id) order, so a stable sort by price alone
         # already yields price-time priority.

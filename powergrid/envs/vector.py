@@ -11,6 +11,7 @@ from gymnasium import spaces
 
 from heron.market import UniformPrice
 from heron.protocols.horizontal import P2PTradingProtocol
+from heron.validation import Range
 from powergrid.envs._vector_devices import (
     VecDevice,
     VecESS,
@@ -84,8 +85,9 @@ class VectorMicrogrids:
     metadata = {"name": "vector_multi_agent_microgrids_v0", "autoreset_mode": "NextStep"}
 
     def __init__(self, num_envs: int, config: Mapping[str, Any] | EnvConfig | None = None):
-        if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
+        if Range(1, integer=True).coerce(num_envs) is None:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
+        num_envs = int(num_envs)  # numpy integers too
         cfg = EnvConfig.from_dict(config)
         _check_config(cfg)
         # Episode series hold ~(3 N + 6) float64 per env and step: refuse what cannot fit.

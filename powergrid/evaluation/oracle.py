@@ -39,10 +39,11 @@ bounded from below by tangents, so the MILP optimum is a lower bound on the env'
 computed step by step from the live device state while stepping them in a fresh env, so
 ``cost`` IS the env's cost of those actions; it must equal the model's exact cost of its
 solution (checked, or ``RuntimeError``), and ``gap = cost - mip_objective``. The power
-flow is not modelled: its safety penalty is 0 on today's networks, and any replay that
-incurs one reports it in ``safety_penalty`` (and it is in ``cost``).
+flow is not modelled: its safety penalty is 0 on the tied network, and any replay that
+incurs one reports it in ``safety_penalty`` (it is in ``cost`` and so in ``gap``).
 
-Not representable exactly (``NotImplementedError`` naming it): custom devices, a
+Not representable exactly (``NotImplementedError`` naming it): a network other than
+``"tied"`` (the shared IEEE-34 feeder's limits bind), custom devices, a
 generator with ``p_min_kw = 0``, the consensus protocol or a custom horizontal protocol or
 clearing rule, McAfee with more than two microgrids (its trade reduction drops the
 marginal segment; with two it never trades, so it is the no-trade model), distributed
@@ -357,6 +358,10 @@ def _make_env(env_or_scenario: Any, trading: bool, split: str | None) -> MultiAg
 
 def _check_supported(env: MultiAgentMicrogrids) -> None:
     cfg = env.config
+    if cfg.network != "tied":
+        raise NotImplementedError(
+            f"network {cfg.network!r}: its voltage and line limits bind (the safety penalty is "
+            f"not 0), and the oracle does not model the power flow; use network='tied'")
     if not cfg.centralized and (cfg.latency_steps or cfg.drop_prob):
         raise NotImplementedError("distributed mode with latency_steps/drop_prob: late or "
                                   "dropped orders are not modelled by the oracle")

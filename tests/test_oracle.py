@@ -69,6 +69,20 @@ def test_actions_replay_under_every_clearing_rule_with_a_fee(clearing):
     assert_replays(config, result)
 
 
+def test_fee_above_the_spread_stops_trading_in_exactly_those_hours():
+    config = {**BASE, "trading_fee": 0.1}  # night spread 0.06 < fee < day spread 0.12
+    result = optimum(config, 200, seed=0)
+    assert_replays(config, result)
+    env = MultiAgentMicrogrids(config)
+    env.reset(seed=0, options={"start_day": 200})
+    for step in result.actions:
+        _, _, _, _, infos = env.step(step)
+        info = infos["MG1"]
+        if info["retail_price"] - info["feed_in_price"] < 0.1:
+            assert info["market"]["volume_kwh"] == 0.0
+    assert result.traded_kwh > 0
+
+
 def test_mcafee_with_two_microgrids_is_the_no_trade_optimum():
     # one bid and one ask form the marginal pair, which trade reduction always removes
     mcafee = optimum({**BASE, "clearing": "mcafee"}, 40, seed=0)

@@ -26,11 +26,12 @@ Formulation (per microgrid i, step t, with dt the step length in hours)
 * Market and grid: net ``n_it = s_it - g_it`` (surplus, deficit >= 0); one order per
   microgrid, so the book clears ``V_t = min(sum s, sum g) dt`` when every limit crosses
   (sellers at the bottom of the band, buyers at the top; true for uniform, pay-as-bid and
-  the continuous double auction). Payments between microgrids cancel in the total, so a
+  the continuous double auction). Fees are per traded kWh, half on each side. Payments between microgrids cancel in the total, so a
   step costs ``retail (dt sum g - V) - feed_in (dt sum s - V) + fee V``; ``V <= dt sum s``,
-  ``V <= dt sum g`` and V is maximised whenever ``retail - feed_in > fee`` (a step with a
-  smaller spread gets non-crossing limits and ``V = 0``). Splitting a net into both s and g
-  never pays (it adds a grid round trip or a fee), so the relaxation is tight.
+  ``V <= dt sum g`` and V is maximised whenever ``retail - feed_in > fee`` (with a smaller
+  spread the env's fee-adjusted band ``[feed_in + fee/2, retail - fee/2]`` is empty, no
+  order is posted and ``V = 0``; with an equal one a trade gains nothing). Splitting a net
+  into both s and g never pays (it adds a grid round trip or a fee): the relaxation is tight.
 
 Why exact: every constraint is the env's rule rewritten (the reachable set of each
 device given its state), the objective is the env's cost with the quadratic fuel cost
@@ -399,11 +400,9 @@ def _tariffs(env: MultiAgentMicrogrids, n_steps: int) -> _Tariffs:
     if proto is None or type(proto.clearing_rule) is McAfee:
         return _Tariffs(retail, feed_in, 0.0, np.zeros(n_steps, bool))
     fee = proto.trading_fee
-    spread = retail - feed_in
-    if fee > 0 and np.any(spread <= 0):
-        raise NotImplementedError("a step with retail == feed-in and a trading fee > 0: every "
-                                  "order then crosses and trades at a loss; not modelled")
-    return _Tariffs(retail, feed_in, fee, spread > fee)
+    # spread < fee: the env's fee-adjusted band is empty and nobody posts an order; spread
+    # == fee: every limit is the same price, orders cross and trade at zero net gain
+    return _Tariffs(retail, feed_in, fee, retail - feed_in > fee)
 
 
 def _device_models(m: _Milp, env: MultiAgentMicrogrids, n_steps: int, dt: float,

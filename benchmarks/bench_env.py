@@ -110,6 +110,19 @@ def main() -> None:
         stages.append((f"single env (fast), N={n_mg} microgrids", lambda n_mg=n_mg: best_rate(
             scalar_steps(MultiAgentMicrogrids({"microgrids": n_microgrids(n_mg)}),
                          200 if q else 1000), reps), "env steps/s"))
+    # the shared IEEE-34 feeder (75 buses), against its own pandapower run
+    from benchmarks.feeder_stress import STRESSED_FEEDER
+
+    env34 = MultiAgentMicrogrids(STRESSED_FEEDER)
+    stages += [
+        ("ieee34 single env, power_flow=pandapower", lambda: best_rate(scalar_steps(
+            MultiAgentMicrogrids({**STRESSED_FEEDER, "power_flow": "pandapower"}),
+            3 if q else 10), 1 if q else 2), "env steps/s"),
+        ("ieee34 single env, power_flow=fast",
+         lambda: best_rate(scalar_steps(env34, 300 if q else 2000), reps), "env steps/s"),
+        ("ieee34 PF solves (single FastSolver)",
+         lambda: best_rate(pf_solves(env34, 500 if q else 5000), reps), "solves/s"),
+    ]
     rows: list[tuple[str, float, str]] = []
     with progress(total=len(stages), desc="bench_env", disable=args.no_progress) as bar:
         for label, measure, unit in stages:
@@ -117,8 +130,10 @@ def main() -> None:
             rows.append((label, measure(), unit))
             bar.update()
     pp = rows[0][1]
+    pp34 = next(r for s, r, _ in rows if s == "ieee34 single env, power_flow=pandapower")
 
-    results = [{"setting": s, "rate": r, "unit": u, "speedup_vs_pandapower": r / pp}
+    results = [{"setting": s, "rate": r, "unit": u,
+                "speedup_vs_pandapower": r / (pp34 if s.startswith("ieee34") else pp)}
                for s, r, u in rows]
     if args.json:
         print(json.dumps(results, indent=2))

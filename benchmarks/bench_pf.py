@@ -21,8 +21,16 @@ from powergrid.pf.fast import HAVE_NUMBA
 from powergrid.progress import progress
 
 
-def build_net() -> pp.pandapowerNet:
-    """The env's own network: 115 kV slack bus tying the default MG1/MG2 IEEE-13 feeders."""
+def build_net(network: str = "tied") -> pp.pandapowerNet:
+    """The env's own network: 115 kV slack bus tying the default MG1/MG2 IEEE-13 feeders,
+    or (``"ieee34"``) the three microgrids of ``feeder_stress.py`` on the IEEE-34 feeder."""
+    if network == "ieee34":
+        from benchmarks.feeder_stress import STRESSED_FEEDER
+        from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+
+        net = MultiAgentMicrogrids(STRESSED_FEEDER).network.net
+        net.sgen["p_mw"] = 0.2
+        return net
     specs = default_microgrids()
     mg = create_multi_microgrid([
         (m.name, m.load_scale, [FeederDevice(d.name, d.bus, d.build().element) for d in m.devices])
@@ -54,10 +62,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer solves (CI smoke run)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--network", choices=("tied", "ieee34"), default="tied")
     args = parser.parse_args()
     n_pp, n_single, reps = (10, 500, 3) if args.quick else (50, 3000, 5)
 
-    net = build_net()
+    net = build_net(args.network)
     rng = np.random.default_rng(0)
     print(f"network: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos, "
           f"{len(net.load)} loads, {len(net.sgen)} sgens, {len(net.storage)} storages")

@@ -170,3 +170,25 @@ def test_env_config_rejects_bad_network_settings(cfg, match):
 def test_vector_env_refuses_the_shared_feeder_for_now():
     with pytest.raises(ValueError, match="network='ieee34'"):
         VectorMicrogrids(2, IEEE34_ENV)
+
+
+def stress_day(policy_cls, day: int) -> set[str]:
+    from benchmarks.feeder_stress import STRESSED_FEEDER, violations
+
+    env = MultiAgentMicrogrids(STRESSED_FEEDER)
+    policy = policy_cls(env)
+    obs, _ = env.reset(seed=0, options={"start_day": day})
+    kinds: set[str] = set()
+    while env.agents:
+        obs, _, _, _, infos = env.step(policy(obs))
+        kinds |= {k for k, hit in violations(infos, env.config.voltage_band).items() if hit}
+    return kinds
+
+
+def test_stressed_feeder_binds_under_rule_based_and_a_flat_schedule_avoids_it():
+    from benchmarks.feeder_stress import FlatExchangePolicy
+    from powergrid.baselines import RuleBasedPolicy
+
+    for day in (172, 250):  # a summer and an autumn day
+        assert "pcc" in stress_day(RuleBasedPolicy, day)
+        assert stress_day(FlatExchangePolicy, day) == set()

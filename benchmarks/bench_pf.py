@@ -1,6 +1,7 @@
 """Power-flow throughput: pandapower.runpp vs FastSolver (single, numpy/numba, batched).
 
-Run: ``python benchmarks/bench_pf.py [--quick]``. Every solve gets fresh random
+Run: ``python benchmarks/bench_pf.py [--quick] [--json] [--baseline DIR]`` (DIR: a
+checkout of the commit to compare with, timed in the same run). Every solve gets fresh random
 set-points (as in an RL step) so warm starts are realistic, not trivially exact.
 Timings are best-of-repeats to be robust to a busy machine.
 """
@@ -8,6 +9,7 @@ Timings are best-of-repeats to be robust to a busy machine.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Callable
 
@@ -19,6 +21,11 @@ from powergrid.networks import FeederDevice, create_multi_microgrid
 from powergrid.pf import FastSolver, PandapowerSolver
 from powergrid.pf.fast import HAVE_NUMBA
 from powergrid.progress import progress
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from _baseline import best_by_setting, run_baseline
+except ImportError:  # imported as benchmarks.bench_pf
+    from benchmarks._baseline import best_by_setting, run_baseline
 
 
 def build_net(network: str = "tied") -> pp.pandapowerNet:
@@ -58,65 +65,85 @@ def best_of(fn: Callable[[], None], repeats: int) -> float:
     return best
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="fewer solves (CI smoke run)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    parser.add_argument("--network", choices=("tied", "ieee34"), default="tied")
-    args = parser.parse_args()
-    n_pp, n_single, reps = (10, 500, 3) if args.quick else (50, 3000, 5)
-
-    net = build_net(args.network)
+def measure(quick: bool, show_progress: bool = True, network: str = "tied") -> list[dict]:
+    """Rows {setting, rate, unit, us}: runpp, FastSolver single and batched, numpy and numba."""
+    n_pp, n_single, reps = (10, 500, 3) if quick else (50, 3000, 5)
+    net = build_net(network)
     rng = np.random.default_rng(0)
-    print(f"network: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos, "
-          f"{len(net.load)} loads, {len(net.sgen)} sgens, {len(net.storage)} storages")
-
+    rows = []
     kinds = [("numpy", False)] + ([("numba", True)] if HAVE_NUMBA else [])
-    bar = progress(total=1 + 4 * len(kinds), desc="bench_pf", disable=args.no_progress)
-    bar.set_description("bench_pf: pandapower runpp")
+    bar = progress(total=1 + 4 * len(kinds), desc="bench_pf", disable=not show_progress)
+
+    def row(setting: str, seconds: float, items: int = 1) -> None:
+        rows.append({"setting": setting, "rate": items / seconds, "unit": "solves/s",
+                     "us": seconds / items * 1e6})
+        bar.update()
+
     ref = PandapowerSolver(net)
     x = random_inputs(net, rng, n_pp)
     ref.solve(*(a[0] for a in x))  # numba JIT / warm start
-    t_pp = best_of(lambda: [ref.solve(*(a[i] for a in x)) for i in range(n_pp)], 2) / n_pp
-    bar.write(f"pandapower runpp (PandapowerSolver): {t_pp * 1e3:8.2f} ms/solve "
-              f"({1 / t_pp:9.0f} solves/s)")
-    bar.update()
+    row("pandapower runpp", best_of(
+        lambda: [ref.solve(*(a[i] for a in x)) for i in range(n_pp)], 2) / n_pp)
 
     x = random_inputs(net, rng, n_single)
-    rows = [[a[i] for a in x] for i in range(n_single)]
+    singles = [[a[i] for a in x] for i in range(n_single)]
     for label, use_numba in kinds:
-        bar.set_description(f"bench_pf: FastSolver single ({label})")
         fast = FastSolver(net, use_numba=use_numba)
-        fast.solve(*rows[0])
-        iters = [fast.solve(*r).iterations for r in rows[:200]]
-        t = best_of(lambda fast=fast: [fast.solve(*r) for r in rows], reps) / n_single
-        bar.write(f"FastSolver single ({label}):      {t * 1e6:8.1f} us/solve "
-                  f"({1 / t:9.0f} solves/s, x{t_pp / t:7.0f} vs pandapower, "
-                  f"iters median {int(np.median(iters))}, max {max(iters)})")
-        bar.update()
-
+        fast.solve(*singles[0])
+        row(f"FastSolver single ({label})",
+            best_of(lambda fast=fast: [fast.solve(*r) for r in singles], reps) / n_single)
     for label, use_numba in kinds:
         fast = FastSolver(net, use_numba=use_numba)
         for B in (1, 64, 1024):
-            bar.set_description(f"bench_pf: FastSolver batched ({label}) B={B}")
             n_batches = max(2, min(200, 20000 // B))
             xb = random_inputs(net, rng, B * n_batches)
             batches = [[a[k * B:(k + 1) * B] for a in xb] for k in range(n_batches)]
             fast.solve(*batches[0])
             t = best_of(lambda fast=fast, batches=batches: [fast.solve(*b) for b in batches],
                         reps)
-            rate = B * n_batches / t
-            bar.write(f"FastSolver batched ({label}) B={B:5d}: {rate:9.0f} solves/s "
-                      f"({t / n_batches * 1e3:7.3f} ms/batch, x{rate * t_pp:7.0f} vs "
-                      f"pandapower)")
-            bar.update()
+            row(f"FastSolver batched ({label}) B={B}", t, B * n_batches)
     bar.close()
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer solves (CI smoke run)")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument("--network", choices=("tied", "ieee34"), default="tied")
+    parser.add_argument("--baseline", metavar="DIR",
+                        help="also time the package checked out in DIR (e.g. the commit "
+                             "before a change) in this run and print the ratios")
+    args = parser.parse_args()
+    extra = ["--no-progress", "--network", args.network] + (["--quick"] if args.quick else [])
+    base_runs = [run_baseline(__file__, args.baseline, extra)] if args.baseline else []
+    show = not args.no_progress
+    runs = [measure(args.quick, show, args.network)]
+    if args.baseline:  # alternate old and new so load drifts hit both
+        base_runs.append(run_baseline(__file__, args.baseline, extra))
+        runs.append(measure(args.quick, show, args.network))
+    best = best_by_setting(*runs)
+    if args.json:
+        print(json.dumps(list(best.values()), indent=2))
+        return
+    net = build_net(args.network)
+    print(f"network: {len(net.bus)} buses, {len(net.line)} lines, {len(net.trafo)} trafos, "
+          f"{len(net.load)} loads, {len(net.sgen)} sgens, {len(net.storage)} storages")
+    base = best_by_setting(*base_runs)
+    t_pp = best["pandapower runpp"]["us"]
+    head = f"{'setting':<36} {'us/solve':>10} {'solves/s':>12} {'x runpp':>9}"
+    print(head + (f" {'x baseline':>11}" if base else ""))
+    for name, r in best.items():
+        line = f"{name:<36} {r['us']:>10.2f} {r['rate']:>12,.0f} {t_pp / r['us']:>9,.0f}"
+        if name in base:
+            line += f" {r['rate'] / base[name]['rate']:>11.2f}"
+        print(line)
 
     # Sanity: the fast answer is pandapower's answer.
+    rng = np.random.default_rng(1)
     r = [a[0] for a in random_inputs(net, rng, 1)]
-    fast.reset()
-    fast = FastSolver(net)
-    a, b = fast.solve(*r), ref.solve(*r)
+    a, b = FastSolver(net).solve(*r), PandapowerSolver(net).solve(*r)
     print(f"check: max |dvm| = {np.max(np.abs(a.vm_pu - b.vm_pu)):.2e} pu, "
           f"max |dva| = {np.max(np.abs(a.va_degree - b.va_degree)):.2e} deg")
 

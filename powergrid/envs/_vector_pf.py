@@ -1,10 +1,10 @@
-"""Batched AC power flow for the vector env: FastSolver's model, a leaner batched kernel.
+"""Batched AC power flow for the vector env: the solver's network model, a leaner kernel.
 
-Why not ``FastSolver.solve`` with a batch: its numpy path spends most of its time on
-outputs the env never reads (angles, branch flows via dense complex matmuls) and its
-BLAS calls oversubscribe a small shared machine. This kernel runs the *same* Z-bus
-fixed point (same matrices, start, tolerance and stopping rule, one warm start per env)
-in numba with the batch as the innermost, vectorisable loop, and computes only bus
+It reads the solver's public :class:`~powergrid.pf.model.NetworkModel` (``solver.model``)
+and its ``tol``/``max_iter``. Why not ``FastSolver.solve`` with a batch: it computes
+outputs the env never reads (angles, branch flows). This kernel runs the *same* Z-bus
+fixed point (same matrices, blocks, start, tolerance and stopping rule, one warm start per
+env) in numba with the batch as the innermost, vectorisable loop, and computes only bus
 voltages, line loadings and the slack exchange. Rows that fail to converge are re-solved
 through ``FastSolver.solve`` (with its Newton fallback), as the scalar env would.
 Without numba everything goes through ``FastSolver.solve``.
@@ -18,6 +18,7 @@ import numpy as np
 
 from powergrid.pf.fast import HAVE_NUMBA, FastSolver
 from powergrid.pf.jit import announce_compilation
+from powergrid.pf.model import NetworkModel
 
 _CHUNK = 128  # envs per block: keeps a block's working set in L1/L2
 
@@ -36,19 +37,15 @@ class BatchPowerFlow:
     def __init__(self, solver: FastSolver, num_envs: int) -> None:
         self.solver = solver
         self.num_envs = num_envs
-        try:
-            self._args = _kernel_args(solver) if HAVE_NUMBA else None
-        except (AttributeError, ValueError):
-            # FastSolver's internals moved on: stay correct via its public batched solve.
-            self._args = None
-        self.use_kernel = self._args is not None
-        if self.use_kernel:
-            announce_compilation(_solve_kernel)
+        model = solver.model
+        self.use_kernel = HAVE_NUMBA and solver.use_numba
         if not self.use_kernel:
             return
-        self._w = solver._w
-        self._n_bus = len(solver._bus_map)
-        self._n_line = int(solver._n_line)
+        self._args = _kernel_args(model, solver.tol, solver.max_iter)
+        announce_compilation(_solve_kernel)
+        self._w = model.w
+        self._n_bus = model.n_bus
+        self._n_line = model.n_line
         self._V = np.empty((2, len(self._w), num_envs))
         self.reset(np.ones(num_envs, bool))
 
@@ -93,38 +90,23 @@ class BatchPowerFlow:
                        np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float))
 
 
-def _kernel_args(solver: FastSolver) -> tuple:
-    """FastSolver's model as (re, im)-stacked float arrays, in ``_solve_kernel`` order."""
-    sv = solver
-    fb, tb = sv._br_fb.astype(np.int64), sv._br_tb.astype(np.int64)
-    if hasattr(sv, "_br_Y"):
-        ybr = sv._br_Y  # (4, n_br): y_ff, y_ft, y_tf, y_tt
-    else:
-        k = np.arange(len(fb))
-        ybr = np.stack([sv._br_Yf[k, fb], sv._br_Yf[k, tb], sv._br_Yt[k, fb], sv._br_Yt[k, tb]])
-        # A pi-model branch current involves only its two end buses; the kernel relies on it.
-        for y, a, b in ((sv._br_Yf, ybr[0], ybr[1]), (sv._br_Yt, ybr[2], ybr[3])):
-            ends = np.zeros_like(y)
-            ends[k, fb] = a
-            ends[k, tb] = b
-            if not np.array_equal(ends, y):
-                raise ValueError("branch admittance rows touch more than their end buses")
-    yff, yft, ytf, ytt = ybr
+def _kernel_args(md: NetworkModel, tol: float, max_iter: int) -> tuple:
+    """The network model as (re, im)-stacked float arrays, in ``_solve_kernel`` order."""
+    yff, yft, ytf, ytt = md.br_y
     ends = np.array([[yff.real, yff.imag, yft.real, yft.imag],
                      [ytf.real, ytf.imag, ytt.real, ytt.imag]])  # (from/to end, 4, n_br)
 
     def ri(z: np.ndarray) -> np.ndarray:  # complex -> stacked (re, im) floats
         return np.ascontiguousarray(np.stack([np.real(z), np.imag(z)]))
 
-    vs, cons_slack0 = complex(sv._Vs), complex(sv._cons_slack0)
     return (
-        ri(sv._Spq0), ri(sv._MpqT), ri(sv._Z), ri(sv._w), float(sv.tol), int(sv.max_iter),
-        sv._pq.astype(np.int64), int(sv._s), np.array([vs.real, vs.imag]), int(sv._n),
-        sv._bus_map.astype(np.int64), ends, fb, tb, sv._br_cf.astype(float),
-        sv._br_ct.astype(float), sv._br_pw.astype(np.bool_), sv._br_dest.astype(np.int64),
-        int(sv._n_line), ri(sv._Yslack), np.array([cons_slack0.real, cons_slack0.imag]),
-        ri(sv._Mslack), float(np.real(sv._cons_total0)), np.real(sv._Mtotal).copy(),
-        float(sv._base),
+        ri(md.S0), ri(md.M_T), ri(md.Z), ri(md.w), float(tol), int(max_iter),
+        np.ascontiguousarray(np.stack([md.block_lo, md.block_hi])),
+        md.pq, md.slack, np.array([md.v_slack.real, md.v_slack.imag]), md.n,
+        md.bus_map, ends, md.br_from, md.br_to, md.br_kf, md.br_kt,
+        md.br_power.astype(np.bool_), md.br_dest, md.n_line, ri(md.y_slack),
+        np.array([md.slack_cons0.real, md.slack_cons0.imag]), ri(md.slack_M),
+        float(md.total_cons0.real), np.real(md.total_M).copy(), float(md.base_mva),
     )
 
 
@@ -140,7 +122,7 @@ if HAVE_NUMBA:
 
     @njit(cache=True, error_model="numpy")
     def _solve_kernel(X, V, conv, vm, loading, slack, chunk, S0, MT, Z, w, tol, max_iter,
-                      pq, s, vs, n, bus_map, ybr, fb, tb, cf, ct, pw, dest, n_line, yslack,
+                      blocks, pq, s, vs, n, bus_map, ybr, fb, tb, cf, ct, pw, dest, n_line, yslack,
                       cons_slack0, mslack, cons_total0, mtotal, base):  # pragma: no cover
         """Jacobi Z-bus iteration per env, batch-innermost; arrays are (re, im) stacked."""
         B, m = X.shape
@@ -183,7 +165,7 @@ if HAVE_NUMBA:
                 for i in range(npq):
                     ar[:] = w[0, i]
                     ai[:] = w[1, i]
-                    for j in range(npq):
+                    for j in range(blocks[0, i], blocks[1, i]):  # Z is block diagonal
                         zr = Z[0, i, j]
                         zi = Z[1, i, j]
                         for k in range(L):

@@ -10,9 +10,10 @@ import pandapower as pp
 
 from powergrid.pf.base import PFResult, PowerFlowSolver
 from powergrid.pf.fast import FastSolver
+from powergrid.pf.model import NetworkModel
 from powergrid.pf.pandapower_backend import PandapowerSolver
 
-__all__ = ["FastSolver", "PFResult", "PandapowerSolver", "PowerFlowSolver", "SOLVER_KINDS",
+__all__ = ["FastSolver", "NetworkModel", "PFResult", "PandapowerSolver", "PowerFlowSolver", "SOLVER_KINDS",
            "make_solver"]
 
 SOLVER_KINDS: dict[str, type[PowerFlowSolver]] = {

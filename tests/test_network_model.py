@@ -1,0 +1,76 @@
+"""NetworkModel: the compiled network that FastSolver and the batch power flow share."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import powergrid.envs._vector_pf as vector_pf
+from benchmarks.bench_pf import build_net, random_inputs
+from powergrid.envs._vector_pf import BatchPowerFlow
+from powergrid.pf import FastSolver, NetworkModel
+
+
+@pytest.fixture(scope="module")
+def solver() -> FastSolver:
+    return FastSolver(build_net())
+
+
+def test_z_is_the_inverse_of_y_pp_in_solve_order(solver):
+    md = solver.model
+    Ypp = md.Y[np.ix_(md.pq, md.pq)]
+    np.testing.assert_allclose(md.Z @ Ypp, np.eye(len(md.pq)), atol=1e-9)
+
+
+def test_feeders_meeting_only_at_the_slack_give_one_z_block_each(solver):
+    md = solver.model
+    blocks = sorted({(int(lo), int(hi)) for lo, hi in zip(md.block_lo, md.block_hi)})
+    assert len(blocks) == 2  # the two IEEE-13 feeders of the default network
+    inside = np.zeros(md.Z.shape, bool)
+    for i, (lo, hi) in enumerate(zip(md.block_lo, md.block_hi)):
+        inside[i, lo:hi] = True
+    assert np.all(md.Z[~inside] == 0)
+
+
+def test_no_load_voltages_solve_the_no_load_case(solver):
+    md = solver.model
+    V = md.full_voltages(md.w)
+    mismatch = (V * np.conj(md.Y @ V))[md.pq] - md.S0
+    assert np.max(np.abs(mismatch)) < 1e-9
+
+
+def test_input_slices_cover_every_set_point_once(solver):
+    md = solver.model
+    covered = np.zeros(md.n_inputs, int)
+    for sl in md.input_slices.values():
+        covered[sl] += 1
+    assert np.all(covered == 1)
+
+
+def test_model_rejects_a_net_with_two_ext_grids():
+    import pandapower as pp
+
+    net = build_net()
+    pp.create_ext_grid(net, int(net.bus.index[1]))
+    with pytest.raises(ValueError, match="ext_grid"):
+        NetworkModel.from_net(net)
+
+
+def test_batch_power_flow_equals_fast_solver_row_by_row(solver):
+    net = build_net()
+    rng = np.random.default_rng(3)
+    lp, lq, sp, stp = random_inputs(net, rng, 5)
+    batch = BatchPowerFlow(solver, 5).solve(lp, lq, sp, stp)
+    for b in range(5):
+        solver.reset()
+        one = solver.solve(lp[b], lq[b], sp[b], stp[b])
+        np.testing.assert_allclose(batch.vm_pu[b], one.vm_pu, atol=1e-9)
+        np.testing.assert_allclose(batch.line_loading[b], one.line_loading_percent, atol=1e-7)
+        assert abs(batch.p_slack_mw[b] - one.p_slack_mw) < 1e-9
+
+
+def test_batch_power_flow_reads_no_private_solver_attributes():
+    source = inspect.getsource(vector_pf)
+    assert "solver._" not in source and "sv._" not in source

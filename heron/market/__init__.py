@@ -1,5 +1,6 @@
 """Domain-free energy market: orders, an order book and pluggable clearing rules."""
 
+from heron.market.batched import BatchClearing
 from heron.market.book import OrderBook
 from heron.market.clearing import (
     CLEARING_RULES,
@@ -17,6 +18,7 @@ __all__ = [
     "CLEARING_RULES",
     "MAX_PRICE",
     "MAX_QUANTITY",
+    "BatchClearing",
     "ClearingResult",
     "ClearingRule",
     "ContinuousDoubleAuction",

@@ -27,6 +27,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
+
+from heron.market.batched import (
+    CDA,
+    MCAFEE,
+    PAY_AS_BID,
+    UNIFORM,
+    BatchClearing,
+    clear_kernel,
+    clear_rows,
+)
 from heron.market.book import OrderBook
 from heron.market.orders import MAX_PRICE, Order, Side, Trade
 
@@ -112,6 +123,13 @@ class ClearingRule(ABC):
     @abstractmethod
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         """Clear ``book``; each trade is charged ``fee = fee_per_unit * quantity``."""
+
+    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                    fee_per_unit: float = 0.0) -> BatchClearing:
+        """Clear B books given as ``(B, K)`` arrays, one order per slot (see
+        :mod:`heron.market.batched`). This default goes row by row through :meth:`clear`;
+        the built-in rules override it with compiled kernels giving identical results."""
+        return clear_rows(self, side, quantity, price, fee_per_unit)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -247,6 +265,11 @@ class UniformPrice(ClearingRule):
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0.0 <= k <= 1.0:
             raise ValueError(f"UniformPrice k must be a number in [0, 1], got {k!r}")
 
+    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                    fee_per_unit: float = 0.0) -> BatchClearing:
+        _check_fee(fee_per_unit)
+        return clear_kernel(UNIFORM, self.k, side, quantity, price, fee_per_unit)
+
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)
         bf, af, _, _, _, segs = _cross(book.bids, book.asks)
@@ -271,6 +294,11 @@ class PayAsBid(ClearingRule):
     each trade is priced at its buyer's bid (sellers capture all the gains from trade)."""
 
     name: ClassVar[str] = "pay_as_bid"
+
+    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                    fee_per_unit: float = 0.0) -> BatchClearing:
+        _check_fee(fee_per_unit)
+        return clear_kernel(PAY_AS_BID, 0.0, side, quantity, price, fee_per_unit)
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)
@@ -327,6 +355,11 @@ class ContinuousDoubleAuction(ClearingRule):
 
     name: ClassVar[str] = "cda"
 
+    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                    fee_per_unit: float = 0.0) -> BatchClearing:
+        _check_fee(fee_per_unit)
+        return clear_kernel(CDA, 0.0, side, quantity, price, fee_per_unit)
+
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)
         rest_b: list[list] = []  # [order, remaining]; price desc, then order_id asc
@@ -379,6 +412,11 @@ class McAfee(ClearingRule):
     """
 
     name: ClassVar[str] = "mcafee"
+
+    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                    fee_per_unit: float = 0.0) -> BatchClearing:
+        _check_fee(fee_per_unit)
+        return clear_kernel(MCAFEE, 0.0, side, quantity, price, fee_per_unit)
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
         _check_fee(fee_per_unit)

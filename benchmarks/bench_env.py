@@ -3,7 +3,7 @@
 Every ratio is against the pandapower baseline measured in the same run, and each figure
 is the best of a few repeats after a warm-up, so a busy (shared) machine distorts it less.
 
-    python benchmarks/bench_env.py [--quick] [--json]
+    python benchmarks/bench_env.py [--quick] [--json] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -20,6 +20,11 @@ from powergrid.envs.config import default_microgrids
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.vector import VectorMicrogrids
 from powergrid.progress import progress
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from _baseline import best_by_setting, run_baseline
+except ImportError:  # imported as benchmarks.bench_env
+    from benchmarks._baseline import best_by_setting, run_baseline
 
 
 def best_rate(fn: Callable[[], int], repeats: int) -> float:
@@ -86,7 +91,13 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="short run (smoke test)")
     ap.add_argument("--json", action="store_true", help="print results as JSON instead")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    ap.add_argument("--baseline", metavar="DIR",
+                    help="also time the package checked out in DIR (e.g. the commit before a "
+                         "change) in this run, before and after this checkout, and print "
+                         "the ratios")
     args = ap.parse_args()
+    extra = ["--no-progress"] + (["--quick"] if args.quick else [])
+    base_runs = [run_baseline(__file__, args.baseline, extra)] if args.baseline else []
     q = args.quick
     reps = 2 if q else 5  # best-of: this class of VM shows +-30 % run-to-run noise
 
@@ -138,10 +149,17 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    print(f"{'setting':<40} {'rate':>14} {'unit':<12} {'x pandapower':>13}")
+    if args.baseline:  # old code once more, after the new: load drifts hit both
+        base_runs.append(run_baseline(__file__, args.baseline, extra))
+    base = best_by_setting(*base_runs)
+    print(f"{'setting':<40} {'rate':>14} {'unit':<12} {'x pandapower':>13}"
+          + (f" {'x baseline':>11}" if base else ""))
     for r in results:
-        print(f"{r['setting']:<40} {r['rate']:>14,.0f} {r['unit']:<12} "
-              f"{r['speedup_vs_pandapower']:>13,.1f}")
+        line = (f"{r['setting']:<40} {r['rate']:>14,.0f} {r['unit']:<12} "
+                f"{r['speedup_vs_pandapower']:>13,.1f}")
+        if r["setting"] in base:
+            line += f" {r['rate'] / base[r['setting']]['rate']:>11.2f}"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 from gymnasium import spaces
 
-from heron.market import UniformPrice
 from heron.protocols.horizontal import P2PTradingProtocol
 from heron.validation import Range
 from powergrid.envs._vector_devices import (
@@ -19,7 +18,6 @@ from powergrid.envs._vector_devices import (
     make_vector_device,
     supports,
 )
-from powergrid.envs._vector_market import clear_uniform
 from powergrid.envs._vector_pf import BatchPowerFlow
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
@@ -30,7 +28,7 @@ from powergrid.envs.series import episode_series_batch, limit_price, price_band
 from powergrid.pf import FastSolver
 
 SUPPORTED = ("centralized=True, no vertical_protocol, horizontal_protocol None or "
-             "P2PTradingProtocol with UniformPrice(k) clearing (any trading_fee), Generator/"
+             "P2PTradingProtocol with any clearing rule and trading_fee, Generator/"
              "ESS/Solar devices, power_flow='fast', latency_steps=0, drop_prob=0, no render_mode")
 MAX_SERIES_BYTES = 4 * 2**30
 # The scalar env computes sin/cos of the hour with math; tabulating the same expression keeps
@@ -110,7 +108,8 @@ class VectorMicrogrids:
         self._obs_spaces, self._act_spaces = tpl.observation_spaces, tpl.action_spaces
         self._retail_price, self._feed_in_price = tpl.retail_price, tpl.feed_in_price
         proto = tpl.protocol
-        self._k = None if proto is None else float(proto.clearing_rule.k)
+        # any ClearingRule: the built-in four clear every book in one compiled pass
+        self._rule = None if proto is None else proto.clearing_rule
         self._fee = 0.0 if proto is None else float(proto.trading_fee)
 
         net = tpl.network
@@ -197,16 +196,19 @@ class VectorMicrogrids:
                     sgen_p[:, row] = p / 1e3
             net_kw[:, i] = out - load_kw[:, i]
 
-        if self._k is None:
-            bought = sold = np.zeros((B, N))
+        if self._rule is None:
+            bought = sold = pay = rev = fees = np.zeros((B, N))
             price = np.full(B, np.nan)
         else:
             qty = np.abs(net_kw) * dt
             low, high = price_band(feed_in[:, None], retail[:, None], self._fee)
             order = (qty > EPS_KWH) & (low <= high)  # an empty band: the fee eats every gain
             limit = limit_price(np.stack([a[:, -1] for a in acts], 1), low, high)
-            sell = net_kw > 0
-            bought, sold, price = clear_uniform(order & ~sell, order & sell, qty, limit, self._k)
+            # slot i = agent i's order, arriving in agent order as in the scalar env
+            side = np.where(order, np.where(net_kw > 0, -1, 1), 0)
+            m = self._rule.clear_batch(side, qty, limit, self._fee)
+            bought, sold, price, pay, rev, fees = (m.bought, m.sold, m.price, m.paid,
+                                                   m.received, m.fees)
         traded = ~np.isnan(price)
         p_or_0 = np.where(traded, price, 0.0)[:, None]
         residual = net_kw * dt - sold + bought
@@ -223,8 +225,7 @@ class VectorMicrogrids:
             "generation": dev_cost[0], "degradation": dev_cost[1],
             "grid_import": grid_import * retail[:, None],
             "grid_export_revenue": grid_export * feed_in[:, None],
-            "p2p_payment": bought * p_or_0, "p2p_revenue": sold * p_or_0,
-            "fees": self._fee * (bought + sold) / 2, "safety_penalty": penalty,
+            "p2p_payment": pay, "p2p_revenue": rev, "fees": fees, "safety_penalty": penalty,
             "storage_terminal": self._storage_terminal(t + 1 >= cfg.max_episode_steps),
         }
         total = (costs["generation"] + costs["degradation"] + costs["grid_import"]
@@ -400,11 +401,8 @@ def _check_config(cfg: EnvConfig) -> None:
 
 def _check_built(env: MultiAgentMicrogrids) -> None:
     proto = env.protocol
-    if proto is not None and (type(proto) is not P2PTradingProtocol
-                              or type(proto.clearing_rule) is not UniformPrice):
-        rule = getattr(proto, "clearing_rule", None)
-        _unsupported(f"horizontal protocol {type(proto).__name__} with clearing "
-                     f"{type(rule).__name__}")
+    if proto is not None and type(proto) is not P2PTradingProtocol:
+        _unsupported(f"horizontal protocol {type(proto).__name__}")
     for a in env.possible_agents:
         for d in env.devices(a):
             if not supports(getattr(d, "params", None), d):

@@ -175,3 +175,16 @@ def test_seed_list_and_bad_num_envs():
         np.testing.assert_array_equal(a[ag], b[ag])
     with pytest.raises(ValueError, match="num_envs"):
         VectorMicrogrids(0)
+
+
+def test_gymnasium_vector_conventions_autoreset_mode_and_batched_spaces():
+    from gymnasium.vector import AutoresetMode
+
+    vec = VectorMicrogrids(3, {"max_episode_steps": 2})
+    assert vec.metadata["autoreset_mode"] is AutoresetMode.NEXT_STEP
+    obs, _ = vec.reset(seed=0)
+    for a in vec.possible_agents:
+        assert vec.single_observation_spaces[a] == vec.single_observation_space(a)
+        assert vec.observation_spaces[a].shape == (3, *vec.single_observation_spaces[a].shape)
+        assert vec.observation_spaces[a].contains(obs[a])
+        assert vec.action_spaces[a].shape == (3, *vec.single_action_spaces[a].shape)

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
 
 from heron.protocols.horizontal import P2PTradingProtocol
 from heron.validation import Range
@@ -51,7 +53,10 @@ class VectorMicrogrids:
     API (PettingZoo-parallel-like, every value batched along axis 0):
 
     * ``possible_agents`` / ``agents``; ``single_observation_space(agent)`` and
-      ``single_action_space(agent)`` are the scalar env's Boxes; ``obs_labels``.
+      ``single_action_space(agent)`` are the scalar env's Boxes; ``obs_labels``. As
+      Gymnasium vector envs, per agent: ``single_observation_spaces`` /
+      ``single_action_spaces`` (those Boxes) and ``observation_spaces`` /
+      ``action_spaces`` (batched, leading axis B).
     * ``reset(seed=None, options=None) -> (obs, infos)``: ``obs[agent]`` is a float32
       ``(B, obs_dim)`` array; ``seed`` an int (env i gets ``seed + i``) or B ints;
       ``options={"start_day": int | (B,) ints}`` as in the scalar env.
@@ -80,7 +85,8 @@ class VectorMicrogrids:
     one per worker, for those).
     """
 
-    metadata = {"name": "vector_multi_agent_microgrids_v0", "autoreset_mode": "NextStep"}
+    metadata = {"name": "vector_multi_agent_microgrids_v0",
+                "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int, config: Mapping[str, Any] | EnvConfig | None = None):
         if Range(1, integer=True).coerce(num_envs) is None:
@@ -106,6 +112,12 @@ class VectorMicrogrids:
         self.obs_labels = dict(tpl.obs_labels)
         self.action_labels = dict(tpl.action_labels)
         self._obs_spaces, self._act_spaces = tpl.observation_spaces, tpl.action_spaces
+        # Gymnasium vector conventions, per agent: the scalar env's spaces and batched ones
+        self.single_observation_spaces = dict(self._obs_spaces)
+        self.single_action_spaces = dict(self._act_spaces)
+        self.observation_spaces = {a: batch_space(sp, num_envs)
+                                   for a, sp in self._obs_spaces.items()}
+        self.action_spaces = {a: batch_space(sp, num_envs) for a, sp in self._act_spaces.items()}
         self._retail_price, self._feed_in_price = tpl.retail_price, tpl.feed_in_price
         proto = tpl.protocol
         # any ClearingRule: the built-in four clear every book in one compiled pass

@@ -9,18 +9,21 @@ different sizes are zero-padded to the largest one and each agent uses the first
 Details that matter for this environment (rewards are -$10..-$100 per step per agent):
   * observation normalisation: running mean/std per agent, frozen for evaluation;
   * reward scaling: rewards are divided by the running std of the discounted return;
-  * a random start day (day of year) for every training episode, never one of the
-    evaluation days.
+  * the env is a registered scenario (``--scenario``, ``powergrid.make``): training resets
+    draw only its train days; the final evaluation runs ``powergrid.evaluation.evaluate`` on
+    its held-out test days and reports cost and score (0 = no-trade, 1 = optimum).
 
 Vectorisation is a plain Python loop over ``--num-envs`` env copies (every episode is exactly
 ``max_episode_steps`` long, so all copies reset together); no SuperSuit needed.
 
-    python examples/07_cleanrl_ppo.py --total-timesteps 200000 --num-envs 8
+    python examples/07_cleanrl_ppo.py --scenario p2p-2mg-v1 --total-timesteps 150000
     python examples/07_cleanrl_ppo.py --total-timesteps 2000 --out-dir /tmp/ppo  # smoke run
+    python examples/07_cleanrl_ppo.py --load runs/ppo/agent.pt   # evaluate a saved policy
 
 Writes to ``--out-dir``: ``learning_curve.csv`` / ``learning_curve.png`` (global env step vs
-mean episode cost, all microgrids summed) and ``agent.pt`` (weights + normaliser stats);
-then prints random / no-trade / rule-based / PPO mean episode cost on the evaluation days.
+mean episode cost, all microgrids summed), ``agent.pt`` (weights + normaliser stats +
+scenario) and ``evaluation.csv`` (the PPO policy's per-day KPI table); then prints the
+mean cost and score of random / no-trade / rule-based / PPO on the scenario's test days.
 """
 
 from __future__ import annotations
@@ -44,19 +47,19 @@ import tyro  # noqa: E402
 from torch.distributions.normal import Normal  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from powergrid.baselines import (  # noqa: E402
-    RandomPolicy,
-    RuleBasedPolicy,
-    evaluate,
-    no_trade_env_factory,
-)
+import powergrid  # noqa: E402
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids  # noqa: E402
+from powergrid.evaluation import evaluate  # noqa: E402
 
-DEFAULT_EVAL_DAYS = (0, 40, 80, 121, 161, 202, 242, 283, 323, 364)  # spread over the year
+BASELINES = ("random", "no-trade", "rule")
 
 
 @dataclass
 class Args:
+    scenario: str = "p2p-2mg-v1"
+    """scenario id (powergrid.scenarios): training uses its train days, evaluation its test days"""
+    load: str | None = None
+    """a saved agent.pt: skip training and evaluate it (on the scenario it was trained on)"""
     seed: int = 1
     """seed of the experiment (torch, numpy, env resets)"""
     torch_threads: int = 1
@@ -86,17 +89,19 @@ class Args:
     """width of the two hidden layers of actor and critic"""
     init_logstd: float = 0.0
     """initial log-std of the Gaussian policy (actions live in [-1, 1]: 0 explores widely)"""
-    eval_days: tuple[int, ...] = DEFAULT_EVAL_DAYS
-    """days of year for the final deterministic evaluation (excluded from training)"""
+    eval_days: tuple[int, ...] | None = None
+    """test days for the final deterministic evaluation (default: all of the scenario's)"""
     eval_seed: int = 0
     """seed of the evaluation episodes (load noise, random baseline)"""
+    eval_baselines: bool = True
+    """also evaluate random / no-trade / rule-based for comparison"""
     progress: bool = True
     """show a tqdm progress bar"""
 
 
-def make_env(config: dict | None = None) -> MultiAgentMicrogrids:
-    """The default two-microgrid P2P env; ``start_day`` is passed at every reset."""
-    return MultiAgentMicrogrids(dict(config or {}))
+def make_env(scenario: str) -> MultiAgentMicrogrids:
+    """The scenario's env; its resets draw train days only (``split="train"``)."""
+    return powergrid.make(scenario, split="train")
 
 
 # ------------------------------------------------------------------ normalisation helpers
@@ -190,7 +195,7 @@ class SharedPolicyAdapter:
 
 
 def ppo_policy(agent: Agent, adapter: SharedPolicyAdapter):
-    """A deterministic (mean action) policy for ``powergrid.baselines.evaluate``."""
+    """A factory env -> deterministic (mean action) policy, for ``powergrid.evaluation``."""
 
     def make_policy(env: MultiAgentMicrogrids):
         def policy(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -201,10 +206,50 @@ def ppo_policy(agent: Agent, adapter: SharedPolicyAdapter):
 
         return policy
 
+    make_policy.__name__ = "ppo"  # the policy's name in evaluation tables
     return make_policy
 
 
-def main(args: Args) -> dict[str, float]:
+def load_agent(path: str) -> tuple[Agent, SharedPolicyAdapter, str]:
+    """A saved ``agent.pt``: the network, its frozen normaliser and its scenario id."""
+    saved = torch.load(path, weights_only=False)
+    a = saved["args"]
+    scenario = a.get("scenario", "p2p-2mg-v1")
+    adapter = SharedPolicyAdapter(make_env(scenario))
+    if adapter.agents != list(saved["agents"]):
+        raise ValueError(f"{path}: saved agents {saved['agents']} differ from scenario "
+                         f"{scenario!r} agents {adapter.agents}")
+    for rms, (mean, var, count) in zip(adapter.obs_rms, saved["obs_rms"]):
+        rms.mean, rms.var, rms.count = mean, var, count
+    agent = Agent(adapter.net_obs_dim, adapter.pad_act_dim, a["hidden"], a["init_logstd"])
+    agent.load_state_dict(saved["agent"])
+    return agent, adapter, scenario
+
+
+def evaluate_policy(args: Args, agent: Agent, adapter: SharedPolicyAdapter,
+                    scenario: str) -> dict[str, dict[str, float]]:
+    """Mean cost and score on the scenario's test days: the baselines, then PPO."""
+    kwargs = dict(split="test", seeds=(args.eval_seed,), days=args.eval_days,
+                  progress=args.progress)
+    names = BASELINES if args.eval_baselines else ()
+    results = {name: evaluate(name, scenario, **kwargs) for name in names}
+    results["ppo"] = evaluate(ppo_policy(agent, adapter), scenario, **kwargs)
+    os.makedirs(args.out_dir, exist_ok=True)
+    results["ppo"].to_csv(os.path.join(args.out_dir, "evaluation.csv"))
+    n = len(results["ppo"].per_episode)
+    print(f"\n{scenario}, {n} test days, seed {args.eval_seed} "
+          f"(all microgrids summed, $/day; score 0 = no-trade, 1 = optimum)")
+    print(f"{'policy':<12}{'mean cost':>12}{'mean score':>12}")
+    for name, res in results.items():
+        print(f"{name:<12}{res.mean['cost']:>12.1f}{res.mean['score']:>12.3f}")
+    return {name: {"cost": float(r.mean["cost"]), "score": float(r.mean["score"])}
+            for name, r in results.items()}
+
+
+def main(args: Args) -> dict[str, dict[str, float]]:
+    if args.load:
+        agent, adapter, scenario = load_agent(args.load)
+        return evaluate_policy(args, agent, adapter, scenario)
     os.makedirs(args.out_dir, exist_ok=True)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -213,11 +258,10 @@ def main(args: Args) -> dict[str, float]:
     rng = np.random.default_rng(args.seed)
 
     # ---- env setup: K copies, N agents each -> K*N rows per step for the shared network
-    envs = [make_env() for _ in range(args.num_envs)]
+    envs = [make_env(args.scenario) for _ in range(args.num_envs)]
     adapter = SharedPolicyAdapter(envs[0])
     n_agents = len(adapter.agents)
     n_rows = args.num_envs * n_agents
-    train_days = np.array(sorted(set(range(365)) - set(args.eval_days)))
     batch_size = args.num_steps * n_rows
     minibatch_size = batch_size // args.num_minibatches
     num_iterations = max(1, args.total_timesteps // (args.num_steps * args.num_envs))
@@ -240,8 +284,8 @@ def main(args: Args) -> dict[str, float]:
     def reset_all() -> np.ndarray:
         rows = []
         for env in envs:
-            day = int(rng.choice(train_days))  # random start day, never an evaluation day
-            o, _ = env.reset(seed=int(rng.integers(2**31)), options={"start_day": day})
+            # the env draws a train day: a held-out test day is never seen in training
+            o, _ = env.reset(seed=int(rng.integers(2**31)))
             rows.append(adapter.rows(o, update_stats=True))
         return np.concatenate(rows)
 
@@ -394,37 +438,24 @@ def main(args: Args) -> dict[str, float]:
                 "obs_rms": [(r.mean, r.var, r.count) for r in adapter.obs_rms],
                 "agents": adapter.agents}, os.path.join(args.out_dir, "agent.pt"))
 
-    # ---- deterministic evaluation on fixed days against the baselines
-    days = list(args.eval_days)
-    results = {
-        "random": evaluate(make_env, lambda e: RandomPolicy(e, seed=args.eval_seed), days,
-                           seed=args.eval_seed),
-        "no-trade (rule-based, no P2P)": evaluate(no_trade_env_factory(), RuleBasedPolicy,
-                                                  days, seed=args.eval_seed),
-        "rule-based (P2P)": evaluate(make_env, RuleBasedPolicy, days, seed=args.eval_seed),
-        "PPO (P2P, mean action)": evaluate(make_env, ppo_policy(agent, adapter), days,
-                                           seed=args.eval_seed),
-    }
-    print(f"\nmean episode cost over {len(days)} evaluation days {days} "
-          f"(all microgrids summed, $/day; lower is better)")
-    print(f"{'policy':<32}{'mean':>10}{'std':>10}")
-    for name, res in results.items():
-        print(f"{name:<32}{res['mean_cost']:>10.1f}{res['std_cost']:>10.1f}")
+    # ---- deterministic evaluation on the held-out test days against the baselines
+    results = evaluate_policy(args, agent, adapter, args.scenario)
 
     # ---- learning curve PNG with the baselines for reference
     fig, ax = plt.subplots(figsize=(7, 4))
     steps = [c["global_step"] for c in curve]
     ax.plot(steps, [c["mean_episode_cost"] for c in curve], label="PPO (training episodes)")
-    for (name, res), style in zip(list(results.items())[:3], (":", "--", "-.")):
-        ax.axhline(res["mean_cost"], color="gray", linestyle=style, label=f"{name} (eval days)")
+    baselines = [(n, r) for n, r in results.items() if n != "ppo"]
+    for (name, res), style in zip(baselines, (":", "--", "-.")):
+        ax.axhline(res["cost"], color="gray", linestyle=style, label=f"{name} (test days)")
     ax.set_xlabel("global env step")
     ax.set_ylabel("mean episode cost [$ / day]")
-    ax.set_title("PPO, parameter sharing, MultiAgentMicrogrids")
+    ax.set_title(f"PPO, parameter sharing, {args.scenario}")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(os.path.join(args.out_dir, "learning_curve.png"), dpi=120)
     plt.close(fig)
-    return {name: res["mean_cost"] for name, res in results.items()}
+    return results
 
 
 if __name__ == "__main__":

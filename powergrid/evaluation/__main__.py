@@ -37,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    result = evaluate(args.policy, args.scenario, None if args.split == "all" else args.split,
-                      seeds=args.seeds, days=args.days, workers=args.workers,
-                      progress=not args.quiet, cache=not args.no_cache)
+    try:
+        result = evaluate(args.policy, args.scenario,
+                          None if args.split == "all" else args.split, seeds=args.seeds,
+                          days=args.days, workers=args.workers, progress=not args.quiet,
+                          cache=not args.no_cache)
+    except (ValueError, NotImplementedError) as exc:  # bad input, or no exact optimum
+        parser.error(str(exc))
     table = result.table()
     with pd.option_context("display.max_rows", 500, "display.width", 200,
                            "display.float_format", "{:,.3f}".format):

@@ -1,133 +1,171 @@
-"""Example 07 - single-file PPO (CleanRL style) with parameter sharing on MultiAgentMicrogrids.
+"""Example 07 - single-file PPO and MAPPO (CleanRL style) on the batched VectorMicrogrids.
 
 Modelled on CleanRL's ``ppo_continuous_action.py``: read it top to bottom. One actor-critic
-network is shared by all microgrids; each agent's observation gets a one-hot agent id
-appended so the shared policy can still act differently per microgrid. Observations of
-different sizes are zero-padded to the largest one and each agent uses the first
-``action_dim`` components of the shared action head (they are equal for the default config).
+is shared by all microgrids (parameter sharing); each agent's row carries a one-hot agent id.
 
-Details that matter for this environment (rewards are -$10..-$100 per step per agent):
-  * observation normalisation: running mean/std per agent, frozen for evaluation;
-  * reward scaling: rewards are divided by the running std of the discounted return;
-  * the env is a registered scenario (``--scenario``, ``powergrid.make``): training resets
-    draw only its train days; the final evaluation runs ``powergrid.evaluation.evaluate`` on
-    its held-out test days and reports cost and score (0 = no-trade, 1 = optimum).
+* **Batched env.** ``VectorMicrogrids`` steps ``--num-envs`` copies of the scenario at once;
+  ``AgentsAsEnvs`` presents its B envs x N agents as one gymnasium ``VectorEnv`` of B * N
+  rows (SuperSuit's ``pettingzoo_env_to_vec_env`` idea: agents become sub-envs), so
+  gymnasium's own vector wrappers ``NormalizeObservation`` and ``NormalizeReward`` do the
+  normalisation. Why this and not the single-agent wrappers: those wrap one ``Env`` with one
+  observation space, while a multi-agent batch is a dict of (B, d) arrays; once agents are
+  rows, the vector wrappers see exactly what they expect. One running mean/std is shared by
+  all rows (the agent id tells them apart).
+* **MAPPO** (``--mappo``): decentralised actors (each sees its own row) and a centralised
+  critic on the joint observation of its env (every agent's row, i.e. ``state()``) plus the
+  agent id. Plain PPO's critic sees the actor's row only.
+* **Cooperative reward** (``--share-reward``, default): every agent is trained on the sum of
+  all microgrids' rewards, the score's objective. With selfish rewards each agent bids for
+  itself and the bids fail to cross in hours where a trade would save money.
+* **Residual on the rule** (``--residual``, default): the action is ``RuleBasedPolicy``'s
+  action plus the learned one (clipped to [-1, 1]), and the rule's action is also an input
+  feature (``--rule-features``). The actor starts at the rule (last layer ~0) and learns
+  corrections, instead of rediscovering the tariff valley from noise.
+* **Log-std schedule** (``--final-logstd``): the exploration noise decays linearly from
+  ``init_logstd`` to ``final_logstd`` (not learned); ``--final-logstd nan`` learns it.
+* Trains on the scenario's train split only (``split="train"`` is the scenario default);
+  the learning curve scores the deterministic policy on every test day (never used for
+  any choice during training).
 
-Vectorisation is a plain Python loop over ``--num-envs`` env copies (every episode is exactly
-``max_episode_steps`` long, so all copies reset together); no SuperSuit needed.
+    python examples/07_cleanrl_ppo.py --seed 1                   # PPO
+    python examples/07_cleanrl_ppo.py --seed 1 --mappo           # MAPPO
+    python examples/07_cleanrl_ppo.py --total-timesteps 20000 --out-dir /tmp/ppo  # smoke run
 
-    python examples/07_cleanrl_ppo.py --scenario p2p-2mg-v1 --total-timesteps 150000
-    python examples/07_cleanrl_ppo.py --total-timesteps 2000 --out-dir /tmp/ppo  # smoke run
-    python examples/07_cleanrl_ppo.py --load runs/ppo/agent.pt   # evaluate a saved policy
-
-Writes to ``--out-dir``: ``learning_curve.csv`` / ``learning_curve.png`` (global env step vs
-mean episode cost, all microgrids summed), ``agent.pt`` (weights + normaliser stats +
-scenario) and ``evaluation.csv`` (the PPO policy's per-day KPI table); then prints the
-mean cost and score of random / no-trade / rule-based / PPO on the scenario's test days.
+Writes to ``--out-dir``: ``learning_curve.csv`` (env steps, wall time, test score) and
+``agent.pt`` (actor weights, observation statistics and layout: load it with
+``powergrid.policies.load_policy``).
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
+import json
 import math
 import os
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-import matplotlib
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import tyro
+from gymnasium.spaces import Box
+from gymnasium.vector import AutoresetMode
+from gymnasium.vector.utils import batch_space
+from gymnasium.wrappers.vector import NormalizeObservation, NormalizeReward
+from torch.distributions.normal import Normal
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn as nn  # noqa: E402
-import torch.optim as optim  # noqa: E402
-import tyro  # noqa: E402
-from torch.distributions.normal import Normal  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import powergrid  # noqa: E402
-from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids  # noqa: E402
-from powergrid.evaluation import evaluate  # noqa: E402
-
-BASELINES = ("random", "no-trade", "rule")
+import powergrid
+from powergrid.baselines import RuleBasedPolicy
+from powergrid.policies.features import RowLayout, agent_rows, central_state, rule_actions, split_rows
 
 
 @dataclass
 class Args:
     scenario: str = "p2p-2mg-v1"
-    """scenario id (powergrid.scenarios): training uses its train days, evaluation its test days"""
-    load: str | None = None
-    """a saved agent.pt: skip training and evaluate it (on the scenario it was trained on)"""
+    """scenario id (powergrid.scenarios); training uses its train split"""
     seed: int = 1
-    """seed of the experiment (torch, numpy, env resets)"""
+    """seed of torch, numpy and the env resets"""
     torch_threads: int = 1
-    """torch CPU threads (1-2)"""
+    """torch CPU threads"""
     out_dir: str = "runs/ppo"
-    """where the learning curve CSV/PNG and the model are written"""
-    total_timesteps: int = 200_000
-    """total env steps (one step = one hour for all microgrids) over all env copies"""
-    num_envs: int = 8
-    """number of env copies stepped in lockstep"""
-    num_steps: int = 96
-    """env steps per copy per rollout (96 = 4 days of 24 h)"""
-    learning_rate: float = 3e-4
+    """where learning_curve.csv and agent.pt are written"""
+    total_timesteps: int = 400_000
+    """total env steps (one env step = one hour of one env copy, all agents)"""
+    num_envs: int = 64
+    """env copies in the VectorMicrogrids batch"""
+    num_steps: int = 24
+    """steps per env copy per rollout (24 = one day, so every rollout is whole episodes)"""
+    learning_rate: float = 1e-3
     anneal_lr: bool = True
     gamma: float = 0.99
     gae_lambda: float = 0.95
     num_minibatches: int = 4
-    update_epochs: int = 10
+    update_epochs: int = 5
     norm_adv: bool = True
     clip_coef: float = 0.2
-    clip_vloss: bool = True
+    clip_vloss: bool = False
     ent_coef: float = 0.0
     vf_coef: float = 0.5
     max_grad_norm: float = 0.5
     target_kl: float | None = None
     hidden: int = 64
     """width of the two hidden layers of actor and critic"""
-    init_logstd: float = 0.0
-    """initial log-std of the Gaussian policy (actions live in [-1, 1]: 0 explores widely)"""
-    eval_days: tuple[int, ...] | None = None
-    """test days for the final deterministic evaluation (default: all of the scenario's)"""
+    init_logstd: float = -1.0
+    """initial log-std of the Gaussian policy"""
+    final_logstd: float = -2.5
+    """log-std at the end of training, annealed linearly (nan: learn the log-std instead)"""
+    mappo: bool = False
+    """centralised critic on the joint observation (MAPPO) instead of the actor's row"""
+    share_reward: bool = True
+    """train every agent on the sum of all agents' rewards (cooperative)"""
+    residual: bool = True
+    """action = RuleBasedPolicy action + learned action"""
+    rule_features: bool = True
+    """append the rule's action to each agent's observation row"""
+    eval_every: int = 10
+    """iterations between two test-split evaluations of the deterministic policy"""
     eval_seed: int = 0
-    """seed of the evaluation episodes (load noise, random baseline)"""
-    eval_baselines: bool = True
-    """also evaluate random / no-trade / rule-based for comparison"""
-    progress: bool = True
-    """show a tqdm progress bar"""
+    """seed of the evaluation episodes (load noise), as the evaluation runner's default"""
 
 
-def make_env(scenario: str) -> MultiAgentMicrogrids:
-    """The scenario's env; its resets draw train days only (``split="train"``)."""
-    return powergrid.make(scenario, split="train")
+class AgentsAsEnvs(gym.vector.VectorEnv):
+    """``VectorMicrogrids`` (B envs, N agents) as a gymnasium VectorEnv of B * N rows.
+
+    Row ``b * N + i`` is agent ``i`` of env ``b`` (``powergrid.policies.features``). Episodes
+    have a fixed length, so all envs end together and the loop calls ``reset()`` then: the
+    NEXT_STEP autoreset (declared, as gymnasium's wrappers require) never happens. The end of a day is terminal, since the stored energy is
+    valued there (``storage_terminal_price``) and the day is the whole task.
+    ``infos["team_cost"]`` is each env's summed cost of the step (B,).
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.NEXT_STEP}
+
+    def __init__(self, scenario: str, num_envs: int, args: Args, **overrides) -> None:
+        self.venv = powergrid.scenarios.make_vector(scenario, num_envs, **overrides)
+        self.rule = RuleBasedPolicy(powergrid.make(scenario, **overrides))
+        self.layout = RowLayout.of(self.venv, args.rule_features)
+        self.residual, self.share_reward = args.residual, args.share_reward
+        self.num_envs = num_envs * self.layout.n_agents
+        self.single_observation_space = Box(-np.inf, np.inf, (self.layout.row_dim,), np.float32)
+        self.single_action_space = Box(-1.0, 1.0, (self.layout.act_dim,), np.float32)
+        self.observation_space = batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = batch_space(self.single_action_space, self.num_envs)
+        self._rule_action = None
+
+    def _rows(self, obs):
+        self._rule_action = rule_actions(self.rule, self.layout, obs)
+        return agent_rows(self.layout, obs, self._rule_action)
+
+    def reset(self, *, seed=None, options=None):
+        obs, _ = self.venv.reset(seed=seed, options=options)
+        return self._rows(obs), {}
+
+    def step(self, actions):
+        actions = np.asarray(actions, np.float32)
+        if self.residual:
+            actions = actions + self._rule_action
+        obs, rew, term, trunc, _ = self.venv.step(split_rows(self.layout, np.clip(actions, -1, 1)))
+        agents = self.layout.agents
+        reward = np.stack([rew[a] for a in agents], axis=1)  # (B, N)
+        team_cost = -reward.sum(axis=1)
+        if self.share_reward:
+            reward = np.repeat(-team_cost[:, None], len(agents), axis=1)
+        done = np.stack([term[a] | trunc[a] for a in agents], axis=1).reshape(-1)
+        return (self._rows(obs), reward.reshape(-1), done, np.zeros_like(done),
+                {"team_cost": team_cost})
 
 
-# ------------------------------------------------------------------ normalisation helpers
-class RunningMeanStd:
-    """Running mean/variance (parallel algorithm of Chan et al.), as in gymnasium's wrappers."""
-
-    def __init__(self, shape: tuple[int, ...] = ()) -> None:
-        self.mean = np.zeros(shape, np.float64)
-        self.var = np.ones(shape, np.float64)
-        self.count = 1e-4
-
-    def update(self, x: np.ndarray) -> None:
-        b_mean, b_var, b_count = x.mean(axis=0), x.var(axis=0), x.shape[0]
-        delta = b_mean - self.mean
-        tot = self.count + b_count
-        self.mean = self.mean + delta * b_count / tot
-        m2 = self.var * self.count + b_var * b_count + delta**2 * self.count * b_count / tot
-        self.var = m2 / tot
-        self.count = tot
+def make_env(args: Args, num_envs: int, **overrides) -> gym.vector.VectorEnv:
+    """Batched env, agents as rows, with gymnasium's observation and reward normalisation."""
+    env = NormalizeObservation(AgentsAsEnvs(args.scenario, num_envs, args, **overrides))
+    return NormalizeReward(env, gamma=args.gamma)
 
 
-def normalize_obs(rms: RunningMeanStd, x: np.ndarray, clip: float = 10.0) -> np.ndarray:
-    return np.clip((x - rms.mean) / np.sqrt(rms.var + 1e-8), -clip, clip)
-
-
-# ------------------------------------------------------------------ agent
 def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.0) -> nn.Linear:
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
@@ -135,13 +173,13 @@ def layer_init(layer: nn.Linear, std: float = np.sqrt(2), bias_const: float = 0.
 
 
 class Agent(nn.Module):
-    """Gaussian policy with a state-independent log-std, and a separate value network."""
+    """Gaussian actor on the agent's row; critic on the row (PPO) or the joint obs (MAPPO)."""
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: int = 64,
-                 init_logstd: float = 0.0) -> None:
+    def __init__(self, obs_dim: int, critic_dim: int, act_dim: int, hidden: int,
+                 init_logstd: float, learn_logstd: bool) -> None:
         super().__init__()
         self.critic = nn.Sequential(
-            layer_init(nn.Linear(obs_dim, hidden)), nn.Tanh(),
+            layer_init(nn.Linear(critic_dim, hidden)), nn.Tanh(),
             layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
             layer_init(nn.Linear(hidden, 1), std=1.0),
         )
@@ -150,201 +188,163 @@ class Agent(nn.Module):
             layer_init(nn.Linear(hidden, hidden)), nn.Tanh(),
             layer_init(nn.Linear(hidden, act_dim), std=0.01),
         )
-        self.actor_logstd = nn.Parameter(torch.full((1, act_dim), init_logstd))
+        self.actor_logstd = nn.Parameter(torch.full((1, act_dim), init_logstd),
+                                         requires_grad=learn_logstd)
 
-    def get_value(self, x: torch.Tensor) -> torch.Tensor:
-        return self.critic(x)
+    def get_value(self, critic_x: torch.Tensor) -> torch.Tensor:
+        return self.critic(critic_x)
 
-    def get_action_and_value(self, x: torch.Tensor, action: torch.Tensor | None = None):
+    def get_action_and_value(self, x, critic_x, action=None):
         action_mean = self.actor_mean(x)
-        action_std = torch.exp(self.actor_logstd.expand_as(action_mean))
-        probs = Normal(action_mean, action_std)
+        probs = Normal(action_mean, torch.exp(self.actor_logstd.expand_as(action_mean)))
         if action is None:
             action = probs.sample()
-        return action, probs.log_prob(action).sum(1), probs.entropy().sum(1), self.critic(x)
+        return action, probs.log_prob(action).sum(1), probs.entropy().sum(1), self.critic(critic_x)
 
 
-# ------------------------------------------------------------------ multi-agent <-> flat batch
-class SharedPolicyAdapter:
-    """Turns per-agent observations into rows of one shared network (pad + one-hot id)."""
-
-    def __init__(self, env: MultiAgentMicrogrids) -> None:
-        self.agents = list(env.possible_agents)
-        self.obs_dims = [env.observation_space(a).shape[0] for a in self.agents]
-        self.act_dims = [env.action_space(a).shape[0] for a in self.agents]
-        self.pad_obs_dim, self.pad_act_dim = max(self.obs_dims), max(self.act_dims)
-        self.obs_rms = [RunningMeanStd((self.pad_obs_dim,)) for _ in self.agents]
-        self.net_obs_dim = self.pad_obs_dim + len(self.agents)  # + one-hot agent id
-
-    def rows(self, obs: dict[str, np.ndarray], update_stats: bool) -> np.ndarray:
-        """(n_agents, net_obs_dim) normalised, padded observations with the agent id."""
-        out = np.zeros((len(self.agents), self.net_obs_dim), np.float32)
-        for i, a in enumerate(self.agents):
-            padded = np.zeros(self.pad_obs_dim)
-            padded[: self.obs_dims[i]] = obs[a]
-            if update_stats:
-                self.obs_rms[i].update(padded[None])
-            out[i, : self.pad_obs_dim] = normalize_obs(self.obs_rms[i], padded)
-            out[i, self.pad_obs_dim + i] = 1.0
-        return out
-
-    def actions(self, rows: np.ndarray) -> dict[str, np.ndarray]:
-        """Shared-head actions -> per-agent actions in [-1, 1], cut to each agent's size."""
-        clipped = np.clip(rows, -1.0, 1.0).astype(np.float32)
-        return {a: clipped[i, : self.act_dims[i]] for i, a in enumerate(self.agents)}
+def critic_input(args: Args, layout: RowLayout, rows: np.ndarray) -> torch.Tensor:
+    """The critic's rows: the actor's own row (PPO) or the env's joint observation (MAPPO)."""
+    return torch.as_tensor(central_state(layout, rows) if args.mappo else rows)
 
 
-def ppo_policy(agent: Agent, adapter: SharedPolicyAdapter):
-    """A factory env -> deterministic (mean action) policy, for ``powergrid.evaluation``."""
+def episode_references(scenario_id: str, days, split: str, seed: int) -> dict[str, np.ndarray]:
+    """Per-day total cost of the score's references (no-trade rule = 0, optimum = 1) and the
+    rule with the market, on ``reset(seed, {"start_day": day, "split": split})``; cached."""
+    from powergrid.baselines import run_episode
+    from powergrid.evaluation import optimum
 
-    def make_policy(env: MultiAgentMicrogrids):
-        def policy(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            x = torch.as_tensor(adapter.rows(obs, update_stats=False))
+    scenario = powergrid.scenarios.get(scenario_id)
+    key = hashlib.sha1(repr((scenario.config(), list(map(int, days)), split, seed)).encode())
+    path = os.path.join(os.path.expanduser("~/.cache/heron-grid"), f"refs-{key.hexdigest()}.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            return {k: np.array(v) for k, v in json.load(f).items()}
+    no_trade = powergrid.make(scenario_id, horizontal_protocol=None)
+    trade = powergrid.make(scenario_id)
+    refs: dict[str, list[float]] = {"no_trade_cost": [], "rule_cost": [], "optimum_cost": []}
+    for day in days:
+        opts = {"start_day": int(day), "split": split}
+        for name, env in (("no_trade_cost", no_trade), ("rule_cost", trade)):
+            costs, _ = run_episode(env, RuleBasedPolicy(env), seed=seed, options=opts)
+            refs[name].append(sum(costs.values()))
+        refs["optimum_cost"].append(optimum(scenario_id, int(day), seed=seed, split=split).cost)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(refs, f)
+    return {k: np.array(v) for k, v in refs.items()}
+
+
+class TestScore:
+    """Score of the deterministic policy on every test day (one batched episode per call)."""
+
+    def __init__(self, args: Args, obs_rms) -> None:
+        scenario = powergrid.scenarios.get(args.scenario)
+        self.days = np.array(scenario.test_days)
+        refs = episode_references(args.scenario, self.days, split="test", seed=args.eval_seed)
+        self.c_ref, self.c_opt = refs["no_trade_cost"], refs["optimum_cost"]
+        self.rule_score = float(np.mean((self.c_ref - refs["rule_cost"])
+                                        / (self.c_ref - self.c_opt)))
+        self.env = NormalizeObservation(AgentsAsEnvs(args.scenario, len(self.days), args))
+        self.env.update_running_mean = False
+        self.env.obs_rms = obs_rms  # the training statistics, frozen here
+        self.seed = args.eval_seed
+
+    def __call__(self, agent: Agent) -> np.ndarray:
+        obs, _ = self.env.reset(seed=[self.seed] * len(self.days),
+                                options={"start_day": self.days, "split": "test"})
+        cost = np.zeros(len(self.days))
+        for _ in range(self.env.env.venv.config.max_episode_steps):
             with torch.no_grad():
-                mean = agent.actor_mean(x).numpy()
-            return adapter.actions(mean)
-
-        return policy
-
-    make_policy.__name__ = "ppo"  # the policy's name in evaluation tables
-    return make_policy
+                act = agent.actor_mean(torch.as_tensor(obs)).numpy()
+            obs, _, _, _, info = self.env.step(act)
+            cost += info["team_cost"]
+        return (self.c_ref - cost) / (self.c_ref - self.c_opt)
 
 
-def load_agent(path: str) -> tuple[Agent, SharedPolicyAdapter, str]:
-    """A saved ``agent.pt``: the network, its frozen normaliser and its scenario id."""
-    saved = torch.load(path, weights_only=False)
-    a = saved["args"]
-    scenario = a.get("scenario", "p2p-2mg-v1")
-    adapter = SharedPolicyAdapter(make_env(scenario))
-    if adapter.agents != list(saved["agents"]):
-        raise ValueError(f"{path}: saved agents {saved['agents']} differ from scenario "
-                         f"{scenario!r} agents {adapter.agents}")
-    for rms, (mean, var, count) in zip(adapter.obs_rms, saved["obs_rms"]):
-        rms.mean, rms.var, rms.count = mean, var, count
-    agent = Agent(adapter.net_obs_dim, adapter.pad_act_dim, a["hidden"], a["init_logstd"])
-    agent.load_state_dict(saved["agent"])
-    return agent, adapter, scenario
-
-
-def evaluate_policy(args: Args, agent: Agent, adapter: SharedPolicyAdapter,
-                    scenario: str) -> dict[str, dict[str, float]]:
-    """Mean cost and score on the scenario's test days: the baselines, then PPO."""
-    kwargs = dict(split="test", seeds=(args.eval_seed,), days=args.eval_days,
-                  progress=args.progress)
-    names = BASELINES if args.eval_baselines else ()
-    results = {name: evaluate(name, scenario, **kwargs) for name in names}
-    results["ppo"] = evaluate(ppo_policy(agent, adapter), scenario, **kwargs)
-    os.makedirs(args.out_dir, exist_ok=True)
-    results["ppo"].to_csv(os.path.join(args.out_dir, "evaluation.csv"))
-    n = len(results["ppo"].per_episode)
-    print(f"\n{scenario}, {n} test days, seed {args.eval_seed} "
-          f"(all microgrids summed, $/day; score 0 = no-trade, 1 = optimum)")
-    print(f"{'policy':<12}{'mean cost':>12}{'mean score':>12}")
-    for name, res in results.items():
-        print(f"{name:<12}{res.mean['cost']:>12.1f}{res.mean['score']:>12.3f}")
-    return {name: {"cost": float(r.mean["cost"]), "score": float(r.mean["score"])}
-            for name, r in results.items()}
-
-
-def main(args: Args) -> dict[str, dict[str, float]]:
-    if args.load:
-        agent, adapter, scenario = load_agent(args.load)
-        return evaluate_policy(args, agent, adapter, scenario)
+def main(args: Args) -> dict[str, float]:
     os.makedirs(args.out_dir, exist_ok=True)
     random.seed(args.seed)
     np.random.seed(args.seed)
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.torch_threads)
-    rng = np.random.default_rng(args.seed)
 
-    # ---- env setup: K copies, N agents each -> K*N rows per step for the shared network
-    envs = [make_env(args.scenario) for _ in range(args.num_envs)]
-    adapter = SharedPolicyAdapter(envs[0])
-    n_agents = len(adapter.agents)
-    n_rows = args.num_envs * n_agents
+    envs = make_env(args, args.num_envs)
+    layout = envs.env.env.layout
+    n_rows = envs.num_envs  # B * N
+    obs_dim, act_dim = layout.row_dim, layout.act_dim
+    critic_dim = (obs_dim + 1) * layout.n_agents if args.mappo else obs_dim
+    rollout_steps = args.num_steps * args.num_envs  # env steps per iteration
     batch_size = args.num_steps * n_rows
     minibatch_size = batch_size // args.num_minibatches
-    num_iterations = max(1, args.total_timesteps // (args.num_steps * args.num_envs))
+    num_iterations = max(1, args.total_timesteps // rollout_steps)
+    learn_logstd = math.isnan(args.final_logstd)
 
-    agent = Agent(adapter.net_obs_dim, adapter.pad_act_dim, args.hidden, args.init_logstd)
-    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
+    agent = Agent(obs_dim, critic_dim, act_dim, args.hidden, args.init_logstd, learn_logstd)
+    optimizer = optim.Adam([p for p in agent.parameters() if p.requires_grad],
+                           lr=args.learning_rate, eps=1e-5)
+    test_score = TestScore(args, envs.env.obs_rms)
 
-    # ---- rollout storage
-    obs = torch.zeros((args.num_steps, n_rows, adapter.net_obs_dim))
-    actions = torch.zeros((args.num_steps, n_rows, adapter.pad_act_dim))
+    obs = torch.zeros((args.num_steps, n_rows, obs_dim))
+    critic_obs = torch.zeros((args.num_steps, n_rows, critic_dim))
+    actions = torch.zeros((args.num_steps, n_rows, act_dim))
     logprobs = torch.zeros((args.num_steps, n_rows))
     rewards = torch.zeros((args.num_steps, n_rows))
     dones = torch.zeros((args.num_steps, n_rows))
     values = torch.zeros((args.num_steps, n_rows))
 
-    # ---- reward scaling: divide by the running std of the discounted return of each row
-    return_rms = RunningMeanStd(())
-    discounted_return = np.zeros(n_rows)
-
-    def reset_all() -> np.ndarray:
-        rows = []
-        for env in envs:
-            # the env draws a train day: a held-out test day is never seen in training
-            o, _ = env.reset(seed=int(rng.integers(2**31)))
-            rows.append(adapter.rows(o, update_stats=True))
-        return np.concatenate(rows)
-
     global_step = 0
     start_time = time.time()
-    next_obs = torch.as_tensor(reset_all())
+    next_obs_np, _ = envs.reset(seed=args.seed)
+    next_obs = torch.as_tensor(next_obs_np)
+    next_critic = critic_input(args, layout, next_obs_np)
     next_done = torch.zeros(n_rows)
-    episode_costs = np.zeros(args.num_envs)
+    day_cost, finished = np.zeros(args.num_envs), []
     curve: list[dict[str, float]] = []
-    finished: list[float] = []
-    pbar = tqdm(total=num_iterations * args.num_steps * args.num_envs, disable=not args.progress,
-                unit="step", desc="PPO")
 
+    def log_point(iteration: int) -> None:
+        scores = test_score(agent)
+        curve.append({"iteration": iteration, "env_steps": global_step,
+                      "wall_s": round(time.time() - start_time, 1),
+                      "test_score": float(scores.mean()), "test_score_std": float(scores.std()),
+                      "train_team_cost": float(np.mean(finished)) if finished else float("nan"),
+                      "logstd": float(agent.actor_logstd.mean())})
+        finished.clear()
+        print(f"it {iteration:4d} steps {global_step:8d} {curve[-1]['wall_s']:7.1f}s "
+              f"test score {scores.mean():.3f} train cost {curve[-1]['train_team_cost']:.0f}",
+              flush=True)
+
+    log_point(0)
     for iteration in range(1, num_iterations + 1):
+        frac = 1.0 - (iteration - 1.0) / num_iterations
         if args.anneal_lr:
-            frac = 1.0 - (iteration - 1.0) / num_iterations
             optimizer.param_groups[0]["lr"] = frac * args.learning_rate
+        if not learn_logstd:  # linear log-std schedule
+            agent.actor_logstd.data.fill_(args.final_logstd + frac * (args.init_logstd
+                                                                      - args.final_logstd))
 
         for step in range(args.num_steps):
             global_step += args.num_envs
-            obs[step] = next_obs
-            dones[step] = next_done
+            obs[step], critic_obs[step], dones[step] = next_obs, next_critic, next_done
             with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
+                action, logprob, _, value = agent.get_action_and_value(next_obs, next_critic)
                 values[step] = value.flatten()
-            actions[step] = action
-            logprobs[step] = logprob
+            actions[step], logprobs[step] = action, logprob
 
-            # step every env copy with its agents' rows of the batch
-            act_np = action.numpy()
-            raw_reward = np.zeros(n_rows)
-            next_rows = []
-            for k, env in enumerate(envs):
-                acts = adapter.actions(act_np[k * n_agents:(k + 1) * n_agents])
-                o, r, _, _, _ = env.step(acts)
-                raw_reward[k * n_agents:(k + 1) * n_agents] = [r[a] for a in adapter.agents]
-                episode_costs[k] -= sum(r.values())
-                if o:
-                    next_rows.append(adapter.rows(o, update_stats=True))
-            episode_over = not envs[0].agents
-            if episode_over:  # fixed-length episodes: every copy ends together
-                finished.extend(episode_costs.tolist())
-                episode_costs[:] = 0.0
-                next_rows = [reset_all()]
+            next_obs_np, reward, terminations, truncations, info = envs.step(action.numpy())
+            day_cost += info["team_cost"]
+            next_done_np = np.logical_or(terminations, truncations)
+            if next_done_np.any():  # lockstep: every env ends its day on the same step
+                finished.extend(day_cost.tolist())
+                day_cost[:] = 0.0
+                next_obs_np, _ = envs.reset()
+            rewards[step] = torch.as_tensor(reward, dtype=torch.float32)
+            next_obs = torch.as_tensor(next_obs_np)
+            next_critic = critic_input(args, layout, next_obs_np)
+            next_done = torch.as_tensor(next_done_np, dtype=torch.float32)
 
-            # reward scaling (visible): r / std(discounted return), return reset at episode end
-            discounted_return = discounted_return * args.gamma + raw_reward
-            return_rms.update(discounted_return)
-            scaled = raw_reward / np.sqrt(return_rms.var + 1e-8)
-            if episode_over:
-                discounted_return[:] = 0.0
-            rewards[step] = torch.as_tensor(np.clip(scaled, -10, 10), dtype=torch.float32)
-            next_obs = torch.as_tensor(np.concatenate(next_rows))
-            next_done = torch.full((n_rows,), float(episode_over))
-        pbar.update(args.num_steps * args.num_envs)
-
-        # ---- GAE (the day is the whole task: the end of an episode is terminal)
+        # ---- GAE (an episode's end is terminal: see AgentsAsEnvs)
         with torch.no_grad():
-            next_value = agent.get_value(next_obs).reshape(1, -1)
+            next_value = agent.get_value(next_critic).reshape(1, -1)
             advantages = torch.zeros_like(rewards)
             lastgaelam = 0
             for t in reversed(range(args.num_steps)):
@@ -360,27 +360,26 @@ def main(args: Args) -> dict[str, dict[str, float]]:
             returns = advantages + values
 
         # ---- flatten the batch
-        b_obs = obs.reshape((-1, adapter.net_obs_dim))
+        b_obs = obs.reshape((-1, obs_dim))
+        b_critic = critic_obs.reshape((-1, critic_dim))
         b_logprobs = logprobs.reshape(-1)
-        b_actions = actions.reshape((-1, adapter.pad_act_dim))
+        b_actions = actions.reshape((-1, act_dim))
         b_advantages = advantages.reshape(-1)
         b_returns = returns.reshape(-1)
         b_values = values.reshape(-1)
 
         # ---- optimise the policy and value network
         b_inds = np.arange(batch_size)
-        clipfracs = []
         for _epoch in range(args.update_epochs):
             np.random.shuffle(b_inds)
             for start in range(0, batch_size, minibatch_size):
                 mb_inds = b_inds[start:start + minibatch_size]
                 _, newlogprob, entropy, newvalue = agent.get_action_and_value(
-                    b_obs[mb_inds], b_actions[mb_inds])
+                    b_obs[mb_inds], b_critic[mb_inds], b_actions[mb_inds])
                 logratio = newlogprob - b_logprobs[mb_inds]
                 ratio = logratio.exp()
                 with torch.no_grad():
                     approx_kl = ((ratio - 1) - logratio).mean()
-                    clipfracs += [((ratio - 1.0).abs() > args.clip_coef).float().mean().item()]
 
                 mb_advantages = b_advantages[mb_inds]
                 if args.norm_adv:
@@ -417,45 +416,26 @@ def main(args: Args) -> dict[str, dict[str, float]]:
 
         if not math.isfinite(loss.item()):
             raise FloatingPointError(f"non-finite loss at iteration {iteration}: {loss.item()}")
-        mean_cost = float(np.mean(finished)) if finished else float("nan")
-        curve.append({"global_step": global_step, "mean_episode_cost": mean_cost,
-                      "episodes": len(finished), "loss": loss.item(),
-                      "policy_loss": pg_loss.item(), "value_loss": v_loss.item(),
-                      "entropy": entropy_loss.item(), "approx_kl": approx_kl.item(),
-                      "clipfrac": float(np.mean(clipfracs)),
-                      "sps": int(global_step / (time.time() - start_time))})
-        finished = []
-        pbar.set_postfix(cost=f"{mean_cost:.0f}", loss=f"{loss.item():.3f}")
-    pbar.close()
+        if iteration % args.eval_every == 0 or iteration == num_iterations:
+            log_point(iteration)
 
-    # ---- outputs: learning curve CSV, model
-    csv_path = os.path.join(args.out_dir, "learning_curve.csv")
-    with open(csv_path, "w", newline="") as f:
+    # ---- outputs: learning curve CSV and the checkpoint the policy loader reads
+    with open(os.path.join(args.out_dir, "learning_curve.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(curve[0]))
         writer.writeheader()
         writer.writerows(curve)
-    torch.save({"agent": agent.state_dict(), "args": vars(args),
-                "obs_rms": [(r.mean, r.var, r.count) for r in adapter.obs_rms],
-                "agents": adapter.agents}, os.path.join(args.out_dir, "agent.pt"))
-
-    # ---- deterministic evaluation on the held-out test days against the baselines
-    results = evaluate_policy(args, agent, adapter, args.scenario)
-
-    # ---- learning curve PNG with the baselines for reference
-    fig, ax = plt.subplots(figsize=(7, 4))
-    steps = [c["global_step"] for c in curve]
-    ax.plot(steps, [c["mean_episode_cost"] for c in curve], label="PPO (training episodes)")
-    baselines = [(n, r) for n, r in results.items() if n != "ppo"]
-    for (name, res), style in zip(baselines, (":", "--", "-.")):
-        ax.axhline(res["cost"], color="gray", linestyle=style, label=f"{name} (test days)")
-    ax.set_xlabel("global env step")
-    ax.set_ylabel("mean episode cost [$ / day]")
-    ax.set_title(f"PPO, parameter sharing, {args.scenario}")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(os.path.join(args.out_dir, "learning_curve.png"), dpi=120)
-    plt.close(fig)
-    return results
+    obs_rms = envs.env.obs_rms
+    torch.save({"actor": agent.actor_mean.state_dict(),
+                "obs_mean": torch.as_tensor(obs_rms.mean), "obs_var": torch.as_tensor(obs_rms.var),
+                "layout": asdict(layout), "residual": args.residual, "scenario": args.scenario,
+                "algorithm": "MAPPO" if args.mappo else "PPO", "args": asdict(args)},
+               os.path.join(args.out_dir, "agent.pt"))
+    summary = {"test_score": curve[-1]["test_score"], "rule_score": test_score.rule_score,
+               "wall_s": curve[-1]["wall_s"], "env_steps": global_step}
+    with open(os.path.join(args.out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

@@ -1,0 +1,1 @@
+"""Trained policies shipped with the package, and the row layout they were trained on."""

@@ -61,7 +61,13 @@ from torch.distributions.normal import Normal
 
 import powergrid
 from powergrid.baselines import RuleBasedPolicy
-from powergrid.policies.features import RowLayout, agent_rows, central_state, rule_actions, split_rows
+from powergrid.policies.features import (
+    RowLayout,
+    agent_rows,
+    central_state,
+    rule_actions,
+    split_rows,
+)
 
 
 @dataclass
@@ -111,6 +117,8 @@ class Args:
     """iterations between two test-split evaluations of the deterministic policy"""
     eval_seed: int = 0
     """seed of the evaluation episodes (load noise), as the evaluation runner's default"""
+    test_days: tuple[int, ...] = ()
+    """score on these test days only (default: every test day of the scenario)"""
 
 
 class AgentsAsEnvs(gym.vector.VectorEnv):
@@ -215,7 +223,8 @@ def episode_references(scenario_id: str, days, split: str, seed: int) -> dict[st
 
     scenario = powergrid.scenarios.get(scenario_id)
     key = hashlib.sha1(repr((scenario.config(), list(map(int, days)), split, seed)).encode())
-    path = os.path.join(os.path.expanduser("~/.cache/heron-grid"), f"refs-{key.hexdigest()}.json")
+    cache = os.environ.get("HERON_GRID_CACHE", os.path.expanduser("~/.cache/heron-grid"))
+    path = os.path.join(cache, f"refs-{key.hexdigest()}.json")
     if os.path.exists(path):
         with open(path) as f:
             return {k: np.array(v) for k, v in json.load(f).items()}
@@ -239,7 +248,7 @@ class TestScore:
 
     def __init__(self, args: Args, obs_rms) -> None:
         scenario = powergrid.scenarios.get(args.scenario)
-        self.days = np.array(scenario.test_days)
+        self.days = np.array(args.test_days or scenario.test_days)
         refs = episode_references(args.scenario, self.days, split="test", seed=args.eval_seed)
         self.c_ref, self.c_opt = refs["no_trade_cost"], refs["optimum_cost"]
         self.rule_score = float(np.mean((self.c_ref - refs["rule_cost"])

@@ -1,4 +1,4 @@
-"""Smoke tests of the training examples (CleanRL PPO, RLlib) and the baseline ordering."""
+"""Training examples (CleanRL PPO/MAPPO on the batched env, RLlib) and the learner's rows."""
 
 from __future__ import annotations
 
@@ -11,8 +11,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import powergrid
 from powergrid.baselines import RandomPolicy, RuleBasedPolicy, evaluate, no_trade_env_factory
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+from powergrid.policies import load_policy
+from powergrid.policies.features import RowLayout, agent_rows, central_state, split_rows
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 EVAL_DAYS = (0, 40, 80, 121, 161, 202, 242, 283, 323, 364)
@@ -26,63 +29,72 @@ def load_example(name: str):
     return module
 
 
-def test_cleanrl_ppo_smoke(tmp_path):
+@pytest.mark.parametrize("mappo", [False, True], ids=["ppo", "mappo"])
+def test_cleanrl_example_trains_on_the_batched_env_and_writes_curve_and_checkpoint(
+        tmp_path, monkeypatch, mappo):
     pytest.importorskip("torch")
     pytest.importorskip("tyro")
+    monkeypatch.setenv("HERON_GRID_CACHE", str(tmp_path / "cache"))
     ppo = load_example("07_cleanrl_ppo.py")
-    args = ppo.Args(total_timesteps=96, num_envs=1, num_steps=48, num_minibatches=2,
-                    update_epochs=2, eval_days=(196,), out_dir=str(tmp_path),
-                    progress=False)
-    results = ppo.main(args)
+    args = ppo.Args(total_timesteps=2 * 24 * 4, num_envs=4, num_minibatches=2,
+                    update_epochs=1, eval_every=1, test_days=(0, 8), mappo=mappo,
+                    out_dir=str(tmp_path / "run"))
+    summary = ppo.main(args)
 
-    rows = list(csv.DictReader(open(tmp_path / "learning_curve.csv")))
-    assert len(rows) == 2 and [int(r["global_step"]) for r in rows] == [48, 96]
-    for r in rows:
-        assert math.isfinite(float(r["loss"]))
-        assert math.isfinite(float(r["mean_episode_cost"]))  # 48 steps = 2 whole days
-    assert (tmp_path / "learning_curve.png").stat().st_size > 0
-    assert (tmp_path / "agent.pt").stat().st_size > 0
-    assert set(results) == {"random", "no-trade", "rule", "ppo"}
-    assert all(math.isfinite(v["cost"]) and v["cost"] > 0 for v in results.values())
-    assert results["no-trade"]["score"] == 0.0
-    assert (tmp_path / "evaluation.csv").stat().st_size > 0
-
-    # the saved policy evaluates to the same cost from agent.pt alone
-    again = ppo.main(ppo.Args(load=str(tmp_path / "agent.pt"), eval_days=(196,),
-                              eval_baselines=False, out_dir=str(tmp_path / "eval"),
-                              progress=False))
-    assert again["ppo"]["cost"] == pytest.approx(results["ppo"]["cost"], abs=1e-9)
+    rows = list(csv.DictReader(open(tmp_path / "run" / "learning_curve.csv")))
+    assert [int(r["env_steps"]) for r in rows] == [0, 96, 192]
+    assert all(math.isfinite(float(r["test_score"])) for r in rows)
+    assert math.isfinite(float(rows[-1]["train_team_cost"]))
+    assert summary["rule_score"] > 0.5  # the rule is well above no-trade on these days
+    policy = load_policy(tmp_path / "run" / "agent.pt")
+    env = powergrid.make("p2p-2mg-v1")
+    obs, _ = env.reset(seed=0)
+    actions = policy(env)(obs)
+    assert {a: x.shape for a, x in actions.items()} == {"MG1": (3,), "MG2": (3,)}
+    assert all(np.all(np.abs(x) <= 1.0) for x in actions.values())
 
 
-def test_shared_policy_adapter_pads_and_tags():
-    pytest.importorskip("torch")
-    pytest.importorskip("tyro")
-    ppo = load_example("07_cleanrl_ppo.py")
+def test_agent_rows_are_env_major_with_one_hot_id_and_rule_action():
+    env = powergrid.make("p2p-2mg-v1")
+    layout = RowLayout.of(env, rule_features=True)
+    obs = {"MG1": np.full((2, 15), 1.0), "MG2": np.full((2, 15), 2.0)}
+    rule = np.arange(12, dtype=np.float32).reshape(4, 3)
+    rows = agent_rows(layout, obs, rule)
+    assert rows.shape == (4, 15 + 2 + 3)
+    np.testing.assert_array_equal(rows[:, 0], [1, 2, 1, 2])  # env 0: MG1, MG2; env 1: ...
+    np.testing.assert_array_equal(rows[:, 15:17], np.tile(np.eye(2), (2, 1)))
+    np.testing.assert_array_equal(rows[:, 17:], rule)
+    back = split_rows(layout, rule)
+    np.testing.assert_array_equal(back["MG2"], rule[[1, 3]])
+
+
+def test_central_state_gives_every_agent_of_an_env_the_joint_rows_and_its_id():
+    layout = RowLayout(("A", "B"), obs_dim=1, act_dim=1, rule_features=False)
+    rows = np.array([[1.0], [2.0], [3.0], [4.0]])  # env 0: A=1, B=2; env 1: A=3, B=4
+    state = central_state(layout, rows)
+    np.testing.assert_array_equal(state, [[1, 2, 1, 0], [1, 2, 0, 1], [3, 4, 1, 0],
+                                          [3, 4, 0, 1]])
+
+
+def test_shared_layout_refuses_agents_with_different_sizes():
     cfg = {"microgrids": [
         {"name": "A", "devices": [{"type": "ess", "name": "ess"}]},
         {"name": "B", "devices": [{"type": "ess", "name": "ess"},
                                   {"type": "solar", "name": "pv"}]},
     ]}
-    env = MultiAgentMicrogrids(cfg)
-    adapter = ppo.SharedPolicyAdapter(env)
-    obs, _ = env.reset(seed=0)
-    rows = adapter.rows(obs, update_stats=True)
-    assert rows.shape == (2, max(adapter.obs_dims) + 2)
-    np.testing.assert_array_equal(rows[:, -2:], np.eye(2))
-    acts = adapter.actions(np.full((2, adapter.pad_act_dim), 3.0))
-    assert [acts[a].shape[0] for a in env.possible_agents] == adapter.act_dims
-    assert all(np.all(acts[a] == 1.0) for a in acts)
-    env.step(acts)
+    with pytest.raises(ValueError, match="same observation and action sizes"):
+        RowLayout.of(MultiAgentMicrogrids(cfg), rule_features=False)
 
 
 @pytest.mark.slow
-def test_rllib_one_iteration():
+def test_rllib_one_iteration_with_two_env_runners():
     pytest.importorskip("ray")
     pytest.importorskip("torch")
     rllib = load_example("05_rllib_mappo.py")
-    out = rllib.main(["--iterations", "1", "--train-batch-size", "96", "--minibatch-size",
-                      "48", "--num-epochs", "1", "--eval-days", "0", "--shared-policy"])
-    assert math.isfinite(out["ppo"]) and out["ppo"] > 0
+    out = rllib.main(["--iterations", "1", "--num-env-runners", "2", "--train-batch-size",
+                      "96", "--minibatch-size", "48", "--num-epochs", "1", "--test-days",
+                      "0", "8"])
+    assert out["iterations"] == 1 and math.isfinite(out["test_score"])
 
 
 def test_baseline_ordering_on_eval_days():

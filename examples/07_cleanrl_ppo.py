@@ -39,7 +39,6 @@ Writes to ``--out-dir``: ``learning_curve.csv`` (env steps, wall time, test scor
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import math
 import os
@@ -61,6 +60,7 @@ from torch.distributions.normal import Normal
 
 import powergrid
 from powergrid.baselines import RuleBasedPolicy
+from powergrid.evaluation import evaluate
 from powergrid.policies.features import (
     RowLayout,
     agent_rows,
@@ -80,7 +80,7 @@ class Args:
     """torch CPU threads"""
     out_dir: str = "runs/ppo"
     """where learning_curve.csv and agent.pt are written"""
-    total_timesteps: int = 400_000
+    total_timesteps: int = 500_000
     """total env steps (one env step = one hour of one env copy, all agents)"""
     num_envs: int = 64
     """env copies in the VectorMicrogrids batch"""
@@ -215,44 +215,18 @@ def critic_input(args: Args, layout: RowLayout, rows: np.ndarray) -> torch.Tenso
     return torch.as_tensor(central_state(layout, rows) if args.mappo else rows)
 
 
-def episode_references(scenario_id: str, days, split: str, seed: int) -> dict[str, np.ndarray]:
-    """Per-day total cost of the score's references (no-trade rule = 0, optimum = 1) and the
-    rule with the market, on ``reset(seed, {"start_day": day, "split": split})``; cached."""
-    from powergrid.baselines import run_episode
-    from powergrid.evaluation import optimum
-
-    scenario = powergrid.scenarios.get(scenario_id)
-    key = hashlib.sha1(repr((scenario.config(), list(map(int, days)), split, seed)).encode())
-    cache = os.environ.get("HERON_GRID_CACHE", os.path.expanduser("~/.cache/heron-grid"))
-    path = os.path.join(cache, f"refs-{key.hexdigest()}.json")
-    if os.path.exists(path):
-        with open(path) as f:
-            return {k: np.array(v) for k, v in json.load(f).items()}
-    no_trade = powergrid.make(scenario_id, horizontal_protocol=None)
-    trade = powergrid.make(scenario_id)
-    refs: dict[str, list[float]] = {"no_trade_cost": [], "rule_cost": [], "optimum_cost": []}
-    for day in days:
-        opts = {"start_day": int(day), "split": split}
-        for name, env in (("no_trade_cost", no_trade), ("rule_cost", trade)):
-            costs, _ = run_episode(env, RuleBasedPolicy(env), seed=seed, options=opts)
-            refs[name].append(sum(costs.values()))
-        refs["optimum_cost"].append(optimum(scenario_id, int(day), seed=seed, split=split).cost)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as f:
-        json.dump(refs, f)
-    return {k: np.array(v) for k, v in refs.items()}
-
-
 class TestScore:
     """Score of the deterministic policy on every test day (one batched episode per call)."""
 
     def __init__(self, args: Args, obs_rms) -> None:
         scenario = powergrid.scenarios.get(args.scenario)
         self.days = np.array(args.test_days or scenario.test_days)
-        refs = episode_references(args.scenario, self.days, split="test", seed=args.eval_seed)
-        self.c_ref, self.c_opt = refs["no_trade_cost"], refs["optimum_cost"]
-        self.rule_score = float(np.mean((self.c_ref - refs["rule_cost"])
-                                        / (self.c_ref - self.c_opt)))
+        # the score's references (no-trade rule = 0, optimum = 1), from the evaluation runner
+        rule = evaluate("rule", args.scenario, "test", seeds=(args.eval_seed,),
+                        days=self.days.tolist(), progress=False)
+        self.c_ref = rule.per_episode["cost_ref"].to_numpy()
+        self.c_opt = rule.per_episode["cost_opt"].to_numpy()
+        self.rule_score = float(rule.mean["score"])
         self.env = NormalizeObservation(AgentsAsEnvs(args.scenario, len(self.days), args))
         self.env.update_running_mean = False
         self.env.obs_rms = obs_rms  # the training statistics, frozen here

@@ -61,12 +61,27 @@ def _random(env: Any) -> Policy:
     return RandomPolicy(env, seed=0)
 
 
+def _ppo(env: Any) -> Policy:
+    from powergrid.policies import LearnedPolicy  # torch loads only when asked for
+
+    return LearnedPolicy(env, "ppo")
+
+
+def _mappo(env: Any) -> Policy:
+    from powergrid.policies import LearnedPolicy
+
+    return LearnedPolicy(env, "mappo")
+
+
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("random", "uniform random actions (seeded)", _random),
     Baseline("no-trade", "RuleBasedPolicy without the P2P market (the score's 0)",
              RuleBasedPolicy, trading=False),
     Baseline("rule", "RuleBasedPolicy (powergrid.baselines) with the market", RuleBasedPolicy),
     Baseline("oracle", "the perfect-foresight optimum replayed (the score's 1)", OraclePolicy),
+    Baseline("ppo", "shipped PPO weights (examples/07, p2p-2mg-v1; needs torch)", _ppo),
+    Baseline("mappo", "shipped MAPPO weights (examples/07 --mappo, p2p-2mg-v1; needs torch)",
+             _mappo),
 )}
 
 

@@ -1,27 +1,33 @@
-"""Example 05 - multi-agent PPO with RLlib's new API stack on MultiAgentMicrogrids.
+"""Example 05 - RLlib (new API stack): one shared policy for every microgrid, many env runners.
 
-The env is registered with ``ray.tune.registry.register_env`` and wrapped in RLlib's
-``ParallelPettingZooEnv``. Two set-ups:
+RLlib is the scale-out path: the same script samples with ``--num-env-runners`` worker
+processes on this machine, or on a Ray cluster (``--address``, see docs/training.md).
 
-* ``--shared-policy``: one RLModule ("shared") acts for every microgrid (parameter sharing;
-  observations padded to a common space with a one-hot agent id, see ``SharedSpaces``);
-* default: one RLModule per microgrid (``MG1``, ``MG2``): independent PPO learners.
+* The env is the scenario's ``MultiAgentMicrogrids`` (train split) wrapped in RLlib's
+  ``ParallelPettingZooEnv``. Every microgrid has the same observation and action space, so
+  one RLModule ("shared") serves all of them out of the box (parameter sharing). Shared
+  modules need a way to tell agents apart: ``AgentIndicator`` appends a one-hot agent id.
+* ``share_reward=True`` (env config): every microgrid is trained on the team's cost, the
+  score's objective (with selfish rewards the price bids fail to cross).
+* Rewards are multiplied by ``--reward-scale`` (they are -$10..-$150 per step);
+  observations are O(1) already (tariffs in $/kWh, loads per peak).
+* After every ``--eval-every`` iterations the deterministic policy is scored on the test
+  days with ``powergrid.evaluation.evaluate`` (0 = no-trade rule, 1 = optimum); the curve
+  goes to ``--out-dir``/learning_curve.csv, as examples/07 writes it.
 
-Each module has its own actor and critic on the agent's local observation, i.e. this is
-independent / parameter-shared PPO; a MAPPO-style centralised critic would need a custom
-RLModule reading ``env.state()``. Rewards are scaled by ``--reward-scale`` (they are
--$10..-$100 per step); observations are already O(1) (tariffs in $/kWh, loads per peak).
-Training episodes start on a random day of the year; the final evaluation runs the mean
-action on fixed days with ``powergrid.baselines.evaluate`` next to the rule-based baseline.
-
-    pip install -e ".[rllib]"
-    python examples/05_rllib_mappo.py --iterations 20
-    python examples/05_rllib_mappo.py --iterations 20 --shared-policy
+    python -m venv /work/venv-rllib && . /work/venv-rllib/bin/activate
+    pip install torch==2.13.0 && pip install -e ".[rllib]"
+    python examples/05_rllib_mappo.py --iterations 40 --num-env-runners 2
+    python examples/05_rllib_mappo.py --address auto --num-env-runners 32   # a Ray cluster
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
+import json
+import os
+import time
 from typing import Any
 
 import numpy as np
@@ -37,178 +43,167 @@ from ray.rllib.core.rl_module.rl_module import RLModuleSpec
 from ray.rllib.env.wrappers.pettingzoo_env import ParallelPettingZooEnv
 from ray.tune.registry import register_env
 
-from powergrid.baselines import RuleBasedPolicy, evaluate
-from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+import powergrid
+from powergrid.evaluation import evaluate
 
-ENV_NAME = "multi_agent_microgrids"
-EVAL_DAYS = (0, 40, 80, 121, 161, 202, 242, 283, 323, 364)
+ENV_NAME = "heron_grid_microgrids"
+MODULE = "shared"
 
 
-class ScaleReward(BaseParallelWrapper):
-    """Multiply every reward by a constant (training only; evaluation uses raw $)."""
+class AgentIndicator(BaseParallelWrapper):
+    """Append a one-hot agent id to every observation (same spaces for all agents) and
+    multiply rewards by ``reward_scale``."""
 
-    def __init__(self, env: Any, scale: float) -> None:
+    def __init__(self, env: Any, reward_scale: float = 1.0) -> None:
         super().__init__(env)
-        self.scale = scale
-
-    def step(self, actions):
-        obs, rewards, terms, truncs, infos = self.env.step(actions)
-        return obs, {a: r * self.scale for a, r in rewards.items()}, terms, truncs, infos
-
-
-class SharedSpaces(BaseParallelWrapper):
-    """Give every agent the same spaces so that one RLModule can serve them all.
-
-    Observations are zero-padded to the largest one and get a one-hot agent id appended
-    (``Box(-inf, inf)``: the agents' feature bounds differ, e.g. MG1's ``gen_p`` vs MG2's
-    ``pv_available`` in the same slot); actions are ``Box(-1, 1)`` of the largest size,
-    each agent using its first ``action_dim`` components.
-    """
-
-    def __init__(self, env: Any) -> None:
-        super().__init__(env)
-        self.agent_ids = list(env.possible_agents)
-        self.obs_dims = {a: env.observation_space(a).shape[0] for a in self.agent_ids}
-        self.act_dims = {a: env.action_space(a).shape[0] for a in self.agent_ids}
-        n_obs = max(self.obs_dims.values()) + len(self.agent_ids)
-        self._obs_space = spaces.Box(-np.inf, np.inf, (n_obs,), np.float32)
-        self._act_space = spaces.Box(-1.0, 1.0, (max(self.act_dims.values()),), np.float32)
+        self.ids = list(env.possible_agents)
+        first = env.observation_space(self.ids[0])
+        if any(env.observation_space(a) != first for a in self.ids):
+            raise ValueError("a shared RLModule needs identical observation spaces for "
+                             f"{self.ids}")
+        eye = np.eye(len(self.ids), dtype=np.float32)
+        self._onehot = {a: eye[i] for i, a in enumerate(self.ids)}
+        self._space = spaces.Box(np.concatenate([first.low, np.zeros(len(self.ids))]),
+                                 np.concatenate([first.high, np.ones(len(self.ids))]),
+                                 dtype=np.float32)
+        self.reward_scale = reward_scale
 
     def observation_space(self, agent):
-        return self._obs_space
-
-    def action_space(self, agent):
-        return self._act_space
+        return self._space
 
     def _obs(self, obs: dict) -> dict:
-        out = {}
-        for a, o in obs.items():
-            x = np.zeros(self._obs_space.shape, np.float32)
-            x[: self.obs_dims[a]] = o
-            x[x.size - len(self.agent_ids) + self.agent_ids.index(a)] = 1.0
-            out[a] = x
-        return out
+        return {a: np.concatenate([o, self._onehot[a]]).astype(np.float32)
+                for a, o in obs.items()}
 
     def reset(self, seed=None, options=None):
         obs, infos = self.env.reset(seed=seed, options=options)
         return self._obs(obs), infos
 
     def step(self, actions):
-        acts = {a: np.asarray(x)[: self.act_dims[a]] for a, x in actions.items()}
-        obs, rewards, terms, truncs, infos = self.env.step(acts)
+        obs, rewards, terms, truncs, infos = self.env.step(actions)
+        rewards = {a: r * self.reward_scale for a, r in rewards.items()}
         return self._obs(obs), rewards, terms, truncs, infos
-
-
-def make_env(shared: bool, config: dict | None = None) -> Any:
-    env = MultiAgentMicrogrids(dict(config or {}))
-    return SharedSpaces(env) if shared else env
 
 
 def env_creator(env_config: dict) -> ParallelPettingZooEnv:
     config = dict(env_config)
     scale = config.pop("reward_scale", 1.0)
-    shared = config.pop("shared_policy", False)
-    return ParallelPettingZooEnv(ScaleReward(make_env(shared, config), scale))
+    scenario = config.pop("scenario")
+    return ParallelPettingZooEnv(AgentIndicator(powergrid.make(scenario, **config), scale))
 
 
 def build_config(args: argparse.Namespace) -> PPOConfig:
-    agents = MultiAgentMicrogrids({}).possible_agents
-    if args.shared_policy:
-        policies = {"shared"}
-
-        def policy_mapping_fn(agent_id, episode, **kwargs):
-            return "shared"
-    else:
-        policies = set(agents)
-
-        def policy_mapping_fn(agent_id, episode, **kwargs):
-            return agent_id
-
     return (
         PPOConfig()
-        .environment(ENV_NAME, env_config={"reward_scale": args.reward_scale,
-                                           "shared_policy": args.shared_policy})
+        .environment(ENV_NAME, env_config={"scenario": args.scenario, "share_reward": True,
+                                           "reward_scale": args.reward_scale})
         .env_runners(num_env_runners=args.num_env_runners, num_envs_per_env_runner=1,
                      rollout_fragment_length="auto")
-        .multi_agent(policies=policies, policy_mapping_fn=policy_mapping_fn)
+        .multi_agent(policies={MODULE}, policy_mapping_fn=lambda agent_id, *a, **k: MODULE)
         .rl_module(
-            rl_module_spec=MultiRLModuleSpec(
-                rl_module_specs={p: RLModuleSpec() for p in sorted(policies)}),
+            rl_module_spec=MultiRLModuleSpec(rl_module_specs={MODULE: RLModuleSpec()}),
             model_config=DefaultModelConfig(fcnet_hiddens=[64, 64], fcnet_activation="tanh",
                                             vf_share_layers=False),
         )
         .training(train_batch_size_per_learner=args.train_batch_size,
                   minibatch_size=args.minibatch_size, num_epochs=args.num_epochs,
-                  lr=args.lr, gamma=0.99, lambda_=0.95, vf_clip_param=100.0)
+                  lr=args.lr, gamma=0.99, lambda_=0.95, vf_clip_param=100.0,
+                  entropy_coeff=0.0)
         .debugging(seed=args.seed)
     )
 
 
-def module_policy(algo: Any, shared: bool):
-    """Deterministic (mean action) policy from the trained RLModules, for ``evaluate``."""
+class ModulePolicy:
+    """Deterministic (mean action) policy of the trained shared RLModule, for ``evaluate``."""
 
-    def make_policy(env: MultiAgentMicrogrids):
-        modules = {a: algo.get_module("shared" if shared else a) for a in env.possible_agents}
+    def __init__(self, module: Any, env: Any) -> None:
+        self.module = module
+        self.wrapper = AgentIndicator(env)
 
-        def policy(obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-            actions = {}
-            for a, o in obs.items():
-                module = modules[a]
-                with torch.no_grad():
-                    out = module.forward_inference({Columns.OBS: torch.as_tensor(o[None])})
-                dist = module.get_inference_action_dist_cls().from_logits(
-                    out[Columns.ACTION_DIST_INPUTS])
-                act = dist.to_deterministic().sample()[0].numpy()
-                actions[a] = np.clip(act, -1.0, 1.0).astype(np.float32)
-            return actions
-
-        return policy
-
-    return make_policy
+    def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if not obs:
+            return {}
+        agents = list(obs)
+        rows = self.wrapper._obs(obs)
+        x = torch.as_tensor(np.stack([rows[a] for a in agents]))
+        with torch.no_grad():
+            out = self.module.forward_inference({Columns.OBS: x})
+        dist = self.module.get_inference_action_dist_cls().from_logits(
+            out[Columns.ACTION_DIST_INPUTS])
+        act = np.clip(dist.to_deterministic().sample().numpy(), -1.0, 1.0).astype(np.float32)
+        return {a: act[i] for i, a in enumerate(agents)}
 
 
-def main(argv: list[str] | None = None) -> dict[str, float]:
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=20)
-    parser.add_argument("--shared-policy", action="store_true",
-                        help="one policy for all microgrids (default: one per microgrid)")
-    parser.add_argument("--train-batch-size", type=int, default=2400, help="env steps")
-    parser.add_argument("--minibatch-size", type=int, default=256)
-    parser.add_argument("--num-epochs", type=int, default=10)
-    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--scenario", default="p2p-2mg-v1")
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--num-env-runners", type=int, default=2,
+                        help="sampling worker processes (0 = sample in the driver)")
+    parser.add_argument("--address", default=None,
+                        help="Ray cluster to join ('auto' or 'ray://head:10001'); "
+                             "default: a local Ray with --num-cpus")
+    parser.add_argument("--num-cpus", type=int, default=None,
+                        help="CPUs of the local Ray (default: num_env_runners + 1)")
+    parser.add_argument("--train-batch-size", type=int, default=4800, help="env steps")
+    parser.add_argument("--minibatch-size", type=int, default=600)
+    parser.add_argument("--num-epochs", type=int, default=5)
+    parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--reward-scale", type=float, default=0.01)
-    parser.add_argument("--num-env-runners", type=int, default=0,
-                        help="0 = sample in the driver process")
-    parser.add_argument("--eval-days", type=int, nargs="+", default=list(EVAL_DAYS))
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=5)
+    parser.add_argument("--test-days", type=int, nargs="*", default=None,
+                        help="score on these test days only (default: all)")
+    parser.add_argument("--out-dir", default="runs/rllib")
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
-    ray.init(num_cpus=2, include_dashboard=False, ignore_reinit_error=True,
-             log_to_driver=False)
+    if args.address:
+        ray.init(address=args.address)
+    else:
+        ray.init(num_cpus=args.num_cpus or args.num_env_runners + 1, include_dashboard=False,
+                 ignore_reinit_error=True, log_to_driver=False)
     register_env(ENV_NAME, env_creator)
     algo = build_config(args).build_algo()
+    os.makedirs(args.out_dir, exist_ok=True)
+    rule = evaluate("rule", args.scenario, "test", days=args.test_days, progress=False)
+    curve: list[dict[str, float]] = []
+    start = time.time()
+
+    def log_point(iteration: int, steps: int) -> float:
+        module = algo.get_module(MODULE)
+        res = evaluate(lambda env: ModulePolicy(module, env), args.scenario, "test",
+                       days=args.test_days, progress=False)
+        curve.append({"iteration": iteration, "env_steps": steps,
+                      "wall_s": round(time.time() - start, 1),
+                      "test_score": float(res.mean["score"])})
+        print(f"iter {iteration:3d}  env steps {steps:>8}  {curve[-1]['wall_s']:7.1f}s  "
+              f"test score {curve[-1]['test_score']:.3f}", flush=True)
+        return curve[-1]["test_score"]
+
     try:
+        steps = 0
         for it in range(1, args.iterations + 1):
             result = algo.train()
-            runners = result.get("env_runners", {})
-            ret = runners.get("episode_return_mean", float("nan"))
-            steps = runners.get("num_env_steps_sampled_lifetime", float("nan"))
-            # the return is of scaled rewards, summed over agents: cost $ = -return / scale
-            print(f"iter {it:3d}  env steps {steps:>8}  episode_return_mean {ret:9.3f}  "
-                  f"(= {-ret / args.reward_scale:8.1f} $/day)", flush=True)
-
-        days = list(args.eval_days)
-        rule = evaluate(lambda: MultiAgentMicrogrids({}), RuleBasedPolicy, days, seed=args.seed)
-        ppo = evaluate(lambda: make_env(args.shared_policy),
-                       module_policy(algo, args.shared_policy), days, seed=args.seed)
-        print(f"\nevaluation over days {days} (mean episode cost, all microgrids, $/day)")
-        print(f"  rule-based (P2P)      {rule['mean_cost']:9.1f}")
-        print(f"  RLlib PPO ({'shared' if args.shared_policy else 'per-MG'})  "
-              f"{ppo['mean_cost']:9.1f}")
-        return {"rule-based": rule["mean_cost"], "ppo": ppo["mean_cost"]}
+            # agent steps over all agents; one env step is len(agents) agent steps
+            steps = int(result.get("env_runners", {}).get("num_env_steps_sampled_lifetime",
+                                                          steps))
+            if it % args.eval_every == 0 or it == args.iterations:
+                log_point(it, steps)
     finally:
         algo.stop()
         ray.shutdown()
+    with open(os.path.join(args.out_dir, "learning_curve.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(curve[0]))
+        writer.writeheader()
+        writer.writerows(curve)
+    summary = {"iterations": args.iterations, "env_steps": steps,
+               "wall_s": curve[-1]["wall_s"], "test_score": curve[-1]["test_score"],
+               "rule_score": float(rule.mean["score"]),
+               "num_env_runners": args.num_env_runners}
+    with open(os.path.join(args.out_dir, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary))
+    return summary
 
 
 if __name__ == "__main__":

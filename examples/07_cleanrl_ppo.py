@@ -276,7 +276,7 @@ def main(args: Args) -> dict[str, float]:
     values = torch.zeros((args.num_steps, n_rows))
 
     global_step = 0
-    start_time = time.time()
+    start_time, start_cpu = time.time(), time.process_time()
     next_obs_np, _ = envs.reset(seed=args.seed)
     next_obs = torch.as_tensor(next_obs_np)
     next_critic = critic_input(args, layout, next_obs_np)
@@ -288,6 +288,7 @@ def main(args: Args) -> dict[str, float]:
         scores = test_score(agent)
         curve.append({"iteration": iteration, "env_steps": global_step,
                       "wall_s": round(time.time() - start_time, 1),
+                      "cpu_s": round(time.process_time() - start_cpu, 1),
                       "test_score": float(scores.mean()), "test_score_std": float(scores.std()),
                       "train_team_cost": float(np.mean(finished)) if finished else float("nan"),
                       "logstd": float(agent.actor_logstd.mean())})
@@ -414,7 +415,8 @@ def main(args: Args) -> dict[str, float]:
                 "algorithm": "MAPPO" if args.mappo else "PPO", "args": asdict(args)},
                os.path.join(args.out_dir, "agent.pt"))
     summary = {"test_score": curve[-1]["test_score"], "rule_score": test_score.rule_score,
-               "wall_s": curve[-1]["wall_s"], "env_steps": global_step}
+               "wall_s": curve[-1]["wall_s"], "cpu_s": curve[-1]["cpu_s"],
+               "env_steps": global_step}
     with open(os.path.join(args.out_dir, "summary.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print(json.dumps(summary))

@@ -53,10 +53,13 @@ class LearnedPolicy:
         torch = _torch()
         ckpt = torch.load(checkpoint_path(checkpoint), map_location="cpu", weights_only=True)
         self.layout = RowLayout(**{**ckpt["layout"], "agents": tuple(ckpt["layout"]["agents"])})
+        trained = f"policy {str(checkpoint)!r} was trained on scenario {ckpt['scenario']!r}"
+        if tuple(env.possible_agents) != self.layout.agents:
+            raise ValueError(f"{trained} with agents {list(self.layout.agents)}; this env has "
+                             f"{list(env.possible_agents)}")
         found = RowLayout.of(env, self.layout.rule_features)
         if found != self.layout:
-            raise ValueError(f"policy {str(checkpoint)!r} was trained on {self.layout} (scenario "
-                             f"{ckpt['scenario']!r}); this env has {found}")
+            raise ValueError(f"{trained} with rows {self.layout}; this env has {found}")
         self.scenario, self.algorithm = ckpt["scenario"], ckpt["algorithm"]
         self.residual = bool(ckpt["residual"])
         self.rule = RuleBasedPolicy(env)

@@ -27,6 +27,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -63,9 +64,9 @@ class AgentIndicator(BaseParallelWrapper):
                              f"{self.ids}")
         eye = np.eye(len(self.ids), dtype=np.float32)
         self._onehot = {a: eye[i] for i, a in enumerate(self.ids)}
-        self._space = spaces.Box(np.concatenate([first.low, np.zeros(len(self.ids))]),
-                                 np.concatenate([first.high, np.ones(len(self.ids))]),
-                                 dtype=np.float32)
+        low = np.concatenate([first.low, np.zeros(len(self.ids))]).astype(np.float32)
+        high = np.concatenate([first.high, np.ones(len(self.ids))]).astype(np.float32)
+        self._space = spaces.Box(low, high, dtype=np.float32)
         self.reward_scale = reward_scale
 
     def observation_space(self, agent):
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         ray.init(num_cpus=args.num_cpus or args.num_env_runners + 1, include_dashboard=False,
                  ignore_reinit_error=True, log_to_driver=False)
+    if __name__ != "__main__":  # imported (tests): ship this file's code to the workers
+        ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     register_env(ENV_NAME, env_creator)
     algo = build_config(args).build_algo()
     os.makedirs(args.out_dir, exist_ok=True)

@@ -87,13 +87,13 @@ def test_shared_layout_refuses_agents_with_different_sizes():
 
 
 @pytest.mark.slow
-def test_rllib_one_iteration_with_two_env_runners():
+def test_rllib_one_iteration_with_two_env_runners(tmp_path):
     pytest.importorskip("ray")
     pytest.importorskip("torch")
     rllib = load_example("05_rllib_mappo.py")
     out = rllib.main(["--iterations", "1", "--num-env-runners", "2", "--train-batch-size",
                       "96", "--minibatch-size", "48", "--num-epochs", "1", "--test-days",
-                      "0", "8"])
+                      "0", "8", "--out-dir", str(tmp_path)])
     assert out["iterations"] == 1 and math.isfinite(out["test_score"])
 
 

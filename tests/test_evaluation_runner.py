@@ -125,6 +125,6 @@ def test_cli_runs_one_test_day_and_writes_csv_and_json(tmp_path, capsys, monkeyp
 def test_cli_unknown_policy_exits_with_the_message(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HERON_GRID_CACHE", str(tmp_path))
     with pytest.raises(SystemExit) as exit_info:
-        main(["--policy", "ppo", "--days", str(DAY), "--quiet"])
+        main(["--policy", "dqn", "--days", str(DAY), "--quiet"])
     assert exit_info.value.code == 2
-    assert "unknown policy 'ppo'" in capsys.readouterr().err
+    assert "unknown policy 'dqn'" in capsys.readouterr().err

@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         n = min(len(s) for _, s, _ in seeds)  # seeds share the evaluation steps
         steps = seeds[0][1][:n]
         scores = np.stack([sc[:n] for _, _, sc in seeds])
-        line, = ax.plot(steps, scores.mean(axis=0), label=f"{label} ({len(seeds)} seed{'s' if len(seeds) > 1 else ''})")
+        seeds_label = f"{len(seeds)} seed" + ("s" if len(seeds) > 1 else "")
+        line, = ax.plot(steps, scores.mean(axis=0), label=f"{label} ({seeds_label})")
         if len(seeds) > 1:
             ax.fill_between(steps, scores.min(axis=0), scores.max(axis=0),
                             color=line.get_color(), alpha=0.2)

@@ -29,6 +29,18 @@ CONFIGS = {
 }
 
 
+@pytest.fixture(autouse=True)
+def keep_multiprocessing_start_method():
+    """Importing torchrl switches multiprocessing to "spawn" for the whole process; undo
+    that so the rest of the suite (process pools, vector envs) keeps the platform default."""
+    import multiprocessing
+
+    method = multiprocessing.get_start_method(allow_none=True)
+    yield
+    if multiprocessing.get_start_method(allow_none=True) != method:
+        multiprocessing.set_start_method(method, force=True)
+
+
 def structure(value):
     """Keys and nesting of an info, without values (lists and None count as leaves)."""
     if isinstance(value, dict):
@@ -338,3 +350,23 @@ def test_torchrl_pettingzoo_wrapper_rolls_out():
     assert groups
     for group in groups:
         assert ("next", group, "info", "costs/total") in td.keys(True, True)
+
+
+@pytest.mark.slow  # spawns worker processes that each import the stack: minutes on 2 cores
+def test_ecosystem_docs_recipes_run(tmp_path, monkeypatch):
+    pytest.importorskip("supersuit")
+    pytest.importorskip("stable_baselines3")
+    pytest.importorskip("torchrl")
+    import re
+    from pathlib import Path
+
+    page = Path(__file__).resolve().parents[1] / "docs" / "ecosystem.md"
+    blocks = re.findall(r"^```python\n(.*?)^```", page.read_text(), flags=re.S | re.M)
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)  # the SB3 recipe saves its model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for block in blocks:  # one PPO iteration is enough to show the recipe works
+            exec(compile(block.replace("total_timesteps=20_000", "total_timesteps=2048"),
+                         str(page), "exec"), {})
+    assert (tmp_path / "ppo_microgrids.zip").exists()

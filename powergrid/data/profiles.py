@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -33,7 +34,10 @@ class Profiles:
     """One year of hourly PV/load shapes plus a 24 h ToU tariff.
 
     pv_per_kw: (n_days, 24) kW AC per kWp DC. load_*: (n_days, 24) p.u. of annual peak.
-    retail_price / feed_in_price: (24,) $/kWh by hour of day.
+    retail_price / feed_in_price: (24,) $/kWh by hour of day, or (n_days, 24) for a tariff
+    that changes from day to day. User data (``powergrid.data.user``) adds
+    ``microgrid_loads`` (agent -> (n_days, 24) p.u. of that microgrid's peak) and
+    ``start_days``: how many leading days an episode may start on (None = all).
     """
 
     pv_per_kw: np.ndarray
@@ -43,24 +47,43 @@ class Profiles:
     feed_in_price: np.ndarray
     year: int
     meta: dict[str, Any] = field(default_factory=dict, repr=False)
+    microgrid_loads: Mapping[str, np.ndarray] = field(default_factory=dict, repr=False)
+    start_days: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("pv_per_kw", "load_residential", "load_commercial"):
             object.__setattr__(self, name, _readonly(getattr(self, name), 2))
-        for name in ("retail_price", "feed_in_price"):
-            arr = _readonly(getattr(self, name), 1)
-            if arr.shape != (24,):
-                raise ValueError(f"{name} must have shape (24,), got {arr.shape}")
-            object.__setattr__(self, name, arr)
-        shapes = {self.pv_per_kw.shape, self.load_residential.shape, self.load_commercial.shape}
+        object.__setattr__(self, "microgrid_loads", {
+            str(k): _readonly(v, 2) for k, v in self.microgrid_loads.items()})
+        shapes = {self.pv_per_kw.shape, self.load_residential.shape, self.load_commercial.shape,
+                  *(v.shape for v in self.microgrid_loads.values())}
         if len(shapes) != 1 or self.pv_per_kw.shape[1] != 24:
             raise ValueError(f"daily profiles must share shape (n_days, 24), got {shapes}")
+        for name in ("retail_price", "feed_in_price"):
+            arr = np.array(getattr(self, name), dtype=np.float64)
+            if arr.shape not in ((24,), self.pv_per_kw.shape):
+                raise ValueError(f"{name} must have shape (24,) or {self.pv_per_kw.shape}, "
+                                 f"got {arr.shape}")
+            arr.setflags(write=False)
+            object.__setattr__(self, name, arr)
+        if self.start_days is not None and not 1 <= self.start_days <= self.n_days:
+            raise ValueError(f"start_days must be in [1, {self.n_days}], got {self.start_days}")
         object.__setattr__(self, "year", int(self.year))
 
     @property
     def n_days(self) -> int:
         """Number of days available, so callers can sample a start day without hardcoding 365."""
         return int(self.pv_per_kw.shape[0])
+
+    @property
+    def n_start_days(self) -> int:
+        """Days an episode may start on: all, or the leading days user data covers."""
+        return self.n_days if self.start_days is None else int(self.start_days)
+
+    def microgrid_load(self, name: str, kind: str) -> np.ndarray:
+        """The (n_days, 24) load shape of microgrid ``name``: its own series, else ``kind``'s."""
+        own = self.microgrid_loads.get(name)
+        return own if own is not None else self.load(kind)
 
     def load(self, kind: str) -> np.ndarray:
         """Return the (n_days, 24) load shape for a consumer class ("residential"/"commercial")."""

@@ -13,6 +13,7 @@ import numpy as np
 from heron.market import CLEARING_RULES
 from heron.protocols.base import HorizontalProtocol, VerticalProtocol
 from heron.validation import Range
+from powergrid.data.user import UserSeries
 from powergrid.devices import DeviceParams, ESSParams, GeneratorParams, SolarParams
 from powergrid.envs.days import check_split
 from powergrid.limits import (
@@ -144,6 +145,8 @@ class EnvConfig:
     storage_terminal_price: float = 0.0  # $/kWh of stored energy drawn down over the episode
     render_mode: str | None = None
     share_reward: bool = False  # every microgrid gets the sum of all microgrids' rewards
+    # user load/PV/price series (DataFrame, dict of arrays or CSV path); powergrid.data.user
+    data: UserSeries | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.centralized, bool | np.bool_):
@@ -152,6 +155,13 @@ class EnvConfig:
         if not isinstance(self.share_reward, bool | np.bool_):
             _bad("share_reward", self.share_reward, "True or False")
         object.__setattr__(self, "share_reward", bool(self.share_reward))
+        if self.data is not None:
+            object.__setattr__(self, "data", UserSeries.from_any(self.data))
+            both = [k for k in ("retail_price", "feed_in_price")
+                    if k in self.data.columns and getattr(self, k) is not None]
+            if both:
+                raise ValueError(f"{both} given twice: as config key(s) and as column(s) of "
+                                 f"'data'; keep one")
         for key, (valid, nullable) in NUMERIC_KEYS.items():
             value = getattr(self, key)
             if value is None and nullable:

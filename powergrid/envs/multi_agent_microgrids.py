@@ -15,6 +15,7 @@ from heron.agents import Agent
 from heron.market import Order, Side
 from heron.protocols.base import HorizontalProtocol
 from powergrid.data import load_profiles
+from powergrid.data.user import user_profiles
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
@@ -162,7 +163,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         cfg = EnvConfig.from_dict(config)
         self.config = cfg
         self.render_mode = cfg.render_mode
-        self.profiles = load_profiles()
+        self.profiles = (load_profiles() if cfg.data is None else user_profiles(
+            cfg.data, cfg.microgrids, cfg.max_episode_steps, cfg.dt_hours))
         self.retail_price = np.asarray(cfg.retail_price or self.profiles.retail_price, float)
         self.feed_in_price = np.asarray(cfg.feed_in_price or self.profiles.feed_in_price, float)
         if np.any(self.feed_in_price > self.retail_price):
@@ -188,7 +190,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._load_rows = [self.network.load_rows[a] for a in self.possible_agents]
         self._index = {a: i for i, a in enumerate(self.possible_agents)}
         self._precompute_network_maps()
-        self._days_split = DaySplit(self.profiles.n_days,
+        self._days_split = DaySplit(self.profiles.n_start_days,
                                     episode_days(cfg.max_episode_steps, cfg.dt_hours))
         self._failure = FailureRule.build(cfg, self.network, self._mg)
 

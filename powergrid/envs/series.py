@@ -67,7 +67,8 @@ def episode_series_batch(cfg: EnvConfig, profiles: Profiles, retail_price: np.nd
     first = cells[:, 0]
     hours = np.repeat((first % 24)[None], len(start_days), axis=0)
     days = (start_days[:, None] + first[None] // 24) % profiles.n_days
-    forecast = np.stack([m.peak_load_kw * step_mean(profiles.load(m.load_profile))
+    forecast = np.stack([m.peak_load_kw * step_mean(profiles.microgrid_load(m.name,
+                                                                            m.load_profile))
                          for m in specs], axis=-1)
     factor = 1.0 + cfg.load_noise_std * noise
     return EpisodeSeries(hours=hours, days=days, pv_per_kw=step_mean(profiles.pv_per_kw),

@@ -67,14 +67,15 @@ def main(argv: list[str] | None = None) -> None:
         exp = sum(h[a]["grid_export_kwh"] for h in history)
         print(f"   {a}: cost {costs[a]:9.2f} $  grid import {imp:8.1f} kWh  export {exp:8.1f} kWh")
     base_env = make_env(None, args.day)
-    base_costs, _ = run_episode(base_env, POLICIES[args.policy](base_env), seed=args.seed)
+    base_costs, base_history = run_episode(base_env, POLICIES[args.policy](base_env),
+                                           seed=args.seed)
     p2p, base = sum(costs.values()), sum(base_costs.values())
     print(f"Total cost with P2P: {p2p:.2f} $   without P2P (grid only): {base:.2f} $   "
           f"saving {base - p2p:.2f} $ ({100 * (base - p2p) / abs(base):.1f} %)")
     if args.plot:
         from powergrid.viz import plot_episode
 
-        plot_episode(history, args.plot, env=env)
+        plot_episode(history, args.plot, env=env, reference=base_history)  # no-trade dashed
         print(f"figure written to {args.plot}")
 
 

@@ -31,12 +31,13 @@ DPI = 120
 # One colour per device role, one per microgrid: the same thing has the same colour in
 # every panel, so the eye can follow a microgrid from the voltage panel to the cost panel.
 ROLE_COLORS = {"load": "black", "pv": "#e6a700", "gen": "#d62728", "ess": "#7b3fb5"}
+SOC_MARKERS = ("o", "s", "^", "D", "v")
 AGENT_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
                 "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
-                 env: Any = None) -> Figure:
+                 env: Any = None, reference: History | None = None) -> Figure:
     """Draw one episode as a single multi-panel figure and optionally save it as an image.
 
     Args:
@@ -55,15 +56,20 @@ def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
         env: the env that produced ``history`` (optional). Used for the step length,
             voltage band, SOC limits and protocol name in the title; without it the
             defaults (1 h, 0.95-1.05 pu) are assumed.
+        reference: the history of the same day without trading (the same policy with
+            ``horizontal_protocol=None``), optional. Its cumulative costs are drawn dashed
+            next to this episode's, and the title gives the saving.
 
     Returns:
         The figure. Left column: one power panel per microgrid, then storage SOC; right
-        column: market, grid exchange, voltage and cost. That is ``n_agents + 5`` panels
-        plus a twin price axis on the market panel (``len(fig.axes) == n_agents + 6``),
-        all sharing an x axis in hours since 00:00 of the first day.
+        column: market, grid exchange, voltage, cost per step and cumulative cost. Both
+        columns fill the full height (no empty panel): ``n_agents + 6`` panels plus a twin
+        price axis on the market panel (``len(fig.axes) == n_agents + 7``), all sharing an
+        x axis in hours since 00:00 of the first day.
 
     Raises:
-        ValueError: empty history or an info missing one of the keys above.
+        ValueError: empty history, an info missing one of the keys above, or a reference
+            of another length or other agents.
     """
     if not history:
         raise ValueError("plot_episode: history is empty; pass the list of per-step infos "
@@ -71,15 +77,12 @@ def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
     # Non-microgrid agents (e.g. the "DSO" operator of a price-signal protocol) own no
     # devices and no load, so they have no panel; everyone else must be complete.
     agents = [a for a, info in history[0].items() if "devices" in info] or list(history[0])
-    for t, infos in enumerate(history):
-        for a in agents:
-            if a not in infos:
-                raise ValueError(f"plot_episode: step {t} has no info for agent {a!r}; "
-                                 f"got agents {list(infos)}")
-            missing = [k for k in REQUIRED_KEYS if k not in infos[a]]
-            if missing:
-                raise ValueError(f"plot_episode: info of {a!r} at step {t} lacks keys "
-                                 f"{missing}; expected the infos dict returned by env.step")
+    _check_history(history, agents, "history")
+    if reference is not None:
+        if len(reference) != len(history):
+            raise ValueError(f"plot_episode: reference has {len(reference)} steps, history "
+                             f"{len(history)}; pass the same day without trading")
+        _check_history(reference, agents, "reference")
 
     plt = _pyplot()
     cfg = getattr(env, "config", None)
@@ -93,24 +96,27 @@ def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
     colors = {a: AGENT_COLORS[i % len(AGENT_COLORS)] for i, a in enumerate(agents)}
 
     # Left column: what each microgrid's devices did (one panel each) and storage SOC;
-    # right column: what that meant for the market, the grid, voltages and money.
-    n_left = len(agents) + 1
-    n_rows = max(4, n_left)
-    fig, grid = plt.subplots(n_rows, 2, sharex=True, figsize=(14, 2.9 * n_rows + 0.9),
-                             squeeze=False, layout="constrained")
-    left = list(grid[:n_left, 0])
-    right = list(grid[:4, 1])
-    for ax in list(grid[n_left:, 0]) + list(grid[4:, 1]):
-        fig.delaxes(ax)
+    # right column: what that meant for the market, the grid, voltages and money. Each
+    # column splits the full height among its own panels, so neither has an empty slot.
+    n_left, n_right = len(agents) + 1, 5
+    fig = plt.figure(figsize=(14, 2.6 * max(n_left, n_right) + 0.9), layout="constrained")
+    rows = n_left * n_right
+    gs = fig.add_gridspec(rows, 2)
+    first_ax = fig.add_subplot(gs[0:n_right, 0])
+    left = [first_ax] + [fig.add_subplot(gs[i * n_right:(i + 1) * n_right, 0], sharex=first_ax)
+                         for i in range(1, n_left)]
+    right = [fig.add_subplot(gs[j * n_left:(j + 1) * n_left, 1], sharex=first_ax)
+             for j in range(n_right)]
 
     for ax, a in zip(left, agents):
         _power_panel(ax, history, a, x, dt)
     _soc_panel(left[-1], history, agents, x, dt, colors, env)
-    market_ax, grid_ax, volt_ax, cost_ax = right
+    market_ax, grid_ax, volt_ax, cost_ax, cum_ax = right
     price_ax = _market_panel(market_ax, history, agents[0], x, dt)
     _grid_panel(grid_ax, history, agents, x, dt, colors)
     _voltage_panel(volt_ax, history, agents, x, dt, colors, band)
     _cost_panel(cost_ax, history, agents, x, dt, colors)
+    _cumulative_panel(cum_ax, history, reference, agents, x, dt, colors)
 
     axes = left + right
     for ax in axes + [price_ax]:
@@ -124,7 +130,7 @@ def plot_episode(history: History, path: str | os.PathLike[str] | None = None,
     for ax in (left[-1], right[-1]):
         ax.set_xlabel(f"hour (from 00:00 of day {day0})")
 
-    fig.suptitle(_title(history, agents, env, dt), fontsize=13)
+    fig.suptitle(_title(history, agents, env, dt, reference), fontsize=13)
     if path is not None:
         fig.savefig(os.fspath(path), dpi=DPI)
     return fig
@@ -173,8 +179,13 @@ def _soc_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray,
             xs = x + dt
             if params is not None:  # the SOC before the first step is only known via env
                 xs, soc = np.append(x[0], xs), np.append(100 * params.soc_init, soc)
-            ax.plot(xs, soc, marker="o", ms=3.5, lw=1.8, color=colors[a],
-                    ls=("-", "--", ":")[drawn % 3], label=f"{a} {name}")
+            # distinct colour, line style and marker, and later lines thinner on top, so
+            # batteries that follow the same trajectory stay visible as separate lines
+            ax.plot(xs, soc, marker=SOC_MARKERS[drawn % len(SOC_MARKERS)],
+                    ms=max(7.0 - 1.5 * drawn, 3.0), mfc="none" if drawn == 0 else colors[a],
+                    lw=max(3.2 - 0.9 * drawn, 1.2), color=colors[a],
+                    ls=("-", "--", ":", "-.")[drawn % 4], label=f"{a} {name}",
+                    zorder=3 + drawn)
             drawn += 1
             if params is not None:
                 limits.update((100 * params.soc_min, 100 * params.soc_max))
@@ -188,8 +199,8 @@ def _soc_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray,
     ax.set_ylim(0, 100)
     ax.set_title("Storage state of charge (end of step)")
     ax.set_ylabel("SOC (%)")
-    if drawn:
-        ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.85)
+    if drawn:  # lower left: SOC starts mid-range, so that corner is free in any episode
+        ax.legend(loc="lower left", fontsize=8, ncol=2, framealpha=0.85)
 
 
 def _market_panel(ax: Axes, history: History, agent: str, x: np.ndarray, dt: float) -> Axes:
@@ -276,7 +287,43 @@ def _cost_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray
     ax.legend(loc="upper left", fontsize=8, framealpha=0.85)
 
 
+def _cumulative_panel(ax: Axes, history: History, reference: History | None,
+                      agents: Sequence[str], x: np.ndarray, dt: float,
+                      colors: Mapping[str, str]) -> None:
+    """Running total cost; with a no-trade reference, the gap between the lines is what
+    trading saved (or lost) so far."""
+    xs = np.append(x, x[-1] + dt)
+    for a in agents:
+        cost = np.append(0.0, np.cumsum(_series(history, lambda h, a=a: h[a]["costs"]["total"])))
+        label = f"{a} ({cost[-1]:,.0f} \\$)"
+        if reference is not None:
+            ref = np.append(0.0, np.cumsum(
+                _series(reference, lambda h, a=a: h[a]["costs"]["total"])))
+            ax.plot(xs, ref, color=colors[a], ls="--", lw=1.4, alpha=0.8,
+                    label=f"{a} no trading ({ref[-1]:,.0f} \\$)")
+            label = f"{a} ({cost[-1]:,.0f} \\$, saves {ref[-1] - cost[-1]:,.0f} \\$)"
+        ax.plot(xs, cost, color=colors[a], lw=2.0, label=label)
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_title("Cumulative cost" + (" vs the same day without trading (dashed)"
+                                      if reference is not None else ""))
+    ax.set_ylabel("cost so far ($)")
+    ax.legend(loc="upper left", fontsize=8, ncol=2, framealpha=0.85)
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _check_history(history: History, agents: Sequence[str], what: str) -> None:
+    for t, infos in enumerate(history):
+        for a in agents:
+            if a not in infos:
+                raise ValueError(f"plot_episode: step {t} of {what} has no info for agent "
+                                 f"{a!r}; got agents {list(infos)}")
+            missing = [k for k in REQUIRED_KEYS if k not in infos[a]]
+            if missing:
+                raise ValueError(f"plot_episode: info of {a!r} at step {t} of {what} lacks "
+                                 f"keys {missing}; expected the infos dict returned by "
+                                 f"env.step")
 
 
 def _series(history: History, get: Any) -> np.ndarray:
@@ -304,7 +351,8 @@ def _device_params(env: Any, agent: str, device: str) -> Any:
     return None
 
 
-def _title(history: History, agents: Sequence[str], env: Any, dt: float) -> str:
+def _title(history: History, agents: Sequence[str], env: Any, dt: float,
+           reference: History | None = None) -> str:
     first = history[0][agents[0]]
     traded = sum(h[agents[0]]["market"]["volume_kwh"] for h in history)
     total = sum(h[a]["costs"]["total"] for h in history for a in agents)
@@ -312,8 +360,16 @@ def _title(history: History, agents: Sequence[str], env: Any, dt: float) -> str:
     where = f"day {first['day']}, {len(history)} steps × {dt:g} h"
     market = "no P2P market" if env is not None and proto is None else \
         f"P2P traded {traded:,.0f} kWh"
-    extra = f"  ·  {proto!r}" if proto not in (None, "?") else ""
-    return f"Episode: {where}  ·  {market}  ·  total cost {total:,.2f} ${extra}"
+    # "\\$": a bare pair of dollar signs would switch matplotlib to math text
+    line = f"Episode: {where}  ·  {market}  ·  total cost {total:,.2f} \\$"
+    if reference is not None:
+        base = sum(h[a]["costs"]["total"] for h in reference for a in agents)
+        line += f"  ·  without trading {base:,.2f} \\$ (saves {base - total:,.2f} \\$)"
+    if proto not in (None, "?"):
+        line += f"\n{type(proto).__name__}"
+        rule = getattr(getattr(proto, "clearing_rule", None), "name", None)
+        line += f" (clearing: {rule})" if rule else ""
+    return line
 
 
 def _pyplot() -> Any:

@@ -62,7 +62,7 @@ def info_keys(info: dict[str, Any]) -> set[str]:
 # --------------------------------------------------------------------------- figure
 
 
-def test_plot_episode_writes_a_png_with_one_panel_per_microgrid_plus_five(episode, tmp_path):
+def test_plot_episode_writes_a_png_with_one_panel_per_microgrid_plus_six(episode, tmp_path):
     pytest.importorskip("matplotlib")
     from powergrid.viz import plot_episode
 
@@ -71,8 +71,9 @@ def test_plot_episode_writes_a_png_with_one_panel_per_microgrid_plus_five(episod
     fig = plot_episode(history, path, env=env)
     try:
         assert path.exists() and path.stat().st_size > 10_000
-        # n power panels + SOC, market, grid, voltage, cost, and the market's price axis.
-        assert len(fig.axes) == len(env.possible_agents) + 6
+        # n power panels + SOC, market, grid, voltage, cost, cumulative cost, and the
+        # market's price axis.
+        assert len(fig.axes) == len(env.possible_agents) + 7
         titles = " ".join(ax.get_title() for ax in fig.axes)
         for agent in env.possible_agents:
             assert agent in titles
@@ -90,7 +91,69 @@ def test_plot_episode_works_without_env(episode):
 
     fig = plot_episode(episode[1])
     plt.close(fig)
-    assert len(fig.axes) == len(episode[0].possible_agents) + 6
+    assert len(fig.axes) == len(episode[0].possible_agents) + 7
+
+
+def test_plot_episode_fills_both_columns_without_an_empty_panel(episode):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from powergrid.viz import plot_episode
+
+    env, history = episode
+    fig = plot_episode(history, env=env)
+    try:
+        panels = [ax for ax in fig.axes if ax.get_title()]  # the twin price axis has none
+        for column in (0, 1):
+            boxes = sorted((ax.get_position().y0, ax.get_position().y1) for ax in panels
+                           if (ax.get_position().x0 < 0.5) == (column == 0))
+            # the column's panels reach from near the bottom to near the top, without gaps
+            assert boxes[0][0] < 0.12 and boxes[-1][1] > 0.85
+            assert all(b[0] - a[1] < 0.1 for a, b in zip(boxes, boxes[1:]))
+            assert all(ax.has_data() for ax in panels)
+    finally:
+        plt.close(fig)
+
+
+def test_plot_episode_draws_the_no_trade_reference(episode):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from powergrid.viz import plot_episode
+
+    env, history = episode
+    ref_env = MultiAgentMicrogrids({"max_episode_steps": 6, "start_day": 172,
+                                    "horizontal_protocol": None})
+    _, reference = run_episode(ref_env, RuleBasedPolicy(ref_env), seed=0,
+                               options={"start_day": 172})
+    fig = plot_episode(history, env=env, reference=reference)
+    try:
+        cumulative = next(ax for ax in fig.axes if ax.get_title().startswith("Cumulative"))
+        labels = [line.get_label() for line in cumulative.get_lines()]
+        assert any("no trading" in lab for lab in labels)
+        assert "saves" in fig.get_suptitle()
+    finally:
+        plt.close(fig)
+    with pytest.raises(ValueError, match="reference has 5 steps"):
+        plot_episode(history, reference=reference[:5])
+
+
+def test_plot_episode_soc_lines_differ_in_style(episode):
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+
+    from powergrid.viz import plot_episode
+
+    env, history = episode
+    fig = plot_episode(history, env=env)
+    try:
+        soc = next(ax for ax in fig.axes if ax.get_title().startswith("Storage"))
+        lines = [ln for ln in soc.get_lines() if ln.get_label().startswith("MG")]
+        styles = {(ln.get_color(), ln.get_linestyle(), ln.get_marker()) for ln in lines}
+        assert len(lines) == 2 and len(styles) == 2
+        assert len({ln.get_marker() for ln in lines}) == 2  # visible even where they overlap
+    finally:
+        plt.close(fig)
 
 
 def test_plot_episode_rejects_empty_or_foreign_history():

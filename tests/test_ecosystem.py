@@ -370,3 +370,17 @@ def test_ecosystem_docs_recipes_run(tmp_path, monkeypatch):
             exec(compile(block.replace("total_timesteps=20_000", "total_timesteps=2048"),
                          str(page), "exec"), {})
     assert (tmp_path / "ppo_microgrids.zip").exists()
+
+
+def test_vector_env_shares_rewards_like_the_scalar_env():
+    from powergrid.envs import VectorMicrogrids
+
+    cfg = {"max_episode_steps": 3, "start_day": 100, "share_reward": True}
+    vec, env = VectorMicrogrids(1, cfg), MultiAgentMicrogrids(cfg)
+    vec.reset(seed=0)
+    env.reset(seed=0)
+    _, r_vec, _, _, _ = vec.step({a: np.zeros((1, 3)) for a in vec.possible_agents})
+    _, r_env, _, _, _ = env.step(zero_actions(env))
+    for a in env.possible_agents:
+        assert r_vec[a][0] == pytest.approx(r_env[a], rel=1e-9)
+    assert r_vec["MG1"][0] == r_vec["MG2"][0]

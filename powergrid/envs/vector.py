@@ -261,6 +261,9 @@ class VectorMicrogrids:
                      **{k: v[:, i].copy() for k, v in per_agent.items()}, **shared}
                  for i, a in enumerate(self.possible_agents)}
         rewards = {a: -total[:, i] for i, a in enumerate(self.possible_agents)}
+        if self.config.share_reward:  # as the scalar env: every microgrid gets the sum
+            joint = -total.sum(axis=1)
+            rewards = {a: joint.copy() for a in self.possible_agents}
         trunc = np.full(B, done)
         return (self._observations(), rewards,
                 {a: np.zeros(B, bool) for a in self.possible_agents},

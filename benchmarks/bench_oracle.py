@@ -19,6 +19,7 @@ from powergrid import scenarios
 from powergrid.baselines import RuleBasedPolicy, run_episode
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.evaluation import OracleResult, optimum
+from powergrid.progress import progress
 
 EVAL_DAYS = (0, 40, 80, 121, 161, 202, 242, 283, 323, 364)
 
@@ -39,10 +40,11 @@ def replay_error(config: dict, result: OracleResult) -> float:
     return abs(total - result.cost)
 
 
-def bench(name: str, days: tuple[int, ...]) -> dict:
+def bench(name: str, days: tuple[int, ...], show_progress: bool = True) -> dict:
     config = config_of(name)
     rows = []
-    for k, day in enumerate(days):
+    for k, day in enumerate(progress(days, desc=f"bench_oracle {name}", unit="day",
+                                     disable=not show_progress)):
         env = MultiAgentMicrogrids(config)
         t0 = time.perf_counter()
         rule, _ = run_episode(env, RuleBasedPolicy(env), seed=k, options={"start_day": day})
@@ -74,10 +76,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--days", type=int, default=len(EVAL_DAYS),
                         help="how many of the ten evaluation days")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = parser.parse_args(argv)
     days = EVAL_DAYS[:args.days]
     optimum(config_of("default"), days[0])  # warm-up: imports, numba compilation
-    results = [bench(name, days) for name in args.configs]
+    results = [bench(name, days, not args.no_progress) for name in args.configs]
     if args.json:
         print(json.dumps(results, indent=2))
         return

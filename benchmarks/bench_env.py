@@ -122,7 +122,10 @@ def main() -> None:
             scalar_steps(MultiAgentMicrogrids({"microgrids": n_microgrids(n_mg)}),
                          200 if q else 1000), reps), "env steps/s"))
     # the shared IEEE-34 feeder (75 buses), against its own pandapower run
-    from benchmarks.feeder_stress import STRESSED_FEEDER
+    try:  # run as a script (benchmarks/ on sys.path) or imported as a module
+        from feeder_stress import STRESSED_FEEDER
+    except ImportError:
+        from benchmarks.feeder_stress import STRESSED_FEEDER
 
     env34 = MultiAgentMicrogrids(STRESSED_FEEDER)
     stages += [

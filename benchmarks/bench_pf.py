@@ -32,7 +32,10 @@ def build_net(network: str = "tied") -> pp.pandapowerNet:
     """The env's own network: 115 kV slack bus tying the default MG1/MG2 IEEE-13 feeders,
     or (``"ieee34"``) the three microgrids of ``feeder_stress.py`` on the IEEE-34 feeder."""
     if network == "ieee34":
-        from benchmarks.feeder_stress import STRESSED_FEEDER
+        try:  # run as a script (benchmarks/ on sys.path) or imported as a module
+            from feeder_stress import STRESSED_FEEDER
+        except ImportError:
+            from benchmarks.feeder_stress import STRESSED_FEEDER
         from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 
         net = MultiAgentMicrogrids(STRESSED_FEEDER).network.net

@@ -20,6 +20,10 @@ rec = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(rec)
 
 TOL = 1e-9
+# network_losses_kw is a small difference of MW-scale flows: its last bits (~1e-12 of the
+# throughput, i.e. ~1e-9 kW) depend on the host CPU's summation order, so it gets an absolute
+# tolerance of 1e-6 kW; every other recorded number must match to 1e-9.
+LOOSE_KEYS_ATOL = {"network_losses_kw": 1e-6}
 ARRAYS, META = rec.load()
 
 
@@ -45,9 +49,12 @@ def test_env_reproduces_recorded_trajectory(case, config, seed):
         missing = [k for k in want[f"{phase}_num_keys"] if k not in have_keys]
         assert not missing, f"{case}: {phase} infos lost numeric keys {missing}"
         cols = [have_keys.index(k) for k in want[f"{phase}_num_keys"]]
-        np.testing.assert_allclose(arrays[f"{phase}_info"][..., cols],
-                                   ARRAYS[f"{case}/{phase}_info"], rtol=TOL, atol=TOL,
-                                   err_msg=f"{case}: {phase} infos")
+        have, recorded = arrays[f"{phase}_info"][..., cols], ARRAYS[f"{case}/{phase}_info"]
+        for j, k in enumerate(want[f"{phase}_num_keys"]):
+            np.testing.assert_allclose(
+                have[..., j], recorded[..., j], rtol=TOL,
+                atol=LOOSE_KEYS_ATOL.get(k.rsplit("/", 1)[-1], TOL),
+                err_msg=f"{case}: {phase} info {k!r}")
         for key, value in want[f"{phase}_obj"].items():
             assert key in meta[f"{phase}_obj"], f"{case}: {phase} infos lost {key!r}"
             assert _close(meta[f"{phase}_obj"][key], value), f"{case}: {phase} info {key!r}"

@@ -1,7 +1,6 @@
 """One-line diagram of the shared IEEE-34 feeder, buses coloured by voltage at one hour.
 
-Runs ``STRESSED_FEEDER`` (see ``feeder_stress.py``) under the rule-based policy up to the
-given hour and draws every bus (IEEE-34 and the microgrids' IEEE-13 buses), lines and
+Runs the scenario ``p2p-3mg-v2`` under the rule-based policy up to the given hour and draws every bus (IEEE-34 and the microgrids' IEEE-13 buses), lines and
 transformers (PCC transformers thick). Writes ``docs/img/ieee34_voltage.png`` by default.
 
     PYTHONPATH=. python benchmarks/feeder_figure.py --day 250 --hour 16
@@ -19,13 +18,13 @@ import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from benchmarks.feeder_stress import STRESSED_FEEDER  # noqa: E402
+import powergrid  # noqa: E402
 from powergrid.baselines import RuleBasedPolicy  # noqa: E402
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids  # noqa: E402
 
 
 def solved_env(day: int, hour: int) -> MultiAgentMicrogrids:
-    env = MultiAgentMicrogrids({**STRESSED_FEEDER, "max_episode_steps": hour + 1})
+    env = powergrid.make("p2p-3mg-v2", max_episode_steps=hour + 1, split=None)
     policy = RuleBasedPolicy(env)
     obs, _ = env.reset(seed=0, options={"start_day": day})
     while env.agents:

@@ -31,6 +31,7 @@ from powergrid.devices import ESSParams, GeneratorParams, SolarParams
 from powergrid.envs.config import EnvConfig, MicrogridSpec, default_microgrids
 from powergrid.envs.coordination import tariff_price_signal
 from powergrid.envs.days import DaySplit, episode_days
+from powergrid.networks import SharedFeederSpec
 
 # $/kWh of stored energy at the episode's end (powergrid.envs.config storage_terminal_price).
 # Justification: energy left in a battery at midnight is worth what it costs to put back
@@ -188,6 +189,56 @@ register(Scenario(
     {**_COMMON, "microgrids": default_microgrids(),
      "horizontal_protocol": P2PTradingProtocol(),
      "vertical_protocol": tariff_price_signal(load_profiles().retail_price, mode="rule")}))
+
+
+# ---------------------------------------------------------------------- the shared feeder
+# Microgrids on the IEEE-34 feeder (network="ieee34"), sized so that its limits bind on
+# ordinary days without coordination; every size and its source: docs/physics.md
+# ("Sizing"). MG1..MG3 are the archetypes of the seed (genset + battery, commercial;
+# battery + PV, residential, twice) at upstream HERON's DSO buses 850, 858 and 834.
+FEEDER_PCC_BUSES = ("850", "858", "834")
+FEEDER_PCC_KVA = (400.0, 200.0, 200.0)
+
+
+def feeder_microgrids(n: int) -> tuple[MicrogridSpec, ...]:
+    """The first ``n`` (1..3) microgrids of the shared-feeder scenarios."""
+    specs = (
+        MicrogridSpec("MG1", (GeneratorParams(p_min_kw=50.0, p_max_kw=300.0,
+                                              ramp_kw_per_h=150.0),
+                              ESSParams(capacity_kwh=500.0, p_max_kw=150.0)),
+                      peak_load_kw=300.0, load_profile="commercial"),
+        MicrogridSpec("MG2", (ESSParams(bus="692", capacity_kwh=500.0, p_max_kw=150.0),
+                              SolarParams(capacity_kw=300.0)),
+                      peak_load_kw=150.0, load_profile="residential"),
+        MicrogridSpec("MG3", (ESSParams(bus="692", capacity_kwh=500.0, p_max_kw=150.0),
+                              SolarParams(capacity_kw=250.0)),
+                      peak_load_kw=150.0, load_profile="residential"),
+    )
+    if not 1 <= n <= len(specs):
+        raise ValueError(f"feeder_microgrids supports 1..{len(specs)} microgrids, got {n}")
+    return specs[:n]
+
+
+def feeder_spec(n: int) -> SharedFeederSpec:
+    """PCC buses and ratings of the first ``n`` feeder microgrids; the feeder's own
+    published loads at 30 %, the regulators at a fixed neutral tap, 1.01 pu at bus 800."""
+    return SharedFeederSpec(pcc_buses=FEEDER_PCC_BUSES[:n], pcc_kva=FEEDER_PCC_KVA[:n],
+                            vm_source_pu=1.01, reg_taps=(0, 0), feeder_load_scale=0.3)
+
+
+def shared_feeder_config(n: int) -> dict[str, Any]:
+    """Env config keys of the ``p2p-{n}mg-v2`` microgrids on the IEEE-34 feeder."""
+    return {"network": "ieee34", "feeder": feeder_spec(n), "microgrids": feeder_microgrids(n)}
+
+
+for _n in (2, 3):
+    register(Scenario(
+        f"p2p-{_n}mg-v2", 2,
+        f"{_n} microgrids (genset + battery, commercial; battery + PV, residential) at IEEE-34 "
+        f"buses {', '.join(FEEDER_PCC_BUSES[:_n])} of one shared distribution feeder, "
+        f"through rated PCC transformers, trading in a uniform-price P2P order book; sized "
+        f"so that voltage and PCC limits bind without coordination (docs/physics.md).",
+        {**_COMMON, **shared_feeder_config(_n), "horizontal_protocol": P2PTradingProtocol()}))
 
 
 class _Registry(types.ModuleType):

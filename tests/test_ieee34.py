@@ -8,8 +8,11 @@ import numpy as np
 import pandapower as pp
 import pytest
 
+import powergrid
+from powergrid.baselines import RuleBasedPolicy
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.vector import VectorMicrogrids
+from powergrid.evaluation.feeder import FlatExchangePolicy, violations
 from powergrid.networks import (
     DEFAULT_PCC_BUSES,
     FeederDevice,
@@ -96,8 +99,12 @@ def test_shared_feeder_supports_ten_microgrids_with_default_buses():
     ({"pcc_buses": ("850", "850", "834")}, r"two microgrids on one PCC bus \['850'\]"),
     ({"pcc_kva": (1000.0, 0.0, 500.0)}, "rating at bus '858' must be a finite kVA > 0"),
     ({"pcc_kva": -5.0}, "must be a finite kVA > 0"),
+    ({"pcc_kva": (400.0, float("nan"), 200.0)}, "rating at bus '858' must be a finite kVA"),
+    ({"pcc_kva": float("inf")}, "must be a finite kVA > 0"),
     ({"pcc_buses": ("850", "858")}, "one entry per microgrid"),
-])
+    ({"pcc_kva": (400.0, 200.0)}, "one entry per microgrid"),
+], ids=["unknown bus", "two microgrids on one bus", "zero rating", "negative rating",
+        "NaN rating", "infinite rating", "too few buses", "too few ratings"])
 def test_shared_feeder_rejects_bad_pcc_specs(spec, match):
     with pytest.raises(ValueError, match=match):
         create_shared_feeder(FEEDERS, SharedFeederSpec(**spec))
@@ -173,9 +180,7 @@ def test_vector_env_refuses_the_shared_feeder_for_now():
 
 
 def stress_day(policy_cls, day: int) -> set[str]:
-    from benchmarks.feeder_stress import STRESSED_FEEDER, violations
-
-    env = MultiAgentMicrogrids(STRESSED_FEEDER)
+    env = powergrid.make("p2p-3mg-v2", split="test")
     policy = policy_cls(env)
     obs, _ = env.reset(seed=0, options={"start_day": day})
     kinds: set[str] = set()
@@ -185,10 +190,7 @@ def stress_day(policy_cls, day: int) -> set[str]:
     return kinds
 
 
-def test_stressed_feeder_binds_under_rule_based_and_a_flat_schedule_avoids_it():
-    from benchmarks.feeder_stress import FlatExchangePolicy
-    from powergrid.baselines import RuleBasedPolicy
-
-    for day in (172, 250):  # a summer and an autumn day
-        assert "pcc" in stress_day(RuleBasedPolicy, day)
-        assert stress_day(FlatExchangePolicy, day) == set()
+@pytest.mark.parametrize("day", [171, 253])  # a summer and an autumn test day
+def test_shared_feeder_scenario_binds_under_rule_based_and_a_flat_schedule_avoids_it(day):
+    assert "pcc" in stress_day(RuleBasedPolicy, day)
+    assert stress_day(FlatExchangePolicy, day) == set()

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from powergrid.evaluation.feeder import violations
+
 # the settlement terms of the cost (what a microgrid pays for its net position)
 SETTLEMENT_TERMS = ("grid_import", "grid_export_revenue", "p2p_payment", "p2p_revenue", "fees")
 
@@ -34,12 +36,16 @@ class Episode:
     bought_kwh: np.ndarray
     upstream_import_kw: np.ndarray  # (T,) whole network, from the slack bus
     losses_kw: np.ndarray           # (T,)
-    violation: np.ndarray           # (T,) bool: any microgrid off-band, overloaded or no PF
+    violation: np.ndarray           # (T,) bool: any bus off-band, line/PCC overloaded, no PF
 
     @classmethod
     def from_infos(cls, agents: Sequence[str], history: Sequence[Mapping[str, Mapping[str, Any]]],
-                   dt_hours: float) -> Episode:
-        """From the per-step ``infos`` of ``MultiAgentMicrogrids.step`` for the microgrids."""
+                   dt_hours: float, voltage_band: Sequence[float] = (0.95, 1.05)) -> Episode:
+        """From the per-step ``infos`` of ``MultiAgentMicrogrids.step`` for the microgrids.
+
+        ``voltage_band`` (the env's) judges the shared feeder's buses; a step violates if
+        any limit of ``powergrid.evaluation.feeder.violations`` is violated.
+        """
         def per_agent(get) -> np.ndarray:
             return np.array([[float(get(step[a])) for a in agents] for step in history])
 
@@ -58,10 +64,6 @@ class Episode:
             bought_kwh=per_agent(lambda i: i["market"]["bought_kwh"]),
             upstream_import_kw=np.array([float(s[first]["upstream_import_kw"]) for s in history]),
             losses_kw=np.array([float(s[first]["network_losses_kw"]) for s in history]),
-            violation=np.array([any(_violated(s[a]) for a in agents) for s in history], bool),
+            violation=np.array([any(violations({a: s[a] for a in agents},
+                                               voltage_band).values()) for s in history], bool),
         )
-
-
-def _violated(info: Mapping[str, Any]) -> bool:
-    return (not info["pf_converged"] or info["voltage_violation_pu"] > 0.0
-            or info["line_loading_max_pct"] > 100.0)

@@ -132,7 +132,7 @@ def run_policy_episode(env: Any, policy: Any, day: int, seed: int,
         obs, _, _, _, infos = env.step(policy(obs))
         history.append(infos)
     agents = [m.name for m in env.config.microgrids]
-    return Episode.from_infos(agents, history, env.config.dt_hours)
+    return Episode.from_infos(agents, history, env.config.dt_hours, env.config.voltage_band)
 
 
 # ---------------------------------------------------------------------- internals

@@ -12,6 +12,7 @@ from heron.market.clearing import (
     UniformPrice,
     make_clearing_rule,
 )
+from heron.market.fees import PairFees
 from heron.market.orders import MAX_PRICE, MAX_QUANTITY, Order, Side, Trade, validate_order
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "McAfee",
     "Order",
     "OrderBook",
+    "PairFees",
     "PayAsBid",
     "Side",
     "Trade",

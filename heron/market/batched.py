@@ -12,6 +12,10 @@ the money paid/received before fees (a McAfee seller is credited net of the oper
 surplus) and its half of each trade's fee; per row the clearing price (NaN without
 trades), volume and surplus. A rule without a kernel (a user's own ``ClearingRule``) is
 cleared row by row through its ``clear`` (:func:`clear_rows`).
+
+Pair fees: an optional ``(K, K)`` (or ``(B, K, K)``) matrix ``pair_fee[buyer slot, seller
+slot]`` adds a per-unit fee to every trade of that pair, as
+:class:`~heron.market.fees.PairFees` does for the scalar rules.
 """
 
 from __future__ import annotations
@@ -66,35 +70,61 @@ def check_books(side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
     return side, quantity, price
 
 
+def check_pair_fee(pair_fee: np.ndarray | None, B: int, K: int) -> np.ndarray:
+    """The pair-fee matrix as a contiguous ``(1 or B, K, K)`` array (zeros when None)."""
+    if pair_fee is None:
+        return np.zeros((1, K, K))
+    pf = np.array(pair_fee, dtype=np.float64)
+    if pf.ndim == 2:
+        pf = pf[None]
+    if pf.ndim != 3 or pf.shape[1:] != (K, K) or pf.shape[0] not in (1, B):
+        raise ValueError(f"pair_fee must be a ({K}, {K}) or ({B}, {K}, {K}) matrix "
+                         f"[buyer slot, seller slot], got shape {np.shape(pair_fee)}")
+    off = ~np.eye(K, dtype=bool)
+    if not (np.isfinite(pf[:, off]).all() and (pf[:, off] >= 0).all()):
+        raise ValueError("pair_fee entries must be finite numbers >= 0")
+    pf[:, ~off] = 0.0  # never used: no slot trades with itself
+    return np.ascontiguousarray(pf)
+
+
 def _empty(B: int, K: int) -> tuple[np.ndarray, ...]:
     z = [np.zeros((B, K)) for _ in range(5)]
     return (*z, np.full(B, np.nan), np.zeros(B), np.zeros(B))
 
 
 def clear_kernel(code: int, k: float, side: np.ndarray, quantity: np.ndarray,
-                 price: np.ndarray, fee_per_unit: float) -> BatchClearing:
+                 price: np.ndarray, fee_per_unit: float,
+                 pair_fee: np.ndarray | None = None) -> BatchClearing:
     """Clear every row with the compiled rule ``code`` (UNIFORM, PAY_AS_BID, MCAFEE, CDA)."""
     side, quantity, price = check_books(side, quantity, price, fee_per_unit)
+    pf = check_pair_fee(pair_fee, *side.shape)
     out = _empty(*side.shape)
-    _clear_rows(code, float(k), side, quantity, price, float(fee_per_unit), *out)
+    _clear_rows(code, float(k), side, quantity, price, float(fee_per_unit), pf, *out)
     return BatchClearing(*out)
 
 
 def clear_rows(rule: ClearingRule, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-               fee_per_unit: float) -> BatchClearing:
-    """Per-row fallback: an ``OrderBook`` and ``rule.clear`` for every row."""
+               fee_per_unit: float, pair_fee: np.ndarray | None = None) -> BatchClearing:
+    """Per-row fallback: an ``OrderBook`` and ``rule.clear`` for every row (agents are the
+    slot numbers as strings)."""
     from heron.market.book import OrderBook
+    from heron.market.fees import PairFees
     from heron.market.orders import Order, Side
 
     side, quantity, price = check_books(side, quantity, price, fee_per_unit)
     B, K = side.shape
+    pf = None if pair_fee is None else check_pair_fee(pair_fee, B, K)
+    slots = tuple(str(j) for j in range(K))
     bought, sold, paid, received, fees, p, volume, surplus = _empty(B, K)
     for b in range(B):
         book = OrderBook()
         for j in np.flatnonzero(side[b]):
             book.add(Order(str(j), Side.BUY if side[b, j] > 0 else Side.SELL,
                            float(quantity[b, j]), float(price[b, j])))
-        res = rule.clear(book, fee_per_unit)
+        if pf is None:  # a user's rule may not take pair fees at all
+            res = rule.clear(book, fee_per_unit)
+        else:
+            res = rule.clear(book, fee_per_unit, PairFees(slots, pf[b if len(pf) > 1 else 0]))
         for t in res.trades:
             i, s = int(t.buyer), int(t.seller)
             bought[b, i] += t.quantity
@@ -109,10 +139,11 @@ def clear_rows(rule: ClearingRule, side: np.ndarray, quantity: np.ndarray, price
 
 
 @njit(cache=True)
-def _trade(b, i, s, q, pr, sur, fee, bought, sold, paid, received, fees):  # pragma: no cover
+def _trade(b, i, s, q, pr, sur, fee, pf, bought, sold, paid, received,
+           fees):  # pragma: no cover - compiled
     """Book one trade of q at pr (surplus sur) between buy slot i and sell slot s of row b."""
     v = q * pr
-    f = fee * q
+    f = (fee + pf[b if pf.shape[0] > 1 else 0, i, s]) * q
     bought[b, i] += q
     paid[b, i] += v
     fees[b, i] += f / 2
@@ -122,7 +153,7 @@ def _trade(b, i, s, q, pr, sur, fee, bought, sold, paid, received, fees):  # pra
 
 
 @njit(cache=True)
-def _auction_row(code, k, b, side, qty, prc, fee, bought, sold, paid, received, fees, price,
+def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
                  volume, surplus):  # pragma: no cover - compiled
     """Uniform k-DA, pay-as-bid or McAfee on row b: cross the curves, then price segments."""
     K = side.shape[1]
@@ -204,7 +235,7 @@ def _auction_row(code, k, b, side, qty, prc, fee, bought, sold, paid, received, 
         q = seg_q[s]
         pr = prc[b, seg_b[s]] if code == PAY_AS_BID else p
         sur = sur_per_unit * q
-        _trade(b, seg_b[s], seg_a[s], q, pr, sur, fee, bought, sold, paid, received, fees)
+        _trade(b, seg_b[s], seg_a[s], q, pr, sur, fee, pf, bought, sold, paid, received, fees)
         vol += q
         val += q * pr
         sur_total += sur
@@ -216,7 +247,7 @@ def _auction_row(code, k, b, side, qty, prc, fee, bought, sold, paid, received, 
 
 
 @njit(cache=True)
-def _cda_row(b, side, qty, prc, fee, bought, sold, paid, received, fees, price, volume,
+def _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price, volume,
              surplus):  # pragma: no cover - compiled
     """Continuous double auction replayed in slot (arrival) order on row b."""
     K = side.shape[1]
@@ -244,9 +275,9 @@ def _cda_row(b, side, qty, prc, fee, bought, sold, paid, received, fees, price, 
             x = left if left < r else r
             pr = prc[b, r_slot]
             if is_buy:
-                _trade(b, o, r_slot, x, pr, 0.0, fee, bought, sold, paid, received, fees)
+                _trade(b, o, r_slot, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees)
             else:
-                _trade(b, r_slot, o, x, pr, 0.0, fee, bought, sold, paid, received, fees)
+                _trade(b, r_slot, o, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees)
             vol += x
             val += x * pr
             r -= x
@@ -284,12 +315,12 @@ def _cda_row(b, side, qty, prc, fee, bought, sold, paid, received, fees, price, 
 
 
 @njit(cache=True)
-def _clear_rows(code, k, side, qty, prc, fee, bought, sold, paid, received, fees, price,
+def _clear_rows(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
                 volume, surplus):  # pragma: no cover - compiled
     for b in range(side.shape[0]):
         if code == CDA:
-            _cda_row(b, side, qty, prc, fee, bought, sold, paid, received, fees, price,
+            _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
                      volume, surplus)
         else:
-            _auction_row(code, k, b, side, qty, prc, fee, bought, sold, paid, received, fees,
+            _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
                          price, volume, surplus)

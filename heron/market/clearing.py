@@ -8,6 +8,10 @@ guarantees, for any valid book:
 * no self-trades: an agent's own bid and ask never fill against each other;
 * money is conserved: ``sum(buyer_pays) == sum(seller_receives) + fees + surplus``.
 
+Fees. Each trade of ``q`` is charged ``(fee_per_unit + pair_fee(buyer, seller)) * q``, split
+half per side; the optional :class:`~heron.market.fees.PairFees` (default none) makes the
+charge depend on the pair (e.g. network distance) without changing matches or prices.
+
 Self-trades. Agents may post both a bid and an ask in a round. The two-sided auctions
 (uniform, pay-as-bid, McAfee) first cross the *aggregate* curves, ignoring who owns which
 order, then decompose the accepted quantities into bilateral trades greedily in priority
@@ -23,7 +27,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -39,6 +43,7 @@ from heron.market.batched import (
     clear_rows,
 )
 from heron.market.book import OrderBook
+from heron.market.fees import PairFees
 from heron.market.orders import MAX_PRICE, Order, Side, Trade
 
 # Relative remainder below which an order (or an accepted fill) counts as used up: stops
@@ -115,21 +120,40 @@ def _check_fee(fee_per_unit: float) -> None:
                          f"{fee_per_unit!r}")
 
 
+_UnitFee = Callable[[str, str], float]
+
+
+def _fees(fee_per_unit: float, pair_fee: PairFees | None, book: OrderBook) -> _UnitFee:
+    """The per-unit fee of a (buyer, seller) trade: flat, plus the pair's if given."""
+    if pair_fee is None:
+        return lambda buyer, seller: fee_per_unit
+    if not isinstance(pair_fee, PairFees):
+        raise TypeError(f"pair_fee must be a PairFees or None, got {type(pair_fee).__name__}")
+    pair_fee.check_covers({o.agent for o in book.orders})
+    m, index = pair_fee.per_unit, pair_fee.index
+    return lambda buyer, seller: fee_per_unit + float(m[index(buyer), index(seller)])
+
+
 class ClearingRule(ABC):
     """Maps an :class:`OrderBook` to a :class:`ClearingResult`; stateless and deterministic."""
 
     name: ClassVar[str] = "rule"
 
     @abstractmethod
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
-        """Clear ``book``; each trade is charged ``fee = fee_per_unit * quantity``."""
+    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
+              pair_fee: PairFees | None = None) -> ClearingResult:
+        """Clear ``book``; each trade is charged ``fee = (fee_per_unit + pair_fee(buyer,
+        seller)) * quantity`` (``pair_fee`` None: the flat fee only)."""
 
     def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0) -> BatchClearing:
+                    fee_per_unit: float = 0.0,
+                    pair_fee: np.ndarray | None = None) -> BatchClearing:
         """Clear B books given as ``(B, K)`` arrays, one order per slot (see
-        :mod:`heron.market.batched`). This default goes row by row through :meth:`clear`;
-        the built-in rules override it with compiled kernels giving identical results."""
-        return clear_rows(self, side, quantity, price, fee_per_unit)
+        :mod:`heron.market.batched`); ``pair_fee`` is a ``(K, K)`` or ``(B, K, K)``
+        per-unit fee matrix ``[buyer slot, seller slot]``. This default goes row by row
+        through :meth:`clear`; the built-in rules override it with compiled kernels giving
+        identical results."""
+        return clear_rows(self, side, quantity, price, fee_per_unit, pair_fee)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -266,12 +290,15 @@ class UniformPrice(ClearingRule):
             raise ValueError(f"UniformPrice k must be a number in [0, 1], got {k!r}")
 
     def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0) -> BatchClearing:
+                    fee_per_unit: float = 0.0,
+                    pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
-        return clear_kernel(UNIFORM, self.k, side, quantity, price, fee_per_unit)
+        return clear_kernel(UNIFORM, self.k, side, quantity, price, fee_per_unit, pair_fee)
 
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
+    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
+              pair_fee: PairFees | None = None) -> ClearingResult:
         _check_fee(fee_per_unit)
+        fee = _fees(fee_per_unit, pair_fee, book)
         bf, af, _, _, _, segs = _cross(book.bids, book.asks)
         if not bf:
             return _EMPTY
@@ -282,7 +309,8 @@ class UniformPrice(ClearingRule):
         # Round-off could push p a ulp outside [a, b] and break IR; clamp.
         p = a if p < a else (b if p > b else p)
         trades = [
-            Trade(bid.agent, ask.agent, q, p, fee_per_unit * q, bid.order_id, ask.order_id)
+            Trade(bid.agent, ask.agent, q, p, fee(bid.agent, ask.agent) * q, bid.order_id,
+                  ask.order_id)
             for bid, ask, q in _pair(bf, af, segs)
         ]
         return ClearingResult.from_trades(trades, p)
@@ -296,23 +324,27 @@ class PayAsBid(ClearingRule):
     name: ClassVar[str] = "pay_as_bid"
 
     def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0) -> BatchClearing:
+                    fee_per_unit: float = 0.0,
+                    pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
-        return clear_kernel(PAY_AS_BID, 0.0, side, quantity, price, fee_per_unit)
+        return clear_kernel(PAY_AS_BID, 0.0, side, quantity, price, fee_per_unit, pair_fee)
 
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
+    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
+              pair_fee: PairFees | None = None) -> ClearingResult:
         _check_fee(fee_per_unit)
+        fee = _fees(fee_per_unit, pair_fee, book)
         bf, af, _, _, _, segs = _cross(book.bids, book.asks)
         if not bf:
             return _EMPTY
         trades = [
-            Trade(bid.agent, ask.agent, q, bid.price, fee_per_unit * q, bid.order_id, ask.order_id)
+            Trade(bid.agent, ask.agent, q, bid.price, fee(bid.agent, ask.agent) * q, bid.order_id,
+                  ask.order_id)
             for bid, ask, q in _pair(bf, af, segs)
         ]
         return ClearingResult.from_trades(trades)
 
 
-def _match_incoming(o: Order, resting: list[list], is_buy: bool, fee_per_unit: float,
+def _match_incoming(o: Order, resting: list[list], is_buy: bool, fee: _UnitFee,
                     trades: list[Trade]) -> float:
     """Fill incoming ``o`` against ``resting`` opposite orders at their prices; return the rest.
 
@@ -328,7 +360,7 @@ def _match_incoming(o: Order, resting: list[list], is_buy: bool, fee_per_unit: f
             continue
         x = rem if rem < r else r
         buy, sell = (o, r_order) if is_buy else (r_order, o)
-        trades.append(Trade(buy.agent, sell.agent, x, r_order.price, fee_per_unit * x,
+        trades.append(Trade(buy.agent, sell.agent, x, r_order.price, fee(buy.agent, sell.agent) * x,
                             buy.order_id, sell.order_id))
         r -= x
         if r <= _DUST * r_order.quantity:
@@ -356,19 +388,22 @@ class ContinuousDoubleAuction(ClearingRule):
     name: ClassVar[str] = "cda"
 
     def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0) -> BatchClearing:
+                    fee_per_unit: float = 0.0,
+                    pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
-        return clear_kernel(CDA, 0.0, side, quantity, price, fee_per_unit)
+        return clear_kernel(CDA, 0.0, side, quantity, price, fee_per_unit, pair_fee)
 
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
+    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
+              pair_fee: PairFees | None = None) -> ClearingResult:
         _check_fee(fee_per_unit)
+        fee = _fees(fee_per_unit, pair_fee, book)
         rest_b: list[list] = []  # [order, remaining]; price desc, then order_id asc
         rest_a: list[list] = []  # price asc, then order_id asc
         trades: list[Trade] = []
         for o in book.orders:
             is_buy = o.side is Side.BUY
             opposite, own = (rest_a, rest_b) if is_buy else (rest_b, rest_a)
-            rem = _match_incoming(o, opposite, is_buy, fee_per_unit, trades)
+            rem = _match_incoming(o, opposite, is_buy, fee, trades)
             if rem > o.quantity * _DUST:
                 # behind every resting order of its side at an equal or better price
                 k = 0
@@ -414,12 +449,15 @@ class McAfee(ClearingRule):
     name: ClassVar[str] = "mcafee"
 
     def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0) -> BatchClearing:
+                    fee_per_unit: float = 0.0,
+                    pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
-        return clear_kernel(MCAFEE, 0.0, side, quantity, price, fee_per_unit)
+        return clear_kernel(MCAFEE, 0.0, side, quantity, price, fee_per_unit, pair_fee)
 
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0) -> ClearingResult:
+    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
+              pair_fee: PairFees | None = None) -> ClearingResult:
         _check_fee(fee_per_unit)
+        fee = _fees(fee_per_unit, pair_fee, book)
         bf, af, last, next_bid, next_ask, segs = _cross(book.bids, book.asks)
         if not bf:
             return _EMPTY
@@ -429,7 +467,8 @@ class McAfee(ClearingRule):
             p0 = 0.5 * (next_bid + next_ask)
             if a_k <= p0 <= b_k:
                 trades = [
-                    Trade(bid.agent, ask.agent, q, p0, fee_per_unit * q, bid.order_id, ask.order_id)
+                    Trade(bid.agent, ask.agent, q, p0, fee(bid.agent, ask.agent) * q, bid.order_id,
+                          ask.order_id)
                     for bid, ask, q in _pair(bf, af, segs)
                 ]
                 return ClearingResult.from_trades(trades, p0) if trades else _EMPTY
@@ -448,7 +487,7 @@ class McAfee(ClearingRule):
                 ask.agent,
                 q,
                 b_k,
-                fee_per_unit * q,
+                fee(bid.agent, ask.agent) * q,
                 bid.order_id,
                 ask.order_id,
                 margin * q,

@@ -41,3 +41,8 @@ class HorizontalProtocol(Protocol):
         side's outside option after fees.
         """
         return 0.0
+
+    def fee_bound(self, agent: str) -> float:
+        """The most per unit ``agent`` can be charged on one trade (flat fee plus its
+        worst pair fee), for narrowing that agent's band; ``fee_per_unit`` by default."""
+        return self.fee_per_unit

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 from heron.market.book import OrderBook
 from heron.market.clearing import ClearingResult, ClearingRule, make_clearing_rule
+from heron.market.fees import PairFees
 from heron.market.orders import MAX_PRICE, Order
 from heron.protocols.base import HorizontalProtocol
 
@@ -19,11 +20,14 @@ class P2PTradingProtocol(HorizontalProtocol):
     the protocol pickles / deep-copies cleanly for vectorised and distributed rollouts.
     ``trading_fee`` is money per unit quantity; each trade's total fee is split half to
     the buyer and half to the seller (see :class:`~heron.market.orders.Trade`).
+    ``pair_fee`` (a :class:`~heron.market.fees.PairFees`, default none) adds a per-unit
+    fee that depends on the (buyer, seller) pair, e.g. a network-use charge.
     """
 
     name = "p2p_trading"
 
-    def __init__(self, clearing: str | ClearingRule = "uniform", trading_fee: float = 0.0) -> None:
+    def __init__(self, clearing: str | ClearingRule = "uniform", trading_fee: float = 0.0,
+                 pair_fee: PairFees | None = None) -> None:
         if (
             isinstance(trading_fee, bool)
             or not isinstance(trading_fee, numbers.Real)
@@ -35,10 +39,18 @@ class P2PTradingProtocol(HorizontalProtocol):
                              f"got {trading_fee!r}")
         self.clearing_rule: ClearingRule = make_clearing_rule(clearing)
         self.trading_fee: float = float(trading_fee)
+        if pair_fee is not None and not isinstance(pair_fee, PairFees):
+            raise ValueError(f"pair_fee must be a PairFees or None, got "
+                             f"{type(pair_fee).__name__}")
+        self.pair_fee: PairFees | None = pair_fee
 
     @property
     def fee_per_unit(self) -> float:
         return self.trading_fee
+
+    def fee_bound(self, agent: str) -> float:
+        pair = 0.0 if self.pair_fee is None else self.pair_fee.bound(agent)
+        return self.trading_fee + pair
 
     def clear(self, orders: Iterable[Order], agents: Iterable[str] | None = None) -> ClearingResult:
         """Clear ``orders``; their iteration order is their time priority.
@@ -49,7 +61,9 @@ class P2PTradingProtocol(HorizontalProtocol):
         add = book.add
         for order in orders:
             add(order)
-        return self.clearing_rule.clear(book, self.trading_fee)
+        if self.pair_fee is None:  # a user's rule may not take pair fees at all
+            return self.clearing_rule.clear(book, self.trading_fee)
+        return self.clearing_rule.clear(book, self.trading_fee, self.pair_fee)
 
     def __repr__(self) -> str:
         rule = self.clearing_rule
@@ -59,4 +73,5 @@ class P2PTradingProtocol(HorizontalProtocol):
         except TypeError:  # a custom rule without a no-argument constructor
             is_default = False
         spec = repr(rule.name) if is_default else repr(rule)
-        return f"{type(self).__name__}(clearing={spec}, trading_fee={self.trading_fee!r})"
+        pair = "" if self.pair_fee is None else f", pair_fee={self.pair_fee!r}"
+        return f"{type(self).__name__}(clearing={spec}, trading_fee={self.trading_fee!r}{pair})"

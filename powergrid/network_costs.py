@@ -258,3 +258,63 @@ class NetworkCosts:
         if not pens:
             return np.zeros(0), np.zeros((0, N1))
         return np.concatenate(pens), np.concatenate(contribs)
+
+
+# ---------------------------------------------------------------------- env hook
+
+
+@dataclass(frozen=True)
+class NetworkCostSettings:
+    """The env's switches for network costs (config keys of the same names).
+
+    ``network_costs``: charge ``network_losses`` and ``network_violation`` (off by default,
+    on in the shared-feeder scenarios); ``loss_price``: $/kWh of allocated losses (None: the
+    step's retail price); ``network_fee_per_kwh_per_ohm``: the P2P network-use fee rate
+    (0: none).
+    """
+
+    network_costs: bool = False
+    loss_price: float | None = None
+    network_fee_per_kwh_per_ohm: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.network_costs or self.network_fee_per_kwh_per_ohm > 0
+
+
+class EnvNetworkCosts:
+    """What an env calls: the pair fees for its market, and each step's cost terms."""
+
+    def __init__(self, settings: NetworkCostSettings, network: MicrogridNetwork,
+                 model: NetworkModel, voltage_band: tuple[float, float],
+                 voltage_penalty_per_pu: float, overload_penalty_per_pct: float) -> None:
+        self.settings = settings
+        self.costs = NetworkCosts(network, model)
+        self._rates = (tuple(voltage_band), float(voltage_penalty_per_pu),
+                       float(overload_penalty_per_pct))
+        n = len(self.costs.names)
+        self._zero = [dict.fromkeys(NETWORK_COST_TERMS, 0.0) for _ in range(n)]
+
+    def pair_fees(self) -> PairFees | None:
+        rate = self.settings.network_fee_per_kwh_per_ohm
+        return self.costs.pair_fees(rate) if rate > 0 else None
+
+    def step(self, pf: PFResult, converged: bool, retail_price: float, dt_hours: float
+             ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """Per-microgrid cost terms ($) and shared infos of one step.
+
+        A failed solve has no operating point to allocate: the terms are 0 (the failure
+        penalty of ``powergrid.envs.safety`` already charges every microgrid).
+        """
+        if not self.settings.network_costs:
+            return [], {}
+        if not converged:
+            return [dict(z) for z in self._zero], {"network_losses_dso_kw": 0.0,
+                                                   "network_violation_dso": 0.0}
+        res = self.costs.evaluate(pf, *self._rates)
+        price = retail_price if self.settings.loss_price is None else self.settings.loss_price
+        terms = [{"network_losses": float(share) * dt_hours * price,
+                  "network_violation": float(pen)}
+                 for share, pen in zip(res.loss_share_kw, res.violation_penalty)]
+        return terms, {"network_losses_dso_kw": res.dso_loss_share_kw,
+                       "network_violation_dso": res.violation_dso}

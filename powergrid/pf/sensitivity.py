@@ -51,6 +51,21 @@ class Sensitivity:
         # branch rows (pandapower line rows, then trafo rows) -> compiled branch
         self._branch_of = np.full(md.n_line + md.n_trafo, -1, dtype=np.int64)
         self._branch_of[md.br_dest] = np.arange(len(md.br_dest))
+        # The Jacobian's sparsity is Y_pp's (diagonal always included), four times: fix the
+        # CSC pattern once and only refill its data at each operating point.
+        self._Y = sp.csr_matrix(md.Y)
+        npq = len(md.pq)
+        Ypp = md.Y[np.ix_(md.pq, md.pq)].copy()
+        r, c = np.nonzero((Ypp != 0) | np.eye(npq, dtype=bool))
+        self._ij = (md.pq[r], md.pq[c])
+        self._y = Ypp[r, c]
+        self._diag = np.flatnonzero(r == c)[np.argsort(r[r == c])]  # entry of (k, k)
+        rows = np.concatenate([r, r, r + npq, r + npq])
+        cols = np.concatenate([c, c + npq, c, c + npq])
+        order = sp.csc_matrix((np.arange(1, len(rows) + 1, dtype=float), (rows, cols)),
+                              shape=(2 * npq, 2 * npq))
+        self._J = order.copy()
+        self._perm = order.data.astype(np.int64) - 1  # csc data slot <- our entry
 
     def voltages(self, vm_pu: np.ndarray, va_degree: np.ndarray) -> np.ndarray:
         """Internal complex voltages (n,) from pandapower-ordered magnitudes and angles."""
@@ -68,22 +83,26 @@ class Sensitivity:
         if not (np.all(np.isfinite(V)) and np.all(V != 0)):
             raise ValueError("the operating point is not finite (a failed power flow?)")
         md = self.model
-        Y, pq, s = md.Y, md.pq, md.slack
-        # elementwise, no BLAS call: a threaded BLAS on a ~100-bus matrix stalls when busy
-        cYV = np.conj(Y * V[None, :])
-        I = np.conj(cYV.sum(axis=1))  # noqa: E741  (Y @ V)
-        Vn = V / np.abs(V)
-        dS_dVm = V[:, None] * cYV / np.abs(V)[None, :]
-        dS_dVm[np.diag_indices(md.n)] += np.conj(I) * Vn
-        dS_dVa = -1j * V[:, None] * cYV
-        dS_dVa[np.diag_indices(md.n)] += 1j * V * np.conj(I)
-        a = dS_dVa[np.ix_(pq, pq)]
-        m = dS_dVm[np.ix_(pq, pq)]
-        J = np.block([[a.real, m.real], [a.imag, m.imag]])
-        g_slack = np.concatenate([dS_dVa[s, pq].real, dS_dVm[s, pq].real])
-        # Sparse LU (SuperLU): the Jacobian of a feeder is sparse, and a dense LAPACK call
-        # on a threaded BLAS stalls on a busy machine.
-        return OperatingPoint(self, V, splu(sp.csc_matrix(J)), g_slack)
+        I = self._Y @ V  # noqa: E741
+        i, j = self._ij
+        cyv = np.conj(self._y * V[j])                # conj(Y_ij V_j) over the nonzeros
+        d_va = -1j * V[i] * cyv                      # dS_i/dtheta_j, off the diagonal part
+        d_vm = V[i] * cyv / np.abs(V[j])             # dS_i/d|V_j|
+        pq = md.pq
+        dg = self._diag
+        d_va[dg] += 1j * V[pq] * np.conj(I[pq])
+        d_vm[dg] += np.conj(I[pq]) * V[pq] / np.abs(V[pq])
+        vals = np.concatenate([d_va.real, d_vm.real, d_va.imag, d_vm.imag])
+        # Sparse LU (SuperLU): a feeder's Jacobian is sparse, and a dense LAPACK call on a
+        # threaded BLAS stalls on a busy machine.
+        J = self._J.copy()
+        J.data[:] = vals[self._perm]
+        s_ = md.slack
+        ys = md.Y[s_, pq]
+        cys = np.conj(ys * V[pq])
+        g_slack = np.concatenate([(-1j * V[s_] * cys).real,
+                                  (V[s_] * cys / np.abs(V[pq])).real])
+        return OperatingPoint(self, V, I, splu(J, permc_spec="MMD_AT_PLUS_A"), g_slack)
 
 
 @dataclass(frozen=True, eq=False)
@@ -92,6 +111,7 @@ class OperatingPoint:
 
     sens: Sensitivity
     V: np.ndarray           # (n,) internal complex voltages
+    I: np.ndarray  # noqa: E741  (n,) bus current injections Y V
     lu: object              # SuperLU factor of J (2 n_pq square)
     g_slack: np.ndarray     # d P_slack / d(theta, |V|)_pq
 
@@ -126,8 +146,7 @@ class OperatingPoint:
         """Net injections ``(P, Q)`` (MW, Mvar, generation > 0) at the PQ buses in solve
         order, from the state itself: every load, device and constant element included."""
         md = self.sens.model
-        V = self.V
-        S = V * np.conj((md.Y * V[None, :]).sum(axis=1))
+        S = self.V * np.conj(self.I)
         return S[md.pq].real * md.base_mva, S[md.pq].imag * md.base_mva
 
     def loss_factors(self, buses: Sequence[int] | str | None = None

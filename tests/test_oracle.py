@@ -195,7 +195,6 @@ def test_custom_device_raises_not_implemented_naming_it():
     ({"microgrids": scenarios.p2p_microgrids(3), "clearing": "mcafee"}, "McAfee"),
     ({"vertical_protocol": tariff_price_signal([0.2] * 24, mode="rule")}, "mode='rule'"),
     ({"centralized": False, "latency_steps": 1}, "latency"),
-    ({"network": "ieee34"}, "ieee34"),
     ({"microgrids": (MicrogridSpec("MG1", (GeneratorParams(p_min_kw=0.0), ESSParams())),)},
      "p_min_kw"),
 ])

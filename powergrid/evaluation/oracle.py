@@ -39,12 +39,19 @@ bounded from below by tangents, so the MILP optimum is a lower bound on the env'
 (``mip_objective``). The returned actions are the inverse of the env's action mappings,
 computed step by step from the live device state while stepping them in a fresh env, so
 ``cost`` IS the env's cost of those actions; it must equal the model's exact cost of its
-solution (checked, or ``RuntimeError``), and ``gap = cost - mip_objective``. The power
-flow is not modelled: its safety penalty is 0 on the tied network, and any replay that
-incurs one reports it in ``safety_penalty`` (it is in ``cost`` and so in ``gap``).
+solution (checked, or ``RuntimeError``), and ``gap = cost - mip_objective``.
 
-Not representable exactly (``NotImplementedError`` naming it): a network other than
-``"tied"`` (the shared IEEE-34 feeder's limits bind), custom devices, a
+The power flow: on the tied network it is not modelled (``limits="none"``; its safety
+penalty is 0 on every day, and a replay that incurred one would report it in
+``safety_penalty``). On the shared IEEE-34 feeder its limits bind, so the MILP gets the AC
+power flow linearised at its own plan (``powergrid.evaluation.oracle_network``; voltage,
+line and PCC limits hard by default, or the env's penalty as a linear cost). The model is
+then exact except for the linearisation: the check above holds for every cost term but
+the safety penalty, the reported ``cost`` is the AC replay's, and ``network``
+(``NetworkReport``) gives the linear model against AC — max ``|V_lin - V_ac|``, the
+penalty the model predicted, the violations the replay shows.
+
+Not representable exactly (``NotImplementedError`` naming it): custom devices, a
 generator with ``p_min_kw = 0``, the consensus protocol or a custom horizontal protocol or
 clearing rule, McAfee with more than two microgrids (its trade reduction drops the
 marginal segment; with two it never trades, so it is the no-trade model), distributed
@@ -69,12 +76,25 @@ from heron.protocols import P2PTradingProtocol, PriceSignalProtocol
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
+from powergrid.evaluation.oracle_network import (
+    _MAX_LINEARISATIONS,
+    LIMITS,
+    FeederFlow,
+    Linearisation,
+    NetworkReport,
+    NetworkRows,
+    ac_check,
+    add_network_rows,
+    linearise,
+    settled,
+)
 
 # clearing rules whose outcome with crossing limits is ``min(supply, demand)``
 _CROSSING_RULES = (UniformPrice, PayAsBid, ContinuousDoubleAuction)
 _INITIAL_TANGENTS = 16
 _MAX_REFINEMENTS = 20  # LP re-solves with tangents added at the solution
 _MAX_MILP_SOLVES = 3
+_PF_AGREE_PU = 1e-5  # the oracle's and the env's AC solves of one set-point (solver tolerance)
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,8 @@ class OracleResult:
     safety_penalty: float
     refinements: int
     cost_terms: dict[str, float] = field(default_factory=dict)
+    model_cost: float = float("nan")  # the model's cost of its plan (linear network)
+    network: NetworkReport | None = None  # linear model vs AC replay (non-tied networks)
 
     @property
     def rel_gap(self) -> float:
@@ -133,8 +155,12 @@ class _Milp:
             ub: float = np.inf) -> None:
         self.rows.append(([j for j, _ in terms], [v for _, v in terms], lb, ub))
 
-    def solve(self, rel_gap: float = 1e-6, fix: np.ndarray | None = None) -> Any:
-        """Solve the MILP, or with ``fix`` (a previous solution) the LP at its integers."""
+    def solve(self, rel_gap: float = 1e-6, fix: np.ndarray | None = None,
+              objective: np.ndarray | None = None) -> Any:
+        """Solve the MILP, or with ``fix`` (a previous solution) the LP at its integers.
+
+        ``objective`` replaces the costs (``c``) for this solve.
+        """
         n = len(self.c)
         r, cidx, vals, lo, hi = [], [], [], [], []
         for k, (cols, coefs, lb, ub) in enumerate(self.rows):
@@ -150,7 +176,8 @@ class _Milp:
             ints = integer.astype(bool)
             lb[ints] = ub[ints] = np.round(fix[ints])
             integer = np.zeros_like(integer)
-        return milp(np.array(self.c), integrality=integer, bounds=Bounds(lb, ub),
+        c = np.array(self.c) if objective is None else objective
+        return milp(c, integrality=integer, bounds=Bounds(lb, ub),
                     constraints=LinearConstraint(a, np.array(lo), np.array(hi)),
                     options={"mip_rel_gap": rel_gap})
 
@@ -359,10 +386,6 @@ def _make_env(env_or_scenario: Any, trading: bool, split: str | None) -> MultiAg
 
 def _check_supported(env: MultiAgentMicrogrids) -> None:
     cfg = env.config
-    if cfg.network != "tied":
-        raise NotImplementedError(
-            f"network {cfg.network!r}: its voltage and line limits bind (the safety penalty is "
-            f"not 0), and the oracle does not model the power flow; use network='tied'")
     if not cfg.centralized and (cfg.latency_steps or cfg.drop_prob):
         raise NotImplementedError("distributed mode with latency_steps/drop_prob: late or "
                                   "dropped orders are not modelled by the oracle")
@@ -452,7 +475,8 @@ def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceM
 
 
 def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = True,
-            split: str | None = None, rel_gap: float = 1e-6) -> OracleResult:
+            split: str | None = None, rel_gap: float = 1e-6,
+            limits: str | None = None) -> OracleResult:
     """Perfect-foresight optimum of the episode starting on ``day`` with ``seed``.
 
     ``env_or_scenario``: a ``MultiAgentMicrogrids`` (only its config is used), an env
@@ -460,23 +484,76 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
     optimum (``horizontal_protocol=None``). ``split`` replaces the config's split (None:
     any day of the year; "test": ``day`` must be a held-out day, else ``ValueError``); the
     replay is ``reset(seed=seed, options={"start_day": day, "split": split})``.
+    ``limits``: the network model (``powergrid.evaluation.oracle_network``): ``"hard"``
+    (every voltage and loading limit a constraint; the default on ``network="ieee34"``),
+    ``"penalty"`` (the env's safety penalty as a linear cost) or ``"none"`` (network-blind;
+    the default on ``"tied"``, whose limits never bind).
     """
     env = _make_env(env_or_scenario, trading, split)
     n_days = env.profiles.n_days
     if isinstance(day, bool) or not isinstance(day, (int, np.integer)) or not 0 <= day < n_days:
         raise ValueError(f"day must be an int day of year in [0, {n_days - 1}], got {day!r}")
+    if limits is None:
+        limits = "none" if env.config.network == "tied" else "hard"
+    if limits not in LIMITS:
+        raise ValueError(f"limits must be one of {LIMITS}, got {limits!r}")
     _check_supported(env)
     t0 = time.perf_counter()
     env.reset(seed=seed, options={"start_day": int(day)})  # ValueError if not in the split
     cfg = env.config
     n_steps, dt = cfg.max_episode_steps, cfg.dt_hours
-    terminal_price = float(cfg.storage_terminal_price)
     tariffs = _tariffs(env, n_steps)
+    flow = FeederFlow(env) if cfg.network != "tied" or limits != "none" else None
 
-    m = _Milp()
-    models = _device_models(m, env, n_steps, dt, terminal_price)
-    volume = _market(m, env, models, tariffs, n_steps, dt)
+    lin: Linearisation | None = None
+    rounds = 0
+    while True:  # sequential linearisation of the network at the plan (none: one pass)
+        m = _Milp()
+        models = _device_models(m, env, n_steps, dt, float(cfg.storage_terminal_price))
+        volume = _market(m, env, models, tariffs, n_steps, dt)
+        inj = _injections(models, n_steps)
+        rows = (add_network_rows(m, inj, _ranges(m, inj), lin, flow, env.microgrid_agents,
+                                 cfg, limits) if lin is not None else NetworkRows())
+        x, lower, refinements, status = _solve(m, models, rows, rel_gap, int(day))
+        if limits == "none":
+            break
+        if lin is not None:
+            x = _closest(m, models, rows, x, inj, lin.p0)
+        plan = _plan(x, inj)
+        if rounds >= _MAX_LINEARISATIONS or settled(
+                limits, ac_check(flow, lin, plan, cfg), rows.penalty(x), rows.violation(x)):
+            break
+        lin, rounds = linearise(flow, plan), rounds + 1
+    solve_time = time.perf_counter() - t0
+
+    model_cost = _model_cost(x, m, models, rows.columns()) + rows.penalty(x)
+    model_penalty = rows.penalty(x)
+    actions, cost_per_agent, terms, traded, safety, replayed, monitor = _replay(
+        env, x, models, tariffs, volume, seed, int(day))
+    cost = float(sum(cost_per_agent.values()))
+    if abs((cost - safety) - (model_cost - model_penalty)) > 1e-6 * max(1.0, abs(cost)):
+        raise RuntimeError(f"oracle model disagrees with the env on day {day}: model cost "
+                           f"{model_cost - model_penalty:.9f} $, env replay "
+                           f"{cost - safety:.9f} $ without safety penalties (the env's "
+                           f"physics, market or reward changed; extend "
+                           f"powergrid/evaluation/oracle.py)")
+    network = None
+    if flow is not None:
+        network = _network_report(flow, lin, replayed, monitor, cfg, limits, rounds,
+                                  model_penalty, rows.violation(x), int(day))
+    return OracleResult(cost=cost, cost_per_agent=cost_per_agent, actions=actions,
+                        mip_objective=float(lower), gap=cost - float(lower),
+                        status=status, solve_time_s=solve_time, day=int(day),
+                        seed=seed, trading=env.protocol is not None, traded_kwh=traded,
+                        safety_penalty=safety, refinements=refinements, cost_terms=terms,
+                        model_cost=model_cost, network=network)
+
+
+def _solve(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
+           rel_gap: float, day: int) -> tuple[np.ndarray, float, int, str]:
+    """Branch and bound with tangent refinement; returns (x, lower bound, refinements, status)."""
     all_models = [dm for ms in models.values() for dm in ms]
+    excluded = rows.columns()
     lower, upper, x, refinements, status = -np.inf, np.inf, None, 0, ""
     solves = 0
     while solves < _MAX_MILP_SOLVES or x is None:
@@ -502,38 +579,122 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
             cand = m.solve(fix=res.x).x
         if any([dm.tighten(cand) for dm in all_models]):
             continue
-        cost = _model_cost(cand, m, models)
+        # the objective as the MILP prices it, fuel exact (elastic slacks at their price)
+        cost = (_model_cost(cand, m, models, excluded)
+                + float(sum(m.c[j] * cand[j] for j in excluded)))
         if cost < upper:
             x, upper = cand, cost
         if upper - lower <= rel_gap * max(1.0, abs(upper)):
             break  # else: re-solve the MILP with the new tangents for a tighter bound
-    solve_time = time.perf_counter() - t0
-
-    model_cost = upper
-    actions, cost_per_agent, terms, traded, safety = _replay(env, x, models, tariffs, volume,
-                                                             seed, int(day))
-    cost = float(sum(cost_per_agent.values()))
-    if abs(cost - safety - model_cost) > 1e-6 * max(1.0, abs(cost)):
-        raise RuntimeError(f"oracle model disagrees with the env on day {day}: model cost "
-                           f"{model_cost:.9f} $, env replay {cost:.9f} $ (the env's physics, "
-                           f"market or reward changed; extend powergrid/evaluation/oracle.py)")
-    return OracleResult(cost=cost, cost_per_agent=cost_per_agent, actions=actions,
-                        mip_objective=float(lower), gap=cost - float(lower),
-                        status=status, solve_time_s=solve_time, day=int(day),
-                        seed=seed, trading=env.protocol is not None, traded_kwh=traded,
-                        safety_penalty=safety, refinements=refinements, cost_terms=terms)
+    assert x is not None
+    return x, float(lower), refinements, status
 
 
-def _model_cost(x: np.ndarray, m: _Milp, models: dict[str, list[_DeviceModel]]) -> float:
-    """The solution's cost with every device cost evaluated exactly (fuel not by tangents)."""
-    device_cols = set()
+def _closest(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
+             x: np.ndarray, inj: list[list[list[tuple[int, float]]]], p0: np.ndarray
+             ) -> np.ndarray:
+    """Among the plans as cheap as ``x`` (at its integers), the one nearest the base point.
+
+    Why: the optimum is rarely unique (a battery can shift energy between hours of equal
+    price), and a plan far from the linearisation point is where the linear network model
+    errs most; this LP picks, at the same cost (within 1e-7 relative), the plan with the
+    least L1 distance to ``p0``, so sequential linearisation settles. Cost is unchanged:
+    if the exact cost of the nearest plan is higher (fuel tangents), ``x`` is kept.
+    """
+    def priced(sol: np.ndarray) -> float:
+        return (_model_cost(sol, m, models, rows.columns())
+                + float(sum(m.c[j] * sol[j] for j in rows.columns())))
+
+    best = priced(x)
+    tol = 1e-7 * max(1.0, abs(best))
+    c = np.array(m.c)
+    m.row([(j, v) for j, v in enumerate(c) if v], ub=float(c @ x) + tol)
+    dist = []
+    for t, step in enumerate(inj):
+        for k, terms in enumerate(step):
+            d = m.var()
+            m.row(terms + [(d, -1.0)], ub=float(p0[t, k]))
+            m.row(terms + [(d, 1.0)], lb=float(p0[t, k]))
+            dist.append(d)
+    objective = np.zeros(len(m.c))
+    objective[dist] = 1.0
+    res = m.solve(fix=np.concatenate([x, np.zeros(len(m.c) - len(x))]), objective=objective)
+    if res.x is None or priced(res.x) > best + tol:
+        return np.concatenate([x, np.zeros(len(m.c) - len(x))])
+    return res.x
+
+
+def _injections(models: dict[str, list[_DeviceModel]], n_steps: int
+                ) -> list[list[list[tuple[int, float]]]]:
+    """MILP terms of every device's kW, [step][device], devices in agent then env order."""
+    flat = [dm for ms in models.values() for dm in ms]
+    return [[dm.injection(t) for dm in flat] for t in range(n_steps)]
+
+
+def _ranges(m: _Milp, inj: list[list[list[tuple[int, float]]]]) -> np.ndarray:
+    """Each device's [min, max] kW per step from its columns' bounds, (T, n_dev, 2)."""
+    lb, ub = np.array(m.lb), np.array(m.ub)
+    out = np.zeros((len(inj), len(inj[0]), 2))
+    for t, step in enumerate(inj):
+        for k, terms in enumerate(step):
+            for j, c in terms:
+                out[t, k, 0] += min(c * lb[j], c * ub[j])
+                out[t, k, 1] += max(c * lb[j], c * ub[j])
+    return out
+
+
+def _plan(x: np.ndarray, inj: list[list[list[tuple[int, float]]]]) -> np.ndarray:
+    """Every device's kW in solution ``x``, (T, n_dev)."""
+    return np.array([[sum(c * x[j] for j, c in terms) for terms in step] for step in inj])
+
+
+def _network_report(flow: FeederFlow, lin: Linearisation | None, replayed: np.ndarray,
+                    monitor: list[dict[str, tuple[bool, float, float]]], cfg: EnvConfig,
+                    limits: str, rounds: int, model_penalty: float, model_violation: float,
+                    day: int) -> NetworkReport:
+    """AC state of the replayed set-points against the linear model's.
+
+    The oracle's own power flow of the replay must show the env's voltages (else the
+    env's power-flow inputs changed and the linear model describes another network).
+    """
+    ac = ac_check(flow, lin, replayed, cfg)
+    vm = ac["vm"]
+    for t, step in enumerate(monitor):
+        for a, (ok, v_min, v_max) in step.items():
+            if not ok:
+                continue
+            v = vm[t, flow.mg_buses[a]]
+            if max(abs(v.min() - v_min), abs(v.max() - v_max)) > _PF_AGREE_PU:
+                raise RuntimeError(
+                    f"oracle's power flow disagrees with the env on day {day}, step {t}, "
+                    f"{a}: voltages {v.min():.6f}-{v.max():.6f} pu vs the env's "
+                    f"{v_min:.6f}-{v_max:.6f} (the env's power-flow inputs changed; extend "
+                    f"powergrid/evaluation/oracle_network.py)")
+    return NetworkReport(
+        limits=limits, linearisations=rounds, v_error_max_pu=float(ac["v_error_max_pu"]),
+        loading_error_max_pct=float(ac["loading_error_max_pct"]),
+        model_penalty=model_penalty, model_violation=model_violation,
+        violation_steps=int(ac["violation_steps"]), violations=dict(ac["violations"]),
+        v_range_pu=tuple(ac["v_range_pu"]),
+        line_loading_max_pct=float(ac["line_loading_max_pct"]),
+        pcc_loading_max_pct=float(ac["pcc_loading_max_pct"]))
+
+
+def _model_cost(x: np.ndarray, m: _Milp, models: dict[str, list[_DeviceModel]],
+                excluded: set[int] = frozenset()) -> float:  # type: ignore[assignment]
+    """Devices and market of solution ``x``, device costs exact (fuel not by tangents).
+
+    ``excluded`` columns (the network's slacks) are left out.
+    """
+    device_cols = set(excluded)
     for ms in models.values():
         for dm in ms:
             for name in ("p", "u", "y", "f", "ch", "dis", "e"):
                 device_cols.update(getattr(dm, name, ()))
     c = np.array(m.c)
     market = sum(c[j] * x[j] for j in range(len(c)) if j not in device_cols)
-    return float(market + sum(dm.exact_cost(x) for ms in models.values() for dm in ms))
+    devices = sum(dm.exact_cost(x) for ms in models.values() for dm in ms)
+    return float(market + devices)
 
 
 def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_DeviceModel]],
@@ -545,6 +706,8 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
     terms: dict[str, float] = {}
     actions: list[dict[str, np.ndarray]] = []
     traded = safety = 0.0
+    replayed: list[list[float]] = []  # every device's kW as the env set it
+    monitor: list[dict[str, tuple[bool, float, float]]] = []  # the env's own voltages
     for t in range(env.config.max_episode_steps):
         ctx = StepContext(hour=int(s.hours[t]), dt_hours=dt, pv_per_kw=float(s.pv_per_kw[t]))
         load = s.load_kw[t].tolist()
@@ -576,4 +739,7 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
                 if k != "total":
                     terms[k] = terms.get(k, 0.0) + v
         traded += infos[env.possible_agents[0]]["market"]["volume_kwh"]
-    return actions, cost, terms, traded, safety
+        replayed.append([d.p_kw for a in env.possible_agents for d in env.devices(a)])
+        monitor.append({a: (i["pf_converged"], i["v_min_pu"], i["v_max_pu"])
+                        for a, i in infos.items()})
+    return actions, cost, terms, traded, safety, np.array(replayed), monitor

@@ -5,6 +5,14 @@ same run, so a busy (shared) machine distorts the comparison less. The default d
 the README's ten evaluation days (seed k for the k-th day, as ``powergrid.baselines``).
 
     python benchmarks/bench_oracle.py [--configs default p2p-2mg-v1 p2p-10mg-v1] [--days N]
+
+``--feeder`` instead measures the oracle on the shared IEEE-34 feeder
+(``feeder_stress.STRESSED_FEEDER``, or ``--configs`` scenario ids on ``network="ieee34"``):
+per day the network-blind and the network-aware (hard limits) optimum replayed in the AC
+env — cost, steps with a violation, safety penalty, max |V_lin - V_ac|, the model's cost
+minus the replay's, seconds — next to the rule-based policy's cost.
+
+    nice -n 10 python benchmarks/bench_oracle.py --feeder --days 5
 """
 
 from __future__ import annotations
@@ -70,9 +78,74 @@ def bench(name: str, days: tuple[int, ...], show_progress: bool = True) -> dict:
             "mean_ratio_to_rule_episode": float(col["ratio_to_rule_episode"].mean())}
 
 
+def bench_feeder(name: str, config: dict, days: tuple[int, ...],
+                 show_progress: bool = True) -> dict:
+    """Blind vs network-aware optimum on a shared-feeder config, replayed in the AC env."""
+    rows = []
+    for k, day in enumerate(progress(days, desc=f"bench_oracle {name}", unit="day",
+                                     disable=not show_progress)):
+        env = MultiAgentMicrogrids(config)
+        rule, _ = run_episode(env, RuleBasedPolicy(env), seed=k, options={"start_day": day})
+        row = {"day": day, "rule_based": sum(rule.values())}
+        for limits in ("none", "hard"):
+            t0 = time.perf_counter()
+            r = optimum(config, day, seed=k, limits=limits)
+            row[limits] = {"cost": r.cost, "violation_steps": r.network.violation_steps,
+                           "safety_penalty": r.safety_penalty,
+                           "v_error_max_pu": r.network.v_error_max_pu,
+                           "model_minus_replay": r.model_cost - r.cost,
+                           "linearisations": r.network.linearisations,
+                           "seconds": time.perf_counter() - t0}
+        rows.append(row)
+    out = {"config": name, "days": list(days),
+           "mean_rule_based": float(np.mean([r["rule_based"] for r in rows]))}
+    for limits in ("none", "hard"):
+        col = {key: np.array([r[limits][key] for r in rows]) for key in rows[0][limits]}
+        out[limits] = {"mean_cost": float(col["cost"].mean()),
+                       "days_with_violation": int((col["violation_steps"] > 0).sum()),
+                       "violation_steps": int(col["violation_steps"].sum()),
+                       "mean_safety_penalty": float(col["safety_penalty"].mean()),
+                       "max_v_error_pu": float(col["v_error_max_pu"].max()),
+                       "max_abs_model_minus_replay": float(
+                           np.abs(col["model_minus_replay"]).max()),
+                       "mean_seconds": float(col["seconds"].mean()),
+                       "max_seconds": float(col["seconds"].max())}
+    out["per_day"] = rows
+    return out
+
+
+def feeder_main(args: argparse.Namespace, days: tuple[int, ...]) -> None:
+    try:
+        from feeder_stress import STRESSED_FEEDER  # as a script: benchmarks/ on sys.path
+    except ImportError:
+        from benchmarks.feeder_stress import STRESSED_FEEDER
+    configs = ({"stressed-feeder": STRESSED_FEEDER} if args.configs is None
+               else {name: config_of(name) for name in args.configs})
+    results = [bench_feeder(name, cfg, days, not args.no_progress)
+               for name, cfg in configs.items()]
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{len(days)} days {list(days)}, seed k for the k-th day")
+    print(f"{'config':16s} {'oracle':6s} {'$/day':>8s} {'rule $':>8s} {'days viol':>9s} "
+          f"{'steps':>5s} {'safety $':>8s} {'|V_lin-V_ac|':>12s} {'model-AC $':>10s} "
+          f"{'s/day':>6s} {'max s':>6s}")
+    for r in results:
+        for limits in ("none", "hard"):
+            x = r[limits]
+            print(f"{r['config']:16s} {limits:6s} {x['mean_cost']:8.2f} "
+                  f"{r['mean_rule_based']:8.2f} {x['days_with_violation']:9d} "
+                  f"{x['violation_steps']:5d} {x['mean_safety_penalty']:8.3f} "
+                  f"{x['max_v_error_pu']:12.1e} {x['max_abs_model_minus_replay']:10.3f} "
+                  f"{x['mean_seconds']:6.1f} {x['max_seconds']:6.1f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--configs", nargs="+", default=["default", "p2p-2mg-v1"])
+    parser.add_argument("--configs", nargs="+", default=None,
+                        help="default: default p2p-2mg-v1 (--feeder: the stressed feeder)")
+    parser.add_argument("--feeder", action="store_true",
+                        help="the shared IEEE-34 feeder: blind vs network-aware optimum")
     parser.add_argument("--days", type=int, default=len(EVAL_DAYS),
                         help="how many of the ten evaluation days")
     parser.add_argument("--json", action="store_true")
@@ -80,7 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     days = EVAL_DAYS[:args.days]
     optimum(config_of("default"), days[0])  # warm-up: imports, numba compilation
-    results = [bench(name, days, not args.no_progress) for name in args.configs]
+    if args.feeder:
+        feeder_main(args, days)
+        return
+    results = [bench(name, days, not args.no_progress)
+               for name in args.configs or ["default", "p2p-2mg-v1"]]
     if args.json:
         print(json.dumps(results, indent=2))
         return

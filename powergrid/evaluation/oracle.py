@@ -394,6 +394,9 @@ def _check_supported(env: MultiAgentMicrogrids) -> None:
         if type(proto) is not P2PTradingProtocol:
             raise NotImplementedError(f"horizontal protocol {type(proto).__name__}: the oracle "
                                       f"models P2PTradingProtocol order books only")
+        if getattr(proto, "pair_fee", None) is not None:
+            raise NotImplementedError("P2PTradingProtocol(pair_fee=...): fees that depend on "
+                                      "who trades with whom are not modelled by the oracle")
         rule = proto.clearing_rule
         if type(rule) is McAfee:
             if len(env.possible_agents) > 2:

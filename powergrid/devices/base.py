@@ -14,8 +14,14 @@ Adding your own device (the extension point; see ``examples/04_custom_device.py`
 3. Put the params into a microgrid: ``MicrogridSpec("MG2", (..., MyParams()))``.
 
 The env then extends that agent's action (before the price) and observation, places the
-device in the power flow, and books its cost: generators under ``generation``, storage
-(ESS) under ``degradation``, every other device under ``other_devices``.
+device in the power flow, and books its cost under the class's ``cost_term``: generators
+under ``generation``, storage (ESS) under ``degradation``, every other device under
+``other_devices``. A storage device overrides ``stored_kwh()``; ``info()`` gives its entry
+in the infos.
+
+Batched (B envs at once) the device runs per row through
+:class:`powergrid.devices.batched.PerRowDevices`; to compile it, give its params a
+``build_batched(num_envs)`` returning a :class:`~powergrid.devices.batched.BatchedDevice`.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ import numpy as np
 
 from heron.devices.base import Device
 from heron.validation import Range
+
+CostTerm = Literal["generation", "degradation", "other_devices"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class PowerDevice(Device):
     """
 
     element: ClassVar[Literal["sgen", "storage"]] = "sgen"
+    cost_term: ClassVar[CostTerm] = "other_devices"  # the cost column ``cost`` is booked under
 
     def __init__(self, name: str, bus: str) -> None:
         super().__init__(name)
@@ -57,6 +66,14 @@ class PowerDevice(Device):
     @abstractmethod
     def step(self, action: np.ndarray, ctx: StepContext) -> float:
         """Apply the action within the device's limits; set ``p_kw`` and ``cost``; return p_kw."""
+
+    def stored_kwh(self) -> float:
+        """Energy held for later use, kWh (what the storage terminal value prices); 0 here."""
+        return 0.0
+
+    def info(self) -> dict[str, float]:
+        """The device's entry in ``infos[agent]["devices"]`` after a step."""
+        return {"p_kw": self.p_kw, "cost": self.cost}
 
 
 @dataclass(frozen=True)

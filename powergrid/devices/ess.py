@@ -51,6 +51,7 @@ class ESS(PowerDevice):
     """
 
     element = "storage"
+    cost_term = "degradation"
     action_labels = ("p",)
     obs_labels = ("soc",)
     obs_bounds = ((0.0, 1.0),)  # a fraction of capacity_kwh
@@ -93,3 +94,9 @@ class ESS(PowerDevice):
 
     def observe(self) -> tuple[float, ...]:
         return (self.soc,)
+
+    def stored_kwh(self) -> float:
+        return self.soc * self.params.capacity_kwh
+
+    def info(self) -> dict[str, float]:
+        return {"p_kw": self.p_kw, "cost": self.cost, "soc": self.soc}

@@ -54,6 +54,7 @@ class Generator(PowerDevice):
     max(p_min, target within one ramp) and costs ``startup_cost``.
     """
 
+    cost_term = "generation"
     action_labels = ("p",)
     obs_labels = ("gen_p",)
     obs_bounds = ((0.0, 1.0),)  # output / p_max_kw

@@ -63,3 +63,6 @@ class Solar(PowerDevice):
 
     def observe(self) -> tuple[float, ...]:
         return (self.available_kw / self.params.capacity_kw,)
+
+    def info(self) -> dict[str, float]:
+        return {"p_kw": self.p_kw, "cost": self.cost, "available_kw": self.available_kw}

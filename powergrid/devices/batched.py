@@ -1,0 +1,422 @@
+"""Devices stepped over a batch of B envs at once: the interface the simulation core consumes.
+
+A :class:`BatchedDevice` is one device (one name, one bus) in B independent envs. Its state
+is arrays with a leading batch axis; row ``b`` behaves exactly like one scalar
+:class:`~powergrid.devices.PowerDevice` stepped with row ``b`` of the actions.
+
+The interface (stable; the core reads nothing else):
+
+- ``name``, ``bus``: as the scalar device; ``num_envs``: B.
+- ``element``: ``"sgen"`` or ``"storage"``, how the power flow reads ``p_kw`` (see
+  :class:`~powergrid.devices.PowerDevice`).
+- ``action_labels`` / ``action_dim``: one label per action component in [-1, 1];
+  ``obs_labels``: one label per observation component.
+- ``cost_term``: ``"generation"``, ``"degradation"`` or ``"other_devices"``, the cost
+  column ``cost`` is booked under.
+- ``reset(mask, rngs)``: rows where ``mask`` (B,) bool is True (all if None) return to the
+  initial state; ``rngs[b]`` is row b's ``np.random.Generator`` (the built-ins ignore it).
+- ``step(actions, ctx) -> (B,)``: ``actions`` (B, action_dim) float, ``ctx`` a
+  :class:`BatchContext`; returns what each row's scalar ``step`` returned (its p_kw).
+- ``p_kw``, ``cost``, ``clipped``: (B,) float kW, float $ for the step, bool; after a step.
+- ``observe() -> (B, len(obs_labels))``: float64, in ``obs_labels`` order.
+- ``info() -> {key: (B,)}``: the per-device infos (``p_kw``, ``cost``; ``soc`` for the ESS,
+  ``available_kw`` for PV; a custom device's ``info()`` keys).
+- ``stored_kwh() -> (B,)``: energy held (0 for non-storage).
+- ``observation_bounds()``: (low, high) per observation component, as the scalar device.
+
+``p_kw``/``cost``/``clipped`` may be views that the next ``step`` or ``reset`` overwrites
+in place: copy them to keep them.
+
+Implementations: :class:`BatchedGenerator`, :class:`BatchedESS`, :class:`BatchedSolar`
+(numba kernels, bit-identical to the scalar devices row by row: same formulas in the same
+order, Python's ``min``/``max`` tie rules), and :class:`PerRowDevices`, the fallback that
+loops over B deep copies of any Python ``PowerDevice``. :func:`batched` chooses: the compiled
+twin for the exact built-in types only (a subclass may override anything, so it runs per
+row), or the params' own ``build_batched(num_envs)`` when a custom device provides one.
+"""
+
+from __future__ import annotations
+
+import copy
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+from numba import njit
+
+from heron.devices.base import DEFAULT_OBS_BOUND
+from powergrid.devices.base import CostTerm, DeviceParams, PowerDevice, StepContext
+from powergrid.devices.ess import ESS, ESSParams
+from powergrid.devices.generator import Generator, GeneratorParams
+from powergrid.devices.solar import Solar, SolarParams
+
+__all__ = ["BatchContext", "BatchedDevice", "BatchedESS", "BatchedGenerator", "BatchedSolar",
+           "PerRowDevices", "batched"]
+
+
+@dataclass(frozen=True)
+class BatchContext:
+    """Exogenous inputs of one step for B envs (the batched :class:`StepContext`)."""
+
+    hour: np.ndarray  # (B,) int: hour of day in which the step starts, per row
+    dt_hours: float
+    pv_per_kw: np.ndarray  # (B,) float: available PV per kW installed, mean over the step
+
+    def row(self, b: int) -> StepContext:
+        return StepContext(hour=int(self.hour[b]), dt_hours=self.dt_hours,
+                           pv_per_kw=float(self.pv_per_kw[b]))
+
+
+class BatchedDevice(ABC):
+    """One device in B envs; see the module docstring for the contract."""
+
+    name: str
+    bus: str
+    element: Literal["sgen", "storage"] = "sgen"
+    action_labels: tuple[str, ...] = ()
+    obs_labels: tuple[str, ...] = ()
+    cost_term: CostTerm = "other_devices"
+    num_envs: int
+    p_kw: np.ndarray
+    cost: np.ndarray
+    clipped: np.ndarray
+
+    @property
+    def action_dim(self) -> int:
+        return len(self.action_labels)
+
+    @abstractmethod
+    def reset(self, mask: np.ndarray | None = None,
+              rngs: Sequence[np.random.Generator] | None = None) -> None:
+        """Rows where ``mask`` is True (all rows if None) return to the initial state."""
+
+    @abstractmethod
+    def step(self, actions: np.ndarray, ctx: BatchContext) -> np.ndarray:
+        """Apply (B, action_dim) actions; set ``p_kw``, ``cost``, ``clipped``; return (B,)."""
+
+    @abstractmethod
+    def observe(self) -> np.ndarray:
+        """(B, len(obs_labels)) float64, in ``obs_labels`` order."""
+
+    def info(self) -> dict[str, np.ndarray]:
+        return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy()}
+
+    def stored_kwh(self) -> np.ndarray:
+        return np.zeros(self.num_envs)
+
+    def observation_bounds(self) -> tuple[tuple[float, float], ...]:
+        return (DEFAULT_OBS_BOUND,) * len(self.obs_labels)
+
+    def _mask(self, mask: np.ndarray | None) -> np.ndarray:
+        if mask is None:
+            return np.ones(self.num_envs, bool)
+        m = np.asarray(mask)
+        if m.shape != (self.num_envs,) or m.dtype != bool:
+            raise ValueError(f"reset mask for device {self.name!r} has shape {m.shape} and dtype "
+                             f"{m.dtype}, expected a bool array of shape ({self.num_envs},)")
+        return m
+
+    def _actions(self, actions: np.ndarray) -> np.ndarray:
+        a = np.asarray(actions)
+        expected = (self.num_envs, self.action_dim)
+        if a.shape != expected:
+            raise ValueError(f"actions for device {self.name!r} have shape {a.shape}, "
+                             f"expected {expected} (num_envs, action_dim)")
+        return np.ascontiguousarray(a, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, num_envs={self.num_envs})"
+
+
+def _check_num_envs(num_envs: int) -> int:
+    if isinstance(num_envs, bool) or not isinstance(num_envs, int | np.integer) or num_envs < 1:
+        raise ValueError(f"num_envs = {num_envs!r}: expected a positive int")
+    return int(num_envs)
+
+
+class PerRowDevices(BatchedDevice):
+    """Fallback for any Python device: B deep copies of it, stepped one row at a time.
+
+    Row b is ``devices[b]``, a copy of the device as given (its current state included), so
+    the batch reproduces the device exactly, whatever its class does.
+    """
+
+    def __init__(self, device: PowerDevice, num_envs: int) -> None:
+        self.num_envs = _check_num_envs(num_envs)
+        self.devices = [copy.deepcopy(device) for _ in range(self.num_envs)]
+        self.name, self.bus, self.element = device.name, device.bus, device.element
+        self.action_labels, self.obs_labels = tuple(device.action_labels), tuple(device.obs_labels)
+        self.cost_term = device.cost_term
+        self._bounds = device.observation_bounds()
+        self.p_kw = np.zeros(self.num_envs)
+        self.cost = np.zeros(self.num_envs)
+        self.clipped = np.zeros(self.num_envs, bool)
+        self._read_state(range(self.num_envs))
+
+    def _read_state(self, rows) -> None:
+        for b in rows:
+            d = self.devices[b]
+            self.p_kw[b], self.cost[b], self.clipped[b] = d.p_kw, d.cost, d.clipped
+
+    def reset(self, mask=None, rngs=None) -> None:
+        rows = np.flatnonzero(self._mask(mask))
+        if rngs is None or len(rngs) != self.num_envs:
+            raise ValueError(f"reset of device {self.name!r} needs rngs: one np.random.Generator "
+                             f"per row ({self.num_envs}), got {rngs!r}")
+        for b in rows:
+            self.devices[b].reset(rngs[b])
+        self._read_state(rows)
+
+    def step(self, actions: np.ndarray, ctx: BatchContext) -> np.ndarray:
+        a = self._actions(actions)
+        out = np.empty(self.num_envs)
+        for b, d in enumerate(self.devices):
+            out[b] = d.step(a[b], ctx.row(b))
+        self._read_state(range(self.num_envs))
+        return out
+
+    def observe(self) -> np.ndarray:
+        obs = np.array([d.observe() for d in self.devices], np.float64)
+        return obs.reshape(self.num_envs, len(self.obs_labels))
+
+    def info(self) -> dict[str, np.ndarray]:
+        rows = [d.info() for d in self.devices]
+        return {k: np.array([r[k] for r in rows]) for k in rows[0]}
+
+    def stored_kwh(self) -> np.ndarray:
+        return np.array([d.stored_kwh() for d in self.devices], np.float64)
+
+    def observation_bounds(self) -> tuple[tuple[float, float], ...]:
+        return self._bounds
+
+
+# ---- compiled twins ---------------------------------------------------------------------
+# Python's min(a, b) returns a unless b < a, max(a, b) a unless b > a; the helpers keep
+# those tie rules (signed zeros included) so a row equals the scalar device bit for bit.
+
+@njit(cache=True, inline="always")
+def _pmin(a, b):
+    return b if b < a else a
+
+
+@njit(cache=True, inline="always")
+def _pmax(a, b):
+    return b if b > a else a
+
+
+@njit(cache=True)
+def _generator_step(state, clipped, par, actions, dt):  # pragma: no cover - compiled
+    p_min, p_max, ramp_per_h, cost_a, cost_b, cost_c, startup = (
+        par[0], par[1], par[2], par[3], par[4], par[5], par[6])
+    ramp = ramp_per_h * dt
+    for i in range(actions.shape[0]):
+        target = (actions[i, 0] + 1.0) * 0.5 * p_max
+        p_kw = state[0, i]
+        starting = False
+        if target < p_min:
+            new_p = 0.0
+            clipped[i] = target > 0.0
+        elif state[2, i] != 0.0:
+            new_p = _pmin(_pmax(_pmax(target, p_kw - ramp), p_min), p_kw + ramp)
+            clipped[i] = new_p != target
+        else:
+            new_p, starting = _pmax(p_min, _pmin(target, ramp)), True
+            clipped[i] = new_p != target
+        state[2, i] = 1.0 if new_p > 0.0 else 0.0
+        state[0, i] = new_p
+        fuel = 0.0 if new_p <= 0.0 else cost_c + cost_b * new_p + cost_a * new_p * new_p
+        state[1, i] = fuel * dt + (startup if starting else 0.0)
+
+
+@njit(cache=True)
+def _ess_step(state, clipped, par, actions, dt):  # pragma: no cover - compiled
+    capacity, p_max, eta_c, eta_d, soc_min, soc_max, degradation = (
+        par[0], par[1], par[2], par[3], par[4], par[5], par[6])
+    for i in range(actions.shape[0]):
+        soc = state[2, i]
+        max_dis = _pmin(p_max, _pmax(soc - soc_min, 0.0) * capacity * eta_d / dt)
+        max_chg = _pmin(p_max, _pmax(soc_max - soc, 0.0) * capacity / eta_c / dt)
+        target = actions[i, 0] * p_max
+        power = _pmin(_pmax(target, -max_chg), max_dis)
+        clipped[i] = power != target
+        if power >= 0.0:
+            soc -= power * dt / (eta_d * capacity)
+        else:
+            soc -= power * dt * eta_c / capacity
+        state[2, i] = _pmin(_pmax(soc, soc_min), soc_max)
+        state[0, i] = power
+        state[3, i] += abs(power) * dt
+        state[1, i] = degradation * abs(power) * dt
+
+
+@njit(cache=True)
+def _solar_step(state, par, actions, pv_per_kw):  # pragma: no cover - compiled
+    capacity, inverter, limited = par[0], par[1], par[2] != 0.0
+    for i in range(actions.shape[0]):
+        avail = capacity * _pmax(pv_per_kw[i], 0.0)
+        if limited:
+            avail = _pmin(avail, inverter)
+        state[2, i] = avail
+        curtail = _pmin(_pmax(actions[i, 0], 0.0), 1.0)
+        state[0, i] = avail * (1.0 - curtail)
+        state[1, i] = 0.0
+
+
+class _CompiledTwin(BatchedDevice):
+    """State as one (fields, B) float array (row 0 p_kw, row 1 cost, then ``fields``).
+
+    One array and one parameter vector keep the numba call to a handful of arguments,
+    which is what a step costs at B = 1. The initial rows copy the given device's state.
+    """
+
+    device_type: ClassVar[type[PowerDevice]]
+    params_type: ClassVar[type[DeviceParams]]
+    fields: ClassVar[tuple[str, ...]] = ()  # scalar attribute per state row after p_kw, cost
+
+    def __init__(self, device: PowerDevice, num_envs: int) -> None:
+        self.num_envs = _check_num_envs(num_envs)
+        self.params = device.params
+        self.name, self.bus = device.name, device.bus
+        self.element, self.cost_term = device.element, device.cost_term
+        self.action_labels, self.obs_labels = device.action_labels, device.obs_labels
+        self._bounds = device.observation_bounds()
+        self._par = np.array(self._param_vector(device.params), np.float64)
+        fresh = device.params.build()
+        fresh.reset(np.random.default_rng(0))
+        self._initial = self._column(fresh)
+        self._state = np.repeat(self._column(device)[:, None], self.num_envs, axis=1)
+        self.clipped = np.full(self.num_envs, bool(device.clipped))
+        self.p_kw, self.cost = self._state[0], self._state[1]
+
+    def _column(self, device: PowerDevice) -> np.ndarray:
+        return np.array([device.p_kw, device.cost, *(getattr(device, f) for f in self.fields)],
+                        np.float64)
+
+    @staticmethod
+    @abstractmethod
+    def _param_vector(params) -> list[float]: ...
+
+    def reset(self, mask=None, rngs=None) -> None:
+        m = self._mask(mask)
+        self._state[:, m] = self._initial[:, None]
+        self.clipped[m] = False
+
+    def observation_bounds(self) -> tuple[tuple[float, float], ...]:
+        return self._bounds
+
+
+class BatchedGenerator(_CompiledTwin):
+    """:class:`~powergrid.devices.Generator` over B envs (state: p_kw, cost, on)."""
+
+    device_type, params_type, fields = Generator, GeneratorParams, ("on",)
+
+    @staticmethod
+    def _param_vector(p: GeneratorParams) -> list[float]:
+        return [p.p_min_kw, p.p_max_kw, p.ramp_kw_per_h, p.cost_a_per_kw2h, p.cost_b_per_kwh,
+                p.cost_c_per_h, p.startup_cost]
+
+    @property
+    def on(self) -> np.ndarray:
+        return self._state[2] != 0.0
+
+    def step(self, actions: np.ndarray, ctx: BatchContext) -> np.ndarray:
+        _generator_step(self._state, self.clipped, self._par, self._actions(actions),
+                        float(ctx.dt_hours))
+        return self.p_kw
+
+    def observe(self) -> np.ndarray:
+        return (self.p_kw / self.params.p_max_kw)[:, None]
+
+
+class BatchedESS(_CompiledTwin):
+    """:class:`~powergrid.devices.ESS` over B envs (state: p_kw, cost, soc, throughput_kwh)."""
+
+    device_type, params_type, fields = ESS, ESSParams, ("soc", "throughput_kwh")
+
+    @staticmethod
+    def _param_vector(p: ESSParams) -> list[float]:
+        return [p.capacity_kwh, p.p_max_kw, p.eta_charge, p.eta_discharge, p.soc_min, p.soc_max,
+                p.degradation_cost_per_kwh]
+
+    @property
+    def soc(self) -> np.ndarray:
+        return self._state[2]
+
+    @property
+    def throughput_kwh(self) -> np.ndarray:
+        return self._state[3]
+
+    def step(self, actions: np.ndarray, ctx: BatchContext) -> np.ndarray:
+        _ess_step(self._state, self.clipped, self._par, self._actions(actions),
+                  float(ctx.dt_hours))
+        return self.p_kw
+
+    def observe(self) -> np.ndarray:
+        return self.soc[:, None].copy()
+
+    def info(self) -> dict[str, np.ndarray]:
+        return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(), "soc": self.soc.copy()}
+
+    def stored_kwh(self) -> np.ndarray:
+        return self.soc * self.params.capacity_kwh
+
+
+class BatchedSolar(_CompiledTwin):
+    """:class:`~powergrid.devices.Solar` over B envs (state: p_kw, cost, available_kw)."""
+
+    device_type, params_type, fields = Solar, SolarParams, ("available_kw",)
+
+    @staticmethod
+    def _param_vector(p: SolarParams) -> list[float]:
+        limited = p.inverter_kw is not None
+        return [p.capacity_kw, p.inverter_kw if limited else 0.0, float(limited)]
+
+    @property
+    def available_kw(self) -> np.ndarray:
+        return self._state[2]
+
+    def step(self, actions: np.ndarray, ctx: BatchContext) -> np.ndarray:
+        pv = np.asarray(ctx.pv_per_kw, np.float64)
+        if pv.shape != (self.num_envs,):
+            raise ValueError(f"ctx.pv_per_kw has shape {pv.shape}, expected ({self.num_envs},)")
+        _solar_step(self._state, self._par, self._actions(actions), pv)
+        return self.p_kw  # like Solar.step, clipped keeps its value (curtailing is not a limit)
+
+    def observe(self) -> np.ndarray:
+        return (self.available_kw / self.params.capacity_kw)[:, None]
+
+    def info(self) -> dict[str, np.ndarray]:
+        return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(),
+                "available_kw": self.available_kw.copy()}
+
+
+_TWINS: dict[type[PowerDevice], type[_CompiledTwin]] = {
+    t.device_type: t for t in (BatchedGenerator, BatchedESS, BatchedSolar)}
+
+
+def batched(device: PowerDevice | DeviceParams, num_envs: int) -> BatchedDevice:
+    """``num_envs`` copies of ``device`` (or of ``params.build()``) as one batched device.
+
+    Exact built-in types get their compiled twin. Params that define
+    ``build_batched(num_envs) -> BatchedDevice`` (a custom device's own batched version) get
+    that. Everything else, subclasses of the built-ins included, runs per row.
+    """
+    num_envs = _check_num_envs(num_envs)
+    if isinstance(device, DeviceParams):
+        own = getattr(device, "build_batched", None)
+        if own is not None:
+            out = own(num_envs)
+            if not isinstance(out, BatchedDevice) or out.num_envs != num_envs:
+                raise ValueError(f"{type(device).__name__}.build_batched({num_envs}) returned "
+                                 f"{out!r}, expected a BatchedDevice with num_envs={num_envs}")
+            return out
+        device = device.build()
+    if not isinstance(device, PowerDevice):
+        raise ValueError(f"batched() needs a PowerDevice or DeviceParams, got "
+                         f"{type(device).__name__}")
+    twin = _TWINS.get(type(device))
+    if twin is not None and type(getattr(device, "params", None)) is twin.params_type:
+        return twin(device, num_envs)
+    return PerRowDevices(device, num_envs)

@@ -279,3 +279,8 @@ def test_nonsense_combinations_raise(cfg, error, match):
 def test_examples_run(script, argv, capsys):
     runpy.run_path(str(EXAMPLES / script), run_name="example")["main"](argv)
     assert capsys.readouterr().out.strip()
+
+
+def test_unknown_broker_rejected_naming_the_choices() -> None:
+    with pytest.raises(ValueError, match="broker.*'memory', 'zmq'"):
+        MultiAgentMicrogrids({"centralized": False, "broker": "mqtt"})

@@ -91,13 +91,15 @@ class Broker(ABC):
         return messages
 
 
-class InMemoryBroker(Broker):
-    """A simulated network with fixed latency and independent random loss.
+class ScheduledBroker(Broker):
+    """A broker whose network is simulated in step time: fixed latency, seeded independent loss.
 
     A message sent at step ``t`` becomes receivable at step ``t + latency_steps``; with
     ``latency_steps=0`` it is receivable in the same step. Each message is dropped with
     probability ``drop_prob`` from a generator re-seeded on :meth:`reset`, so a seeded
-    episode loses exactly the same messages every time it is replayed.
+    episode loses exactly the same messages every time it is replayed. Subclasses only
+    carry the surviving messages (:meth:`_transmit`, :meth:`_arrive`, :meth:`_take`), so
+    every transport with the same knobs and seed delivers the same messages in the same order.
     """
 
     def __init__(
@@ -117,9 +119,27 @@ class InMemoryBroker(Broker):
         self.drop_prob = float(drop_prob)
         self._seed = seed
         # Registrations describe the topology, not the episode, so they survive reset().
-        self._inboxes: dict[str, list[Message]] = {}
+        self._registered: dict[str, None] = {}
         self.reset(seed)
 
+    # ------------------------------------------------------------------ transport hooks
+    @abstractmethod
+    def _transmit(self, message: Message, due: int) -> Any:
+        """Carry a surviving ``message`` towards its recipient; return what :meth:`_arrive`
+        gets once it is due."""
+
+    @abstractmethod
+    def _arrive(self, recipient: str, item: Any) -> None:
+        """The message behind ``item`` became receivable (called in due, then send, order)."""
+
+    @abstractmethod
+    def _take(self, agent_id: str, topic: str | None) -> list[Message]:
+        """Drain ``agent_id``'s receivable messages (only ``topic`` if given)."""
+
+    def _reset_transport(self) -> None:
+        """Forget every message in transit or unread."""
+
+    # ------------------------------------------------------------------ Broker
     def reset(self, seed: int | None = None) -> None:
         # A new seed replaces the old one, so a later reset() without arguments replays it.
         if seed is not None:
@@ -127,37 +147,40 @@ class InMemoryBroker(Broker):
         self._rng = np.random.default_rng(self._seed)
         self._step = 0
         self._seq = 0  # tie-breaker keeping same-step messages in send order
-        self._in_flight: list[tuple[int, int, Message]] = []
-        for inbox in self._inboxes.values():
-            inbox.clear()
+        self._in_flight: list[tuple[int, int, str, Any]] = []
         self._sent = self._delivered = self._dropped = 0
+        self._reset_transport()
 
     def register(self, agent_id: str) -> None:
         if not isinstance(agent_id, str) or not agent_id:
             raise ValueError(f"agent_id must be a non-empty str, got {agent_id!r}")
-        self._inboxes.setdefault(agent_id, [])
+        self._registered.setdefault(agent_id, None)
 
     @property
     def agents(self) -> tuple[str, ...]:
         """Registered agent ids, in registration order."""
-        return tuple(self._inboxes)
+        return tuple(self._registered)
+
+    def _check_registered(self, role: str, agent_id: str) -> None:
+        if agent_id not in self._registered:
+            raise ValueError(
+                f"unknown {role} {agent_id!r}; register it first "
+                f"(registered: {sorted(self._registered)})"
+            )
 
     def send(self, message: Message) -> None:
         if not isinstance(message, Message):
             raise ValueError(f"send() expects a Message, got {type(message).__name__}")
-        for role, agent_id in (("sender", message.sender), ("recipient", message.recipient)):
-            if agent_id not in self._inboxes:
-                raise ValueError(
-                    f"unknown {role} {agent_id!r}; register it first "
-                    f"(registered: {sorted(self._inboxes)})"
-                )
+        self._check_registered("sender", message.sender)
+        self._check_registered("recipient", message.recipient)
         self._sent += 1
         # Only draw when the outcome is random, so drop_prob=0 never perturbs the stream.
         if self.drop_prob >= 1.0 or (self.drop_prob > 0.0 and self._rng.random() < self.drop_prob):
             self._dropped += 1
             return
         due = message.sent_at + self.latency_steps
-        heapq.heappush(self._in_flight, (due, self._seq, message))
+        item = self._transmit(message, due)
+        heapq.heappush(self._in_flight, (due, self._seq, message.recipient, item))
         self._seq += 1
         self._release()
 
@@ -171,24 +194,13 @@ class InMemoryBroker(Broker):
 
     def _release(self) -> None:
         while self._in_flight and self._in_flight[0][0] <= self._step:
-            _, _, message = heapq.heappop(self._in_flight)
-            self._inboxes[message.recipient].append(message)
+            _, _, recipient, item = heapq.heappop(self._in_flight)
+            self._arrive(recipient, item)
             self._delivered += 1
 
     def receive(self, agent_id: str, topic: str | None = None) -> list[Message]:
-        if agent_id not in self._inboxes:
-            raise ValueError(
-                f"unknown agent {agent_id!r}; register it first "
-                f"(registered: {sorted(self._inboxes)})"
-            )
-        inbox = self._inboxes[agent_id]
-        if topic is None:
-            taken = list(inbox)
-            inbox.clear()
-            return taken
-        taken = [m for m in inbox if m.topic == topic]
-        inbox[:] = [m for m in inbox if m.topic != topic]
-        return taken
+        self._check_registered("agent", agent_id)
+        return self._take(agent_id, topic)
 
     @property
     def stats(self) -> BrokerStats:
@@ -205,6 +217,53 @@ class InMemoryBroker(Broker):
 
     def __repr__(self) -> str:
         return (
-            f"InMemoryBroker(latency_steps={self.latency_steps}, "
+            f"{type(self).__name__}(latency_steps={self.latency_steps}, "
             f"drop_prob={self.drop_prob}, seed={self._seed})"
         )
+
+
+class InMemoryBroker(ScheduledBroker):
+    """The simulated network inside this process: inboxes are lists (the training default)."""
+
+    def __init__(
+        self, latency_steps: int = 0, drop_prob: float = 0.0, seed: int | None = None
+    ) -> None:
+        self._inboxes: dict[str, list[Message]] = {}
+        super().__init__(latency_steps, drop_prob, seed)
+
+    @classmethod
+    def _restore(cls, knobs: tuple, clock: tuple, in_flight: list, inboxes: dict) -> InMemoryBroker:
+        """An in-memory broker in exactly the given state (how other brokers are copied)."""
+        broker = cls(*knobs)
+        for agent in inboxes:
+            broker.register(agent)
+        (broker._rng.bit_generator.state, broker._step, broker._seq, broker._sent,
+         broker._delivered, broker._dropped) = clock
+        broker._in_flight = sorted(in_flight)
+        for agent, messages in inboxes.items():
+            broker._inboxes[agent].extend(messages)
+        return broker
+
+    def _reset_transport(self) -> None:
+        for inbox in self._inboxes.values():
+            inbox.clear()
+
+    def register(self, agent_id: str) -> None:
+        super().register(agent_id)
+        self._inboxes.setdefault(agent_id, [])
+
+    def _transmit(self, message: Message, due: int) -> Message:
+        return message
+
+    def _arrive(self, recipient: str, item: Message) -> None:
+        self._inboxes[recipient].append(item)
+
+    def _take(self, agent_id: str, topic: str | None) -> list[Message]:
+        inbox = self._inboxes[agent_id]
+        if topic is None:
+            taken = list(inbox)
+            inbox.clear()
+            return taken
+        taken = [m for m in inbox if m.topic == topic]
+        inbox[:] = [m for m in inbox if m.topic != topic]
+        return taken

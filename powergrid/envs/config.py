@@ -35,6 +35,7 @@ DEVICE_TYPES: dict[str, type[DeviceParams]] = {
 }
 LOAD_PROFILES = ("commercial", "residential")
 POWER_FLOWS = ("fast", "pandapower")
+BROKERS = ("memory", "zmq")  # distributed mode's transport: in-process, or ZeroMQ processes
 DAY_OF_YEAR = Range(0, 364, integer=True)  # the shipped profiles cover 365 days
 VOLTAGE_PU = Range(0.0, 2.0, low_open=True, unit="pu")
 # Numeric EnvConfig keys: (valid range, whether None is allowed). Ranges: powergrid.limits.
@@ -141,6 +142,7 @@ class EnvConfig:
     pf_failure_penalty: float = 100.0
     latency_steps: int = 0
     drop_prob: float = 0.0
+    broker: str = "memory"  # BROKERS; "zmq" needs pyzmq (the [distributed] extra)
     setpoint_target_kw: float | None = None  # aggregate export - import (SetpointProtocol)
     storage_terminal_price: float = 0.0  # $/kWh of stored energy drawn down over the episode
     render_mode: str | None = None
@@ -190,6 +192,8 @@ class EnvConfig:
         check_split(self.split, "config key 'split'")
         if self.power_flow not in POWER_FLOWS:
             _bad("power_flow", self.power_flow, f"one of {POWER_FLOWS}")
+        if self.broker not in BROKERS:
+            _bad("broker", self.broker, f"one of {BROKERS}")
         self._check_network()
         for key in ("retail_price", "feed_in_price"):
             self._check_tariff(key)

@@ -2,8 +2,11 @@
 
 One object per env runs, each step, the vertical protocol (an operator "DSO" above the
 microgrids) and the horizontal protocol (trading among the microgrids), either in-process
-(``centralized=True``) or by exchanging :class:`~heron.messaging.Message` s through an
-:class:`~heron.messaging.InMemoryBroker` (``centralized=False``).
+(``centralized=True``) or by exchanging :class:`~heron.messaging.Message` s through a
+broker (``centralized=False``): the :class:`~heron.messaging.InMemoryBroker` (config
+``"broker": "memory"``, the default) or the :class:`~heron.messaging.ZmqBroker`
+(``"broker": "zmq"``: every microgrid, the market and the operator are separate processes
+exchanging the messages over ZeroMQ; same results, closed by ``env.close()``).
 
 Vertical protocols
     * ``PriceSignalProtocol``: the operator announces the price of hour ``t`` before the
@@ -58,7 +61,7 @@ from typing import Any
 import numpy as np
 
 from heron.market import ClearingResult, Order, Side, Trade
-from heron.messaging import InMemoryBroker, Message
+from heron.messaging import InMemoryBroker, Message, ScheduledBroker
 from heron.protocols import (
     ConsensusProtocol,
     HorizontalProtocol,
@@ -124,9 +127,9 @@ class Coordination:
         self._setpoints = (SetpointProtocol.proportional_split(
             target * self.dt, dict(zip(self.agents, self._peak.tolist(), strict=True)))
             if self.setpoint is not None else {})
-        self.broker: InMemoryBroker | None = None
+        self.broker: ScheduledBroker | None = None
         if not self.centralized:
-            self.broker = InMemoryBroker(cfg.latency_steps, cfg.drop_prob)
+            self.broker = make_broker(cfg.broker, cfg.latency_steps, cfg.drop_prob)
             for endpoint in (*self.agents, MARKET, DSO):
                 self.broker.register(endpoint)
         self._seed_rng = np.random.default_rng()
@@ -155,6 +158,9 @@ class Coordination:
         if cfg.setpoint_target_kw is not None and not isinstance(v, SetpointProtocol):
             raise ValueError("config key 'setpoint_target_kw' needs vertical_protocol="
                              "SetpointProtocol(...)")
+        if self.centralized and cfg.broker != "memory":
+            raise ValueError(f"config key 'broker': {cfg.broker!r} is the transport of "
+                             f"distributed mode; set 'centralized': False")
         if self.centralized and (cfg.latency_steps or cfg.drop_prob):
             raise ValueError("config keys 'latency_steps'/'drop_prob' describe the message "
                              "broker of distributed mode; set 'centralized': False")
@@ -165,6 +171,12 @@ class Coordination:
                              f"endpoints in this configuration")
         if isinstance(h, ConsensusProtocol):
             h.agree({a: 1.0 for a in self.agents})  # fail now on a topology with unknown peers
+
+    def close(self) -> None:
+        """Release the broker's processes and sockets, if it has any."""
+        close = getattr(self.broker, "close", None)
+        if close is not None:
+            close()
 
     # ------------------------------------------------------------------ observations
     @property
@@ -385,6 +397,18 @@ class Coordination:
             rewards[DSO] = self._dso_reward
             infos[DSO] = {**self._dso_info, "comm": self._comm[DSO],
                           "next_price": self._price}
+
+
+def make_broker(kind: str, latency_steps: int, drop_prob: float) -> ScheduledBroker:
+    """The broker of distributed mode: ``"memory"`` or ``"zmq"`` (needs pyzmq)."""
+    if kind == "memory":
+        return InMemoryBroker(latency_steps, drop_prob)
+    try:
+        from heron.messaging.zmq_broker import ZmqBroker
+    except ImportError as exc:
+        raise ValueError("config key 'broker': 'zmq' needs pyzmq: "
+                         "pip install 'heron-grid[distributed]'") from exc
+    return ZmqBroker(latency_steps, drop_prob)
 
 
 def _restricted(proto: ConsensusProtocol, peers: list[str]) -> ConsensusProtocol:

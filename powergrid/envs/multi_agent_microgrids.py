@@ -423,7 +423,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         return text
 
     def close(self) -> None:
-        pass
+        self._coord.close()  # distributed mode over ZeroMQ: stop the endpoint processes
 
     # ------------------------------------------------------------------ internals
     def _build_observation_spaces(self, cfg: EnvConfig) -> None:

@@ -444,6 +444,12 @@ class McAfee(ClearingRule):
     any book; dominant-strategy truthful only for unit-demand traders (one unit each).
     With divisible multi-unit orders a trader can shade its price to move the marginal
     price and it is not truthful, and reduction can forgo the whole final segment's gains.
+
+    Two agents never trade: with one buyer and one seller the only matched segment is the
+    final one and there is no ``(K+1)``-th bid or ask to set ``p0``, so it is always
+    reduced away (the price of truthfulness). This is why McAfee clears nothing in
+    ``p2p-2mg-v1``; it needs at least two buyers and two sellers crossing in the same hour
+    (see the ``market-4mg-v1`` scenario and docs/market.md).
     """
 
     name: ClassVar[str] = "mcafee"

@@ -30,6 +30,7 @@ from heron.messaging.broker import InMemoryBroker, ScheduledBroker
 from heron.messaging.message import Message
 
 ENDPOINT_MODULE = "heron.messaging._zmq_endpoint"
+POLL_MS = 100  # while waiting for an answer, how often to check the endpoint is alive
 
 
 class _Endpoints:
@@ -80,14 +81,19 @@ class _Endpoints:
         if self.closed:
             raise RuntimeError("ZmqBroker is closed")
         self.ready(name)
-        sock = self.ctl[name]
+        sock, proc = self.ctl[name], self.procs[name]
+        deadline = time.monotonic() + self.timeout_ms / 1000
         try:
             sock.send_pyobj((command, *args))
+            # wait in slices, so an endpoint that died is reported at once, not at the timeout
+            while not sock.poll(POLL_MS):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise zmq.Again()
             status, value = sock.recv_pyobj()
         except zmq.Again:
-            code = self.procs[name].poll()
+            code = proc.poll()
             state = "is running" if code is None else f"exited with code {code}"
-            self.close()  # a REQ socket that timed out cannot be used again
+            self.close()  # a REQ socket without its answer cannot be used again
             raise TimeoutError(f"ZmqBroker endpoint {name!r} did not answer {command!r} "
                                f"within {self.timeout_ms} ms (its process {state}); "
                                f"the broker is closed") from None

@@ -10,6 +10,8 @@ from collections.abc import Iterator
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("zmq", reason="the [distributed] extra (pyzmq) is not installed")
 
@@ -72,6 +74,36 @@ def test_same_messages_in_same_order_as_in_memory_broker_with_latency_and_loss(
         memory.register(name)
     assert _script(broker) == _script(memory)
     assert broker.stats == memory.stats and broker.stats.dropped > 0
+
+
+_OPS = st.lists(st.one_of(
+    st.tuples(st.just("send"), st.sampled_from("abc"), st.sampled_from("abc"),
+              st.sampled_from(["x", "y"])),
+    st.tuples(st.just("tick")),
+    st.tuples(st.just("receive"), st.sampled_from("abc"), st.sampled_from([None, "x", "y"]))),
+    max_size=30)
+
+
+@settings(max_examples=25, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=_OPS, seed=st.integers(0, 2**16))
+def test_any_script_receives_exactly_what_the_in_memory_broker_would(
+        broker: ZmqBroker, ops: list[tuple], seed: int) -> None:
+    memory = InMemoryBroker(latency_steps=1, drop_prob=0.3)
+    for name in "abc":
+        memory.register(name)
+    for b in (broker, memory):
+        b.reset(seed)
+    for n, op in enumerate(ops):
+        if op[0] == "send":
+            for b in (broker, memory):
+                b.send(Message(op[1], op[2], op[3], n, b.step))
+        elif op[0] == "tick":
+            for b in (broker, memory):
+                b.deliver(b.step + 1)
+        else:
+            assert broker.receive(op[1], op[2]) == memory.receive(op[1], op[2])
+    assert broker.stats == memory.stats
 
 
 def test_reset_discards_unread_and_in_flight_messages(broker: ZmqBroker) -> None:

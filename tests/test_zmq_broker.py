@@ -150,6 +150,22 @@ def test_close_stops_every_process_and_is_idempotent() -> None:
         b.receive("y")
 
 
+def test_endpoints_exit_when_their_broker_process_dies_without_closing() -> None:
+    import subprocess
+    import sys
+
+    script = ("import os; from heron.messaging import ZmqBroker, Message\n"
+              "b = ZmqBroker()\n"
+              "for n in 'xy': b.register(n)\n"
+              "b.send(Message('x', 'y', 't', 1))\n"
+              "print(' '.join(str(p) for p in b.pids.values()), flush=True)\n"
+              "os._exit(0)  # no close(), no atexit: a crash\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    pids = [int(p) for p in out.split()]
+    assert len(pids) == 2 and _wait_gone(pids) == []
+
+
 def test_endpoint_that_dies_gives_a_timeout_naming_it() -> None:
     b = ZmqBroker(timeout_s=60.0)  # a dead process is reported at once, not at the timeout
     for name in ("x", "y"):

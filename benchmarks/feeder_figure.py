@@ -1,9 +1,11 @@
 """One-line diagram of the shared IEEE-34 feeder, buses coloured by voltage at one hour.
 
 Runs the scenario ``p2p-3mg-v2`` under the rule-based policy up to the given hour and draws every bus (IEEE-34 and the microgrids' IEEE-13 buses), lines and
-transformers (PCC transformers thick). Writes ``docs/img/ieee34_voltage.png`` by default.
+transformers (PCC transformers thick). Writes ``docs/img/ieee34_voltage.png``, and the
+whole day's ``powergrid.viz.plot_episode`` (violations marked) to
+``docs/img/ieee34_episode.png``.
 
-    PYTHONPATH=. python benchmarks/feeder_figure.py --day 250 --hour 16
+    PYTHONPATH=. python benchmarks/feeder_figure.py --day 244 --hour 16
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
 
 import powergrid  # noqa: E402
-from powergrid.baselines import RuleBasedPolicy  # noqa: E402
+from powergrid.baselines import RuleBasedPolicy, run_episode  # noqa: E402
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids  # noqa: E402
+from powergrid.viz import plot_episode  # noqa: E402
 
 
 def solved_env(day: int, hour: int) -> MultiAgentMicrogrids:
@@ -72,9 +75,10 @@ def draw(env: MultiAgentMicrogrids, path: Path, title: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--day", type=int, default=250)
+    ap.add_argument("--day", type=int, default=244, help="a test day of p2p-3mg-v2")
     ap.add_argument("--hour", type=int, default=16)
     ap.add_argument("--out", type=Path, default=Path("docs/img/ieee34_voltage.png"))
+    ap.add_argument("--episode-out", type=Path, default=Path("docs/img/ieee34_episode.png"))
     args = ap.parse_args()
     env = solved_env(args.day, args.hour)
     info = env._last_infos["MG1"]
@@ -83,6 +87,10 @@ def main() -> None:
              f"max PCC {info['pcc_loading_max_pct']:.0f} %")
     draw(env, args.out, title)
     print(f"wrote {args.out}")
+    day = powergrid.make("p2p-3mg-v2", split=None)
+    _, history = run_episode(day, RuleBasedPolicy(day), seed=0, options={"start_day": args.day})
+    plot_episode(history, args.episode_out, env=day)
+    print(f"wrote {args.episode_out}")
 
 
 if __name__ == "__main__":

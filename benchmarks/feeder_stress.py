@@ -71,12 +71,39 @@ def breakdown(scenario: str, name: str, days: list[int], split: str | None) -> d
             "v_range": (v_lo, v_hi), "pcc_max": pcc_max}
 
 
+def feeder_alone(scenario: str) -> tuple[float, float]:
+    """IEEE-34 voltage range over every hour of the year with the microgrids disconnected
+    (their loads 0, no devices): what the feeder does on its own at the scenario's taps."""
+    from powergrid.data import load_profiles
+    from powergrid.pf import FastSolver
+
+    env = powergrid.make(scenario)
+    net = env.network
+    solver = FastSolver(net.net)
+    rows = net.feeder_load_rows
+    p0 = net.net.load["p_mw"].to_numpy()[rows]
+    q0 = net.net.load["q_mvar"].to_numpy()[rows]
+    lo, hi = np.inf, -np.inf
+    for pu in progress(load_profiles().load("residential").ravel(), desc="feeder alone"):
+        p, q = np.zeros(len(net.net.load)), np.zeros(len(net.net.load))
+        p[rows], q[rows] = p0 * pu, q0 * pu
+        vm = solver.solve(p, q).vm_pu[net.feeder_bus_rows]
+        lo, hi = min(lo, float(vm.min())), max(hi, float(vm.max()))
+    return lo, hi
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--scenario", default="p2p-3mg-v2")
     ap.add_argument("--split", default="test", choices=["train", "test", "all"])
     ap.add_argument("--policies", nargs="*", default=list(POLICIES))
+    ap.add_argument("--feeder-alone", action="store_true",
+                    help="only the IEEE-34 voltage range over the year without microgrids")
     args = ap.parse_args()
+    if args.feeder_alone:
+        lo, hi = feeder_alone(args.scenario)
+        print(f"{args.scenario}: IEEE-34 alone, 8,760 hours: {lo:.3f}-{hi:.3f} pu")
+        return
     split = None if args.split == "all" else args.split
     sc = powergrid.scenarios[args.scenario]
     days = list(sc.days(split))

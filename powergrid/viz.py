@@ -255,6 +255,8 @@ def _grid_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray
 
 def _voltage_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray, dt: float,
                    colors: Mapping[str, str], band: Sequence[float]) -> None:
+    """Each microgrid's bus voltage range, the shared feeder's (if it spans more than one
+    bus voltage), the band, and one marker per violated limit on the steps that violate it."""
     lows, highs = [], []
     for a in agents:
         vmin = _series(history, lambda h, a=a: h[a]["v_min_pu"])
@@ -266,14 +268,60 @@ def _voltage_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndar
         ax.step(xs, hi, where="post", color=colors[a], lw=1.2, label=f"{a} min–max")
         lows.append(np.nanmin(vmin))
         highs.append(np.nanmax(vmax))
+    info0 = history[0][agents[0]]
+    if "feeder_v_min_pu" in info0:
+        fmin = _series(history, lambda h: h[agents[0]]["feeder_v_min_pu"])
+        fmax = _series(history, lambda h: h[agents[0]]["feeder_v_max_pu"])
+        if np.nanmax(fmax - fmin) > 1e-9:  # a shared feeder, not the tied network's slack
+            xs, lo = _step_xy(x, dt, fmin)
+            _, hi = _step_xy(x, dt, fmax)
+            ax.fill_between(xs, lo, hi, step="post", facecolor="none", edgecolor="0.35",
+                            hatch="..", lw=0, label="feeder buses min–max")
+            lows.append(np.nanmin(fmin))
+            highs.append(np.nanmax(fmax))
     for v in band:
         ax.axhline(v, color="#c0392b", ls="--", lw=1.2)
     ax.plot([], [], color="#c0392b", ls="--", lw=1.2, label=f"limits {band[0]}–{band[1]} pu")
     span = band[1] - band[0]
-    ax.set_ylim(min(band[0], *lows) - 0.15 * span, max(band[1], *highs) + 0.15 * span)
-    ax.set_title("Feeder bus voltage band per microgrid")
+    bottom = min(band[0], *lows) - 0.15 * span
+    top = max(band[1], *highs) + 0.3 * span
+    _violation_markers(ax, history, agents, x, dt, band, top - 0.08 * span)
+    ax.set_ylim(bottom, top)
+    ax.set_title("Bus voltages per microgrid and on the feeder; markers: limits violated")
     ax.set_ylabel("voltage (pu)")
-    ax.legend(loc="lower left", fontsize=8, ncol=len(agents) + 1, framealpha=0.85)
+    ax.legend(loc="lower left", fontsize=7, ncol=3, framealpha=0.85)
+
+
+# marker per violated limit (powergrid.evaluation.feeder.VIOLATION_KINDS)
+VIOLATION_MARKERS = {"overvoltage": ("^", "#c0392b", "over-voltage"),
+                     "undervoltage": ("v", "#2c3e91", "under-voltage"),
+                     "line": ("d", "#8e44ad", "line > 100 %"),
+                     "pcc": ("s", "#d35400", "PCC transformer > 100 %"),
+                     "pf_failed": ("X", "black", "power flow failed")}
+
+
+def _violation_markers(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray,
+                       dt: float, band: Sequence[float], y: float) -> None:
+    """A row of markers at height ``y``: one per step and violated limit, shaded steps."""
+    from powergrid.evaluation.feeder import violations
+
+    defaults = {"line_loading_max_pct": 0.0, "pcc_loading_max_pct": 0.0, "pf_converged": True}
+    hits = []
+    for h in history:
+        info0 = h[agents[0]]
+        infos = {a: {**defaults, "feeder_v_min_pu": info0["v_min_pu"],
+                     "feeder_v_max_pu": info0["v_max_pu"], **h[a]} for a in agents}
+        hits.append(violations(infos, band))
+    kinds = [k for k in VIOLATION_MARKERS if any(hit[k] for hit in hits)]
+    for j, kind in enumerate(kinds):
+        marker, color, label = VIOLATION_MARKERS[kind]
+        t = np.flatnonzero([hit[kind] for hit in hits])
+        offset = (j - (len(kinds) - 1) / 2) * 0.18 * dt
+        ax.scatter(x[t] + 0.5 * dt + offset, np.full(len(t), y), marker=marker, s=28,
+                   color=color, zorder=5,
+                   label=f"{label} ({len(t)} step{'s' if len(t) > 1 else ''})")
+    for t in np.flatnonzero([any(hit.values()) for hit in hits]):
+        ax.axvspan(x[t], x[t] + dt, color="#c0392b", alpha=0.07, lw=0)
 
 
 def _cost_panel(ax: Axes, history: History, agents: Sequence[str], x: np.ndarray, dt: float,

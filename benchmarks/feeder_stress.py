@@ -71,9 +71,10 @@ def breakdown(scenario: str, name: str, days: list[int], split: str | None) -> d
             "v_range": (v_lo, v_hi), "pcc_max": pcc_max}
 
 
-def feeder_alone(scenario: str) -> tuple[float, float]:
+def feeder_alone(scenario: str) -> tuple[float, float, int]:
     """IEEE-34 voltage range over every hour of the year with the microgrids disconnected
-    (their loads 0, no devices): what the feeder does on its own at the scenario's taps."""
+    (their loads 0, no devices), and the hours outside the band: what the feeder does on
+    its own at the scenario's taps."""
     from powergrid.data import load_profiles
     from powergrid.pf import FastSolver
 
@@ -83,13 +84,15 @@ def feeder_alone(scenario: str) -> tuple[float, float]:
     rows = net.feeder_load_rows
     p0 = net.net.load["p_mw"].to_numpy()[rows]
     q0 = net.net.load["q_mvar"].to_numpy()[rows]
-    lo, hi = np.inf, -np.inf
+    lo, hi, outside = np.inf, -np.inf, 0
+    band = env.config.voltage_band
     for pu in progress(load_profiles().load("residential").ravel(), desc="feeder alone"):
         p, q = np.zeros(len(net.net.load)), np.zeros(len(net.net.load))
         p[rows], q[rows] = p0 * pu, q0 * pu
         vm = solver.solve(p, q).vm_pu[net.feeder_bus_rows]
         lo, hi = min(lo, float(vm.min())), max(hi, float(vm.max()))
-    return lo, hi
+        outside += bool(vm.min() < band[0] or vm.max() > band[1])
+    return lo, hi, outside
 
 
 def main() -> None:
@@ -101,8 +104,9 @@ def main() -> None:
                     help="only the IEEE-34 voltage range over the year without microgrids")
     args = ap.parse_args()
     if args.feeder_alone:
-        lo, hi = feeder_alone(args.scenario)
-        print(f"{args.scenario}: IEEE-34 alone, 8,760 hours: {lo:.3f}-{hi:.3f} pu")
+        lo, hi, outside = feeder_alone(args.scenario)
+        print(f"{args.scenario}: IEEE-34 alone, 8,760 hours: {lo:.3f}-{hi:.3f} pu, "
+              f"{outside} hours outside the band")
         return
     split = None if args.split == "all" else args.split
     sc = powergrid.scenarios[args.scenario]

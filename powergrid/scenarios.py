@@ -200,6 +200,13 @@ FEEDER_PCC_BUSES = ("850", "858", "834")
 FEEDER_PCC_KVA = (400.0, 200.0, 200.0)
 
 
+# Network costs on the shared feeder (docs/physics.md "Network costs"): losses and feeder
+# violations allocated to the microgrids; the P2P network-use fee at 5e-4 $/kWh per ohm,
+# i.e. 0.014-0.015 $/kWh between MG1 (850) and MG2/MG3 across regulator 2, 0.001 $/kWh
+# between the neighbours MG2 (858) and MG3 (834).
+NETWORK_COSTS: dict[str, Any] = {"network_costs": True, "network_fee_per_kwh_per_ohm": 5e-4}
+
+
 def feeder_microgrids(n: int) -> tuple[MicrogridSpec, ...]:
     """The first ``n`` (1..3) microgrids of the shared-feeder scenarios."""
     specs = (
@@ -228,7 +235,8 @@ def feeder_spec(n: int) -> SharedFeederSpec:
 
 def shared_feeder_config(n: int) -> dict[str, Any]:
     """Env config keys of the ``p2p-{n}mg-v2`` microgrids on the IEEE-34 feeder."""
-    return {"network": "ieee34", "feeder": feeder_spec(n), "microgrids": feeder_microgrids(n)}
+    return {"network": "ieee34", "feeder": feeder_spec(n), "microgrids": feeder_microgrids(n),
+            **NETWORK_COSTS}
 
 
 for _n in (2, 3):

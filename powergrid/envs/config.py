@@ -52,6 +52,8 @@ NUMERIC_KEYS: dict[str, tuple[Range, bool]] = {
     "drop_prob": (FRACTION, False),
     "setpoint_target_kw": (SIGNED_POWER_KW, True),
     "storage_terminal_price": (PRICE_PER_KWH, False),
+    "loss_price": (PRICE_PER_KWH, True),
+    "network_fee_per_kwh_per_ohm": (Range(0.0, 1.0, unit="$/kWh/ohm"), False),
 }
 
 
@@ -149,6 +151,11 @@ class EnvConfig:
     share_reward: bool = False  # every microgrid gets the sum of all microgrids' rewards
     # user load/PV/price series (DataFrame, dict of arrays or CSV path); powergrid.data.user
     data: UserSeries | None = None
+    # network costs (powergrid.network_costs): allocated losses and shared-feeder violations
+    # in every reward; loss_price None = the step's retail price; the P2P network-use fee
+    network_costs: bool = False
+    loss_price: float | None = None
+    network_fee_per_kwh_per_ohm: float = 0.0
 
     def __post_init__(self) -> None:
         if not isinstance(self.centralized, bool | np.bool_):
@@ -157,6 +164,9 @@ class EnvConfig:
         if not isinstance(self.share_reward, bool | np.bool_):
             _bad("share_reward", self.share_reward, "True or False")
         object.__setattr__(self, "share_reward", bool(self.share_reward))
+        if not isinstance(self.network_costs, bool | np.bool_):
+            _bad("network_costs", self.network_costs, "True or False")
+        object.__setattr__(self, "network_costs", bool(self.network_costs))
         if self.data is not None:
             object.__setattr__(self, "data", UserSeries.from_any(self.data))
             both = [k for k in ("retail_price", "feed_in_price")
@@ -207,6 +217,10 @@ class EnvConfig:
                  + _did_you_mean(self.clearing, CLEARING_RULES))
         if self.render_mode not in (None, "ansi", "human"):
             _bad("render_mode", self.render_mode, "None, 'ansi' or 'human'")
+        if self.network_fee_per_kwh_per_ohm > 0 and not hasattr(self.horizontal_protocol,
+                                                                "pair_fee"):
+            _bad("network_fee_per_kwh_per_ohm", self.network_fee_per_kwh_per_ohm,
+                 "0 unless horizontal_protocol is a P2PTradingProtocol (it charges the fee)")
 
     def _check_network(self) -> None:
         if self.network not in NETWORKS:

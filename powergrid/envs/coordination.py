@@ -296,7 +296,7 @@ class Coordination:
     def band(self, agent: str, feed_in: float, retail: float) -> tuple[float, float]:
         """The limit-price band ``agent`` believes in (``price_band``: fees included, low >
         high when no trade can beat the grid); with stale signals it may be outdated."""
-        fee = self.horizontal.fee_per_unit if self.horizontal is not None else 0.0
+        fee = self.horizontal.fee_bound(agent) if self.horizontal is not None else 0.0
         if self.price_signal is None or self.broker is None:
             return price_band(feed_in, retail, fee)  # type: ignore[return-value]
         known = self._known_price[agent]

@@ -37,8 +37,9 @@ from powergrid.envs.spaces import (
     unify_same_shape,
 )
 from powergrid.limits import PRICE_PER_KWH
+from powergrid.network_costs import EnvNetworkCosts, NetworkCostSettings
 from powergrid.networks import FeederDevice, make_network
-from powergrid.pf import PFResult, make_solver
+from powergrid.pf import NetworkModel, PFResult, make_solver
 
 # (label, low, high, unit) of the features every agent observes, before its device
 # features; units and the reasoning behind each bound are in powergrid.envs.spaces.
@@ -63,6 +64,8 @@ COST_SIGNS: dict[str, float] = {
     "generation": 1.0, "degradation": 1.0, "other_devices": 1.0, "grid_import": 1.0,
     "grid_export_revenue": -1.0, "p2p_payment": 1.0, "p2p_revenue": -1.0, "fees": 1.0,
     "safety_penalty": 1.0, "tracking_penalty": 1.0, "storage_terminal": 1.0,
+    # only with network_costs=True (powergrid.network_costs)
+    "network_losses": 1.0, "network_violation": 1.0,
 }
 
 
@@ -127,6 +130,15 @@ class MultiAgentMicrogrids(ParallelEnv):
     each term and the total. With ``share_reward`` every microgrid gets the sum of the
     microgrids' rewards. The safety penalty charges voltages outside ``voltage_band``
     on the agent's own feeder, line loading above 100 % and a non-converged power flow.
+    With ``network_costs=True`` (on in the shared-feeder scenarios) two more terms:
+    ``network_losses`` (the network's losses allocated by marginal loss factors, priced at
+    the step's retail price or ``loss_price``; negative when the agent's injection reduces
+    them) and ``network_violation`` (feeder-bus voltages outside the band and feeder/PCC
+    overloads, charged to the microgrids whose injections push them out, by sensitivity);
+    the DSO's own loads' shares are in ``infos[a]["network_losses_dso_kw"]`` /
+    ``["network_violation_dso"]``. ``network_fee_per_kwh_per_ohm`` adds a P2P fee that grows
+    with the electrical distance between the traders' PCCs. See
+    ``powergrid.network_costs``.
 
     ## Starting state
     All ESS at ``soc_init``, generators off; the start day is ``start_day`` or drawn from
@@ -193,6 +205,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._days_split = DaySplit(self.profiles.n_start_days,
                                     episode_days(cfg.max_episode_steps, cfg.dt_hours))
         self._failure = FailureRule.build(cfg, self.network, self._mg)
+        self._network_costs = self._build_network_costs(cfg)
 
         self.action_spaces = {a: spaces.Box(-1.0, 1.0, (ag.action_dim,), np.float32)
                               for a, ag in self._agents.items()}
@@ -277,6 +290,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         tracking = self._coord.settle(np.array(exchange), np.array(net_kw) * dt, acts.get(DSO))
         pf = self._solve_power_flow(t)
         safety, (upstream_kw, losses_kw) = self._safety(pf, net_kw, t)
+        network_terms, network_info = self._network_cost_terms(pf, safety, retail)
         price = market.clearing_price if market is not None and market.volume > 0 else None
         terminal = self._storage_terminal(t + 1 >= self.config.max_episode_steps)
 
@@ -293,6 +307,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "safety_penalty": safety[i]["penalty"],
                 "tracking_penalty": float(tracking[i]),
                 "storage_terminal": terminal[i],
+                **(network_terms[i] if network_terms else {}),
             }
             costs["total"] = total = sum(COST_SIGNS[k] * v for k, v in costs.items())
             rewards[a] = -total
@@ -315,6 +330,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "action_clipped": clipped[a], "device_limited": limited[i],
                 **safety[i]["metrics"],
                 "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
+                **network_info,
             }
         self._coord.annotate(infos, rewards)
         if self.config.share_reward:  # a team objective: the microgrids' total cost
@@ -585,6 +601,30 @@ class MultiAgentMicrogrids(ParallelEnv):
                 rev += tr.value - tr.surplus
                 fees += tr.fee / 2
         return pay, rev, fees
+
+    # ------------------------------------------------------------------ network costs
+    def _build_network_costs(self, cfg: EnvConfig) -> EnvNetworkCosts | None:
+        """Loss/violation allocation and the P2P network-use fee, if configured (kept apart
+        from the step so the off path costs nothing; see ``powergrid.network_costs``)."""
+        settings = NetworkCostSettings(cfg.network_costs, cfg.loss_price,
+                                       cfg.network_fee_per_kwh_per_ohm)
+        if not settings.active:
+            return None
+        model = getattr(self.solver, "model", None) or NetworkModel.from_net(self.network.net)
+        hook = EnvNetworkCosts(settings, self.network, model, cfg.voltage_band,
+                               cfg.voltage_penalty_per_pu, cfg.line_overload_penalty_per_pct)
+        fees = hook.pair_fees()
+        if fees is not None:  # the market (and the agents' price bands) see the network
+            self.protocol.pair_fee = fees  # type: ignore[union-attr]
+        return hook
+
+    def _network_cost_terms(self, pf: PFResult, safety: list[dict[str, Any]], retail: float
+                            ) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """``network_losses`` / ``network_violation`` per microgrid and the DSO's shares."""
+        if self._network_costs is None:
+            return [], {}
+        converged = bool(safety[0]["metrics"]["pf_converged"])
+        return self._network_costs.step(pf, converged, retail, self.config.dt_hours)
 
     def _solve_power_flow(self, t: int) -> PFResult:
         load_p = self._load_kw[t][self._load_owner] * self._load_share_mw

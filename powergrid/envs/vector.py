@@ -408,6 +408,8 @@ def _check_config(cfg: EnvConfig) -> None:
         problems.append(f"network={cfg.network!r}")
     if cfg.latency_steps or cfg.drop_prob:
         problems.append("latency_steps/drop_prob != 0")
+    if cfg.network_costs or cfg.network_fee_per_kwh_per_ohm:  # after the one-core move
+        problems.append("network_costs / network_fee_per_kwh_per_ohm")
     if cfg.render_mode is not None:
         problems.append(f"render_mode={cfg.render_mode!r}")
     if problems:

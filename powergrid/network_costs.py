@@ -227,8 +227,11 @@ class NetworkCosts:
                                         overload_penalty_per_pct)
         # the DSO is a user like the microgrids: its loads' push is its share, charged to
         # nobody, so a microgrid never pays for what the feeder's own loads cause
-        alloc = allocate_violations(pen, contrib)
-        dso = float(alloc[-1] + unallocated_penalty(pen, contrib))
+        if len(pen):
+            alloc = allocate_violations(pen, contrib)
+            dso = float(alloc[-1] + unallocated_penalty(pen, contrib))
+        else:  # the common case: nothing violated
+            alloc, dso = np.zeros(contrib.shape[1]), 0.0
         lf_pcc = op.loss_factors(self.pcc_lv)[0]
         return NetworkCostResult(losses_kw, shares[:-1], float(shares[-1]), alloc[:-1],
                                  float(pen.sum()), dso, lf_pcc)

@@ -235,8 +235,7 @@ def feeder_spec(n: int) -> SharedFeederSpec:
 
 def shared_feeder_config(n: int) -> dict[str, Any]:
     """Env config keys of the ``p2p-{n}mg-v2`` microgrids on the IEEE-34 feeder."""
-    return {"network": "ieee34", "feeder": feeder_spec(n), "microgrids": feeder_microgrids(n),
-            **NETWORK_COSTS}
+    return {"network": "ieee34", "feeder": feeder_spec(n), "microgrids": feeder_microgrids(n)}
 
 
 for _n in (2, 3):
@@ -246,7 +245,8 @@ for _n in (2, 3):
         f"buses {', '.join(FEEDER_PCC_BUSES[:_n])} of one shared distribution feeder, "
         f"through rated PCC transformers, trading in a uniform-price P2P order book; sized "
         f"so that voltage and PCC limits bind without coordination (docs/physics.md).",
-        {**_COMMON, **shared_feeder_config(_n), "horizontal_protocol": P2PTradingProtocol()}))
+        {**_COMMON, **shared_feeder_config(_n), **NETWORK_COSTS,
+         "horizontal_protocol": P2PTradingProtocol()}))
 
 
 # ---------------------------------------------------------------------- market design

@@ -92,8 +92,13 @@ def test_network_cost_config_is_validated():
         MultiAgentMicrogrids(network_costs="yes")
     with pytest.raises(ValueError, match="network_fee_per_kwh_per_ohm"):
         MultiAgentMicrogrids(network_fee_per_kwh_per_ohm=-1.0)
+    from heron.protocols.consensus import ConsensusProtocol
+
     with pytest.raises(ValueError, match="network_fee_per_kwh_per_ohm"):
-        MultiAgentMicrogrids(horizontal_protocol=None, network_fee_per_kwh_per_ohm=1e-3)
+        MultiAgentMicrogrids(horizontal_protocol=ConsensusProtocol(),
+                             network_fee_per_kwh_per_ohm=1e-3)
+    # without a market the fee has nothing to charge: accepted (the no-trade baselines)
+    MultiAgentMicrogrids(horizontal_protocol=None, network_fee_per_kwh_per_ohm=1e-3)
     with pytest.raises(ValueError, match="loss_price"):
         MultiAgentMicrogrids(loss_price=-0.1)
 

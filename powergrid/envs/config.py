@@ -217,10 +217,12 @@ class EnvConfig:
                  + _did_you_mean(self.clearing, CLEARING_RULES))
         if self.render_mode not in (None, "ansi", "human"):
             _bad("render_mode", self.render_mode, "None, 'ansi' or 'human'")
-        if self.network_fee_per_kwh_per_ohm > 0 and not hasattr(self.horizontal_protocol,
-                                                                "pair_fee"):
+        proto = self.horizontal_protocol  # without a market there is no trade to charge
+        if self.network_fee_per_kwh_per_ohm > 0 and proto is not None and not hasattr(
+                proto, "pair_fee"):
             _bad("network_fee_per_kwh_per_ohm", self.network_fee_per_kwh_per_ohm,
-                 "0 unless horizontal_protocol is a P2PTradingProtocol (it charges the fee)")
+                 "0 unless horizontal_protocol is None or a P2PTradingProtocol (which charges "
+                 "the fee)")
 
     def _check_network(self) -> None:
         if self.network not in NETWORKS:

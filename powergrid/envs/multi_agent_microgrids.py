@@ -614,7 +614,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         hook = EnvNetworkCosts(settings, self.network, model, cfg.voltage_band,
                                cfg.voltage_penalty_per_pu, cfg.line_overload_penalty_per_pct)
         fees = hook.pair_fees()
-        if fees is not None:  # the market (and the agents' price bands) see the network
+        if fees is not None and self.protocol is not None:  # the market and the bands see it
             self.protocol.pair_fee = fees  # type: ignore[union-attr]
         return hook
 

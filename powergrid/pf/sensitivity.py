@@ -95,7 +95,7 @@ class Sensitivity:
         vals = np.concatenate([d_va.real, d_vm.real, d_va.imag, d_vm.imag])
         # Sparse LU (SuperLU): a feeder's Jacobian is sparse, and a dense LAPACK call on a
         # threaded BLAS stalls on a busy machine.
-        J = self._J.copy()
+        J = self._J  # refilled in place: splu keeps its own copy of the matrix
         J.data[:] = vals[self._perm]
         s_ = md.slack
         ys = md.Y[s_, pq]

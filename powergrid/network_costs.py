@@ -217,14 +217,29 @@ class NetworkCosts:
                  voltage_penalty_per_pu: float, overload_penalty_per_pct: float
                  ) -> NetworkCostResult:
         """Allocate the losses (kW) and violation penalties ($) of one converged solve."""
-        op: OperatingPoint = self.sens.at(pf.vm_pu, pf.va_degree)
+        op = self.sens.at(pf.vm_pu, pf.va_degree)
+        loading = np.concatenate([pf.line_loading_percent, pf.trafo_loading_percent])
+        return self._allocate(op, float(pf.losses_mw) * 1e3, pf.vm_pu, loading, voltage_band,
+                              voltage_penalty_per_pu, overload_penalty_per_pct)
+
+    def evaluate_voltages(self, V: np.ndarray, voltage_band: tuple[float, float],
+                          voltage_penalty_per_pu: float, overload_penalty_per_pct: float
+                          ) -> NetworkCostResult:
+        """The same from internal complex bus voltages ``(n,)`` (a batch row's state)."""
+        op = self.sens.at_voltages(V)
+        return self._allocate(op, op.losses_mw() * 1e3, op.bus_vm(), op.branch_loading(),
+                              voltage_band, voltage_penalty_per_pu, overload_penalty_per_pct)
+
+    def _allocate(self, op: OperatingPoint, losses_kw: float, vm: np.ndarray,
+                  loading: np.ndarray, voltage_band: tuple[float, float],
+                  voltage_penalty_per_pu: float, overload_penalty_per_pct: float
+                  ) -> NetworkCostResult:
         p, q = op.injections()
         mlf_p, mlf_q = op.loss_factors("pq")
-        losses_kw = float(pf.losses_mw) * 1e3
         marginal = self._by_user(mlf_p[None], mlf_q[None], p, q)[0]
         shares = allocate_losses(losses_kw, marginal)
-        pen, contrib = self._violations(op, pf, p, q, voltage_band, voltage_penalty_per_pu,
-                                        overload_penalty_per_pct)
+        pen, contrib = self._violations(op, vm, loading, p, q, voltage_band,
+                                        voltage_penalty_per_pu, overload_penalty_per_pct)
         # the DSO is a user like the microgrids: its loads' push is its share, charged to
         # nobody, so a microgrid never pays for what the feeder's own loads cause
         if len(pen):
@@ -236,22 +251,22 @@ class NetworkCosts:
         return NetworkCostResult(losses_kw, shares[:-1], float(shares[-1]), alloc[:-1],
                                  float(pen.sum()), dso, lf_pcc)
 
-    def _violations(self, op: OperatingPoint, pf: PFResult, p: np.ndarray, q: np.ndarray,
-                    band: tuple[float, float], per_pu: float, per_pct: float
-                    ) -> tuple[np.ndarray, np.ndarray]:
+    def _violations(self, op: OperatingPoint, vm_all: np.ndarray, loading: np.ndarray,
+                    p: np.ndarray, q: np.ndarray, band: tuple[float, float], per_pu: float,
+                    per_pct: float) -> tuple[np.ndarray, np.ndarray]:
         """Penalties ``(E,)`` of the violated shared elements and contributions ``(E, N+1)``."""
         lo, hi = band
-        vm = pf.vm_pu[self.feeder_buses]
+        vm = vm_all[self.feeder_buses]
         over, under = vm > hi, vm < lo
-        loading = np.concatenate([pf.line_loading_percent, pf.trafo_loading_percent])
         ld = loading[self.branches]
         hot = ld > 100.0
         pens, contribs = [], []
         vbus = self.feeder_buses[over | under]
         if len(vbus):
             dp, dq = op.voltage(vbus, "pq")
-            sign = np.where(pf.vm_pu[vbus] > hi, 1.0, -1.0)
-            pens.append(per_pu * np.where(sign > 0, pf.vm_pu[vbus] - hi, lo - pf.vm_pu[vbus]))
+            v = vm_all[vbus]
+            sign = np.where(v > hi, 1.0, -1.0)
+            pens.append(per_pu * np.where(sign > 0, v - hi, lo - v))
             contribs.append(sign[:, None] * self._by_user(dp, dq, p, q))
         if hot.any():
             dp, dq = op.loading(self.branches[hot], "pq")

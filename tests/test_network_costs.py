@@ -200,3 +200,17 @@ def test_no_violation_no_charge(feeder):
     r = solve(mg, solver, [0.0, 0.0, 0.0], load_scale=0.2)
     res = costs.evaluate(r, (0.5, 1.5), 1000.0, 10.0)
     assert res.violation_total == 0 and np.all(res.violation_penalty == 0)
+
+
+def test_evaluating_from_the_voltage_state_equals_evaluating_the_solver_result(feeder):
+    mg, solver, costs = feeder
+    r = solve(mg, solver, [1.2, 0.0, 1.2], load_scale=0.2)
+    a = costs.evaluate(r, (0.95, 1.05), 1000.0, 10.0)
+    V = costs.sens.voltages(r.vm_pu, r.va_degree)
+    b = costs.evaluate_voltages(V, (0.95, 1.05), 1000.0, 10.0)
+    assert b.losses_kw == pytest.approx(a.losses_kw, rel=1e-8)
+    np.testing.assert_allclose(b.loss_share_kw, a.loss_share_kw, rtol=1e-8, atol=1e-9)
+    np.testing.assert_allclose(b.violation_penalty, a.violation_penalty, rtol=1e-8, atol=1e-9)
+    op = costs.sens.at(r.vm_pu, r.va_degree)
+    np.testing.assert_allclose(op.branch_loading(), np.concatenate(
+        [r.line_loading_percent, r.trafo_loading_percent]), rtol=1e-9, atol=1e-9)

@@ -79,7 +79,15 @@ class Sensitivity:
 
     def at(self, vm_pu: np.ndarray, va_degree: np.ndarray) -> OperatingPoint:
         """Factorise the Jacobian at one solved state."""
-        V = self.voltages(vm_pu, va_degree)
+        return self.at_voltages(self.voltages(vm_pu, va_degree))
+
+    def at_voltages(self, V: np.ndarray) -> OperatingPoint:
+        """The same from internal complex voltages ``(n,)`` (``model.full_voltages`` of a
+        solver's PQ-bus state), for callers that hold the state rather than a PFResult."""
+        V = np.asarray(V, dtype=complex)
+        if V.shape != (self.model.n,):
+            raise ValueError(f"V must be the ({self.model.n},) internal bus voltages, got "
+                             f"shape {V.shape}")
         if not (np.all(np.isfinite(V)) and np.all(V != 0)):
             raise ValueError("the operating point is not finite (a failed power flow?)")
         md = self.model
@@ -148,6 +156,32 @@ class OperatingPoint:
         md = self.sens.model
         S = self.V * np.conj(self.I)
         return S[md.pq].real * md.base_mva, S[md.pq].imag * md.base_mva
+
+    def losses_mw(self) -> float:
+        """The network's active losses, ``sum_i Re(V_i conj(I_i))`` over all buses, MW."""
+        return float(np.sum(self.V * np.conj(self.I)).real * self.sens.model.base_mva)
+
+    def bus_vm(self) -> np.ndarray:
+        """``|V|`` per pandapower bus (0 for dead buses, as the fast solver reports)."""
+        md = self.sens.model
+        out = np.zeros(md.n_bus)
+        ok = self.sens._live
+        out[ok] = np.abs(self.V[md.bus_map[ok]])
+        return out
+
+    def branch_loading(self) -> np.ndarray:
+        """Loading in % per line row, then per trafo row (the solvers' definition)."""
+        md = self.sens.model
+        V = self.V
+        Vf, Vt = V[md.br_from], V[md.br_to]
+        y = md.br_y
+        af = np.abs(y[0] * Vf + y[1] * Vt) * md.br_kf
+        at_ = np.abs(y[2] * Vf + y[3] * Vt) * md.br_kt
+        af = np.where(md.br_power, af * np.abs(Vf), af)
+        at_ = np.where(md.br_power, at_ * np.abs(Vt), at_)
+        out = np.zeros(md.n_line + md.n_trafo)
+        out[md.br_dest] = np.maximum(af, at_)
+        return out
 
     def loss_factors(self, buses: Sequence[int] | str | None = None
                      ) -> tuple[np.ndarray, np.ndarray]:

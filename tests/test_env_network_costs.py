@@ -35,9 +35,9 @@ def test_network_costs_are_off_by_default_and_add_no_cost_terms():
     assert "network_losses_dso_kw" not in infos["MG1"]
 
 
-def test_shared_feeder_scenarios_charge_network_costs_and_the_network_use_fee():
-    cfg = get("p2p-3mg-v2").config()
-    assert cfg["network_costs"] is True and cfg["network_fee_per_kwh_per_ohm"] > 0
+def test_shared_feeder_scenarios_charge_network_costs():
+    assert get("p2p-3mg-v2").config()["network_costs"] is True
+    assert get("p2p-2mg-v2").config()["network_costs"] is True
 
 
 def test_allocated_losses_and_the_dsos_share_add_up_to_the_network_losses_every_step():

@@ -52,8 +52,7 @@ def test_shared_feeder_scenarios_differ_from_v1_only_in_the_network_and_microgri
     v1, v2 = get("p2p-3mg-v1").config(), get("p2p-3mg-v2").config()
     assert type(v1.pop("horizontal_protocol")) is type(v2.pop("horizontal_protocol"))
     changed = {k for k in v1.keys() | v2.keys() if str(v1.get(k)) != str(v2.get(k))}
-    assert changed == {"network", "feeder", "microgrids", "network_costs",
-                       "network_fee_per_kwh_per_ohm"}
+    assert changed == {"network", "feeder", "microgrids", "network_costs"}
 
 
 def test_evaluation_episode_flags_a_step_whose_only_violation_is_a_pcc_overload():

@@ -7,7 +7,8 @@ the share of the network's losses allocated to the microgrids (the rest is the D
 loads') and the share of the violation penalty they are charged. Then the pair fees, and
 the env's steps/s with network costs on vs off (a ratio measured in the same run).
 
-    PYTHONPATH=. python benchmarks/network_costs.py --scenario p2p-3mg-v2 --split test
+    PYTHONPATH=. python benchmarks/network_costs.py --scenario p2p-3mg-v2 --split test \
+        --network-fee 5e-4
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from powergrid.progress import progress
 POLICIES = ("random", "no-trade", "rule")
 
 
-def play(scenario: str, name: str, days: list[int], split: str | None) -> dict[str, object]:
+def play(scenario: str, name: str, days: list[int], split: str | None,
+         fee: float | None) -> dict[str, object]:
     spec = get_baseline(name)
-    env = powergrid.make(scenario, **({} if spec.trading else {"horizontal_protocol": None}))
+    over = {} if fee is None else {"network_fee_per_kwh_per_ohm": fee}
+    env = powergrid.make(scenario, **over,
+                         **({} if spec.trading else {"horizontal_protocol": None}))
     policy = spec.factory(env)
     mgs = env.microgrid_agents
     sums = {k: np.zeros(len(mgs)) for k in ("network_losses", "network_violation", "fees")}
@@ -71,6 +75,8 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--days", type=int, default=None, help="first N days of the split")
     ap.add_argument("--speed-steps", type=int, default=480)
+    ap.add_argument("--network-fee", type=float, default=None,
+                    help="network_fee_per_kwh_per_ohm (default: the scenario's)")
     args = ap.parse_args()
     sc = powergrid.scenarios.get(args.scenario)
     days = list(sc.days(args.split))[: args.days]
@@ -79,7 +85,7 @@ def main() -> None:
     print("|---|---|---|---|---|")
     shares = []
     for name in POLICIES:
-        r = play(args.scenario, name, days, args.split)
+        r = play(args.scenario, name, days, args.split, args.network_fee)
         for i, a in enumerate(r["agents"]):
             print(f"| {name} | {a} | {r['network_losses'][i]:,.2f} | "
                   f"{r['network_violation'][i]:,.2f} | {r['fees'][i]:,.2f} |")
@@ -87,7 +93,8 @@ def main() -> None:
     for name, lo, vi in shares:
         print(f"{name}: microgrids carry {100 * lo:.0f} % of the losses (the DSO's loads the "
               f"rest) and {100 * vi:.0f} % of the violation penalty")
-    env = powergrid.make(args.scenario)
+    env = powergrid.make(args.scenario, **({} if args.network_fee is None else
+                                           {"network_fee_per_kwh_per_ohm": args.network_fee}))
     fees = env.protocol.pair_fee
     if fees is not None:
         print("network-use fee $/kWh (buyer row, seller column):")

@@ -327,9 +327,25 @@ class EnvNetworkCosts:
         if not self.settings.network_costs:
             return [], {}
         if not converged:
-            return [dict(z) for z in self._zero], {"network_losses_dso_kw": 0.0,
-                                                   "network_violation_dso": 0.0}
-        res = self.costs.evaluate(pf, *self._rates)
+            return self._failed()
+        return self._terms(self.costs.evaluate(pf, *self._rates), retail_price, dt_hours)
+
+    def step_voltages(self, V: np.ndarray | None, converged: bool, retail_price: float,
+                      dt_hours: float) -> tuple[list[dict[str, float]], dict[str, float]]:
+        """:meth:`step` from a row's internal complex voltages (batched envs)."""
+        if not self.settings.network_costs:
+            return [], {}
+        if not converged or V is None:
+            return self._failed()
+        return self._terms(self.costs.evaluate_voltages(V, *self._rates), retail_price,
+                           dt_hours)
+
+    def _failed(self) -> tuple[list[dict[str, float]], dict[str, float]]:
+        return [dict(z) for z in self._zero], {"network_losses_dso_kw": 0.0,
+                                               "network_violation_dso": 0.0}
+
+    def _terms(self, res: NetworkCostResult, retail_price: float, dt_hours: float
+               ) -> tuple[list[dict[str, float]], dict[str, float]]:
         price = retail_price if self.settings.loss_price is None else self.settings.loss_price
         terms = [{"network_losses": float(share) * dt_hours * price,
                   "network_violation": float(pen)}

@@ -110,3 +110,17 @@ def test_actions_are_valid_for_the_action_spaces_on_the_shared_feeder():
         for a, act in step.items():
             assert act.shape == env.action_space(a).shape
             assert np.all(np.abs(act) <= 1.0)
+
+
+@pytest.mark.slow
+def test_a_day_no_plan_can_meet_is_solved_with_priced_limits_and_reported():
+    # PCC transformers far below the residential microgrids' evening load
+    import dataclasses
+
+    config = {**STRESSED_FEEDER,
+              "feeder": dataclasses.replace(STRESSED_FEEDER["feeder"],
+                                            pcc_kva=(400.0, 60.0, 60.0))}
+    result = optimum(config, DAY, seed=0)
+    assert result.network.model_violation > 0.0
+    assert result.network.violations["pcc"] > 0
+    assert replayed_cost(result) == pytest.approx(result.cost, abs=1e-6)

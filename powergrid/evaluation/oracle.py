@@ -213,7 +213,8 @@ class _DeviceModel:
 
 
 class _GeneratorModel(_DeviceModel):
-    def __init__(self, m: _Milp, device: Generator, n_steps: int, dt: float) -> None:
+    def __init__(self, m: _Milp, device: Generator, n_steps: int, dt: float,
+                 tangents: Sequence[Sequence[float]] = ()) -> None:
         p = device.params
         if p.p_min_kw <= 0.0:
             raise NotImplementedError(
@@ -243,6 +244,12 @@ class _GeneratorModel(_DeviceModel):
         for q in np.linspace(p.p_min_kw, p.p_max_kw, _INITIAL_TANGENTS if p.cost_a_per_kw2h else 1):
             for t in range(n_steps):
                 self._cut(t, float(q))
+        # tangents refined in an earlier solve of the same day (a network round)
+        self.points: list[list[float]] = [list(tangents[t]) if tangents else []
+                                          for t in range(n_steps)]
+        for t, qs in enumerate(self.points):
+            for q in qs:
+                self._cut(t, q)
 
     def _cut(self, t: int, q: float) -> None:
         p, dt = self.params, self.dt
@@ -264,6 +271,7 @@ class _GeneratorModel(_DeviceModel):
         for t in range(len(self.p)):
             if self._fuel(x, t) - x[self.f[t]] > 1e-12:
                 self._cut(t, float(x[self.p[t]]))
+                self.points[t].append(float(x[self.p[t]]))
 
     def exact_cost(self, x: np.ndarray) -> float:
         starts = sum(round(x[y]) for y in self.y)
@@ -433,14 +441,17 @@ def _tariffs(env: MultiAgentMicrogrids, n_steps: int) -> _Tariffs:
 
 
 def _device_models(m: _Milp, env: MultiAgentMicrogrids, n_steps: int, dt: float,
-                   terminal_price: float) -> dict[str, list[_DeviceModel]]:
+                   terminal_price: float,
+                   tangents: dict[tuple[str, str], list[list[float]]] | None = None
+                   ) -> dict[str, list[_DeviceModel]]:
     pv = env.series.pv_per_kw[:n_steps]
     out: dict[str, list[_DeviceModel]] = {}
     for a in env.possible_agents:
         models: list[_DeviceModel] = []
         for d in env.devices(a):
             if type(d) is Generator:
-                models.append(_GeneratorModel(m, d, n_steps, dt))
+                models.append(_GeneratorModel(m, d, n_steps, dt,
+                                              (tangents or {}).get((a, d.name), ())))
             elif type(d) is ESS:
                 models.append(_ESSModel(m, d, n_steps, dt, terminal_price))
             elif type(d) is Solar:
@@ -510,15 +521,26 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
     flow = FeederFlow(env) if cfg.network != "tied" or limits != "none" else None
 
     lin: Linearisation | None = None
-    rounds = 0
+    rounds, elastic = 0, False
+    tangents: dict[tuple[str, str], list[list[float]]] = {}
     while True:  # sequential linearisation of the network at the plan (none: one pass)
         m = _Milp()
-        models = _device_models(m, env, n_steps, dt, float(cfg.storage_terminal_price))
+        models = _device_models(m, env, n_steps, dt, float(cfg.storage_terminal_price),
+                                tangents)
         volume = _market(m, env, models, tariffs, n_steps, dt)
         inj = _injections(models, n_steps)
         rows = (add_network_rows(m, inj, _ranges(m, inj), lin, flow, env.microgrid_agents,
-                                 cfg, limits) if lin is not None else NetworkRows())
-        x, lower, refinements, status = _solve(m, models, rows, rel_gap, int(day))
+                                 cfg, limits, elastic) if lin is not None else NetworkRows())
+        try:
+            x, lower, refinements, status = _solve(m, models, rows, rel_gap, int(day))
+        except _Infeasible:
+            if elastic or lin is None:
+                raise RuntimeError(f"oracle MILP for day {day} is infeasible") from None
+            elastic = True  # no plan meets every limit in the linear model: price them
+            continue
+        tangents = {(a, d.name): dm.points for a in env.possible_agents
+                    for d, dm in zip(env.devices(a), models[a])
+                    if isinstance(dm, _GeneratorModel)}
         if limits == "none":
             break
         if lin is not None:
@@ -556,6 +578,10 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
                         model_cost=model_cost, network=network)
 
 
+class _Infeasible(Exception):
+    """The MILP has no solution (only hard network limits can make it so)."""
+
+
 def _solve(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
            rel_gap: float, day: int) -> tuple[np.ndarray, float, int, str]:
     """Branch and bound with tangent refinement; returns (x, lower bound, refinements, status)."""
@@ -565,6 +591,8 @@ def _solve(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
     solves = 0
     while solves < _MAX_MILP_SOLVES or x is None:
         res = m.solve(rel_gap=0.1 * rel_gap)
+        if res.status == 2:
+            raise _Infeasible(str(res.message))
         if res.x is None:
             raise RuntimeError(f"oracle MILP for day {day} failed: {res.message}")
         status = str(res.message)

@@ -25,10 +25,11 @@ Limits (``limits=``):
   limits the env does not charge (IEEE-34 buses and lines, PCC transformers) are free.
 * ``"hard"``: every limit — microgrid and IEEE-34 bus voltages within ``voltage_band``
   (tightened by ``_MARGIN_PU``), microgrid and IEEE-34 lines and PCC transformers at most
-  100 % (less ``_MARGIN_PCT``) — is a constraint. Each has an elastic slack priced at
-  ``_HARD_PER_PU`` / ``_HARD_PER_PCT`` so that a day on which no dispatch meets every limit
-  (in the linear model) still solves; the slack used is reported (``model_violation``).
-  The env-charged terms keep their env price on top, so the model's cost stays the env's.
+  100 % (less ``_MARGIN_PCT``) — is a constraint. Should no plan meet every limit (in the
+  linear model), the day is solved again with an elastic slack on each, priced at
+  ``_HARD_PER_PU`` / ``_HARD_PER_PCT``, and the slack used is reported
+  (``model_violation``); the env-charged terms then keep their env price on top, so the
+  model's cost stays the env's.
 * ``"none"``: no network rows (the network-blind optimum).
 
 Rows are only written for quantities the linear model lets reach a limit on that step
@@ -204,8 +205,14 @@ class NetworkRows:
 
 def add_network_rows(m, injections: list[list[list[tuple[int, float]]]],
                      ranges: np.ndarray, lin: Linearisation, flow: FeederFlow,
-                     agents: list[str], cfg, limits: str) -> NetworkRows:
+                     agents: list[str], cfg, limits: str, elastic: bool = False
+                     ) -> NetworkRows:
     """Rows bounding the linear model's voltages and loadings; see the module docstring.
+
+    Hard limits are plain rows unless ``elastic`` (then each has a priced slack and the
+    env's own penalty rows are written too): the oracle tries plain rows first, since a
+    plan within every hard limit pays no penalty, and prices them only if the day has no
+    such plan.
 
     ``injections[t][k]``: the MILP terms of device k's kW at step t; ``ranges`` (T, n_dev,
     2) each device's [min, max] kW at step t (to skip rows that cannot bind).
@@ -215,6 +222,7 @@ def add_network_rows(m, injections: list[list[list[tuple[int, float]]]],
         return out
     lo, hi = cfg.voltage_band
     hard = limits == "hard"
+    strict = hard and not elastic
     v_price, l_price = cfg.voltage_penalty_per_pu, cfg.line_overload_penalty_per_pct
     # (index, env price): the env charges its microgrids' own buses and lines only
     buses = [(b, v_price) for a in agents for b in flow.mg_buses[a]]
@@ -226,11 +234,11 @@ def add_network_rows(m, injections: list[list[list[tuple[int, float]]]],
         trafos = [(i, 0.0) for i in range(len(flow.pcc))]
     margin_v, margin_l = (_MARGIN_PU, _MARGIN_PCT) if hard else (0.0, 0.0)
     for t in range(lin.p0.shape[0]):
-        writer = _StepRows(m, out, injections[t], lin.p0[t], ranges[t])
+        writer = _StepRows(m, out, injections[t], lin.p0[t], ranges[t], strict)
         for idx, price in buses:
             y0, g = float(lin.vm0[t, idx]), lin.d_vm[t, idx]
             for bound, sign in ((hi, 1.0), (lo, -1.0)):  # over- and undervoltage
-                if price:  # the env's own penalty, beyond the band's edge
+                if price and not strict:  # the env's own penalty, beyond the band's edge
                     writer.limit(y0, g, bound, sign, price, 0.0)
                 if hard:   # a hard limit inside the band
                     writer.limit(y0, g, bound - sign * margin_v, sign, 0.0, _HARD_PER_PU)
@@ -239,7 +247,7 @@ def add_network_rows(m, injections: list[list[list[tuple[int, float]]]],
             for idx, price in table:
                 y0, g = float(y0s[idx]), grads[idx]
                 for sign in (1.0, -1.0):  # |signed loading| <= 100
-                    if price:
+                    if price and not strict:
                         writer.limit(y0, g, sign * 100.0, sign, price, 0.0)
                     if hard:
                         writer.limit(y0, g, sign * (100.0 - margin_l), sign, 0.0,
@@ -248,11 +256,15 @@ def add_network_rows(m, injections: list[list[list[tuple[int, float]]]],
 
 
 class _StepRows:
-    """Writes one step's limit rows: ``slack >= sign (y0 + g (p - p0) - bound)``."""
+    """Writes one step's limit rows: ``slack >= sign (y0 + g (p - p0) - bound)``.
+
+    ``strict``: hard limits without a slack (``sign (y0 + g (p - p0)) <= sign bound``).
+    """
 
     def __init__(self, m, out: NetworkRows, injections: list[list[tuple[int, float]]],
-                 p0: np.ndarray, ranges: np.ndarray) -> None:
+                 p0: np.ndarray, ranges: np.ndarray, strict: bool = False) -> None:
         self.m, self.out, self.injections, self.p0 = m, out, injections, p0
+        self.strict = strict
         self.dp = ranges - p0[:, None]  # (n_dev, 2): how far each device can move
 
     def limit(self, y0: float, g: np.ndarray, bound: float, sign: float,
@@ -262,8 +274,11 @@ class _StepRows:
             return  # no plan can reach this limit in the linear model: no row
         terms = [(j, sign * g[k] * c) for k in np.flatnonzero(g)
                  for j, c in self.injections[k]]
-        col = self.m.var(cost=env_price + hard_price)
         const = sign * (y0 - float(g @ self.p0))
+        if self.strict:
+            self.m.row(terms, ub=sign * bound - const)
+            return
+        col = self.m.var(cost=env_price + hard_price)
         self.m.row(terms + [(col, -1.0)], ub=sign * bound - const)
         if env_price:
             self.out.env_price[col] = env_price

@@ -633,8 +633,10 @@ def _closest(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
     Why: the optimum is rarely unique (a battery can shift energy between hours of equal
     price), and a plan far from the linearisation point is where the linear network model
     errs most; this LP picks, at the same cost (within 1e-7 relative), the plan with the
-    least L1 distance to ``p0``, so sequential linearisation settles. Cost is unchanged:
-    if the exact cost of the nearest plan is higher (fuel tangents), ``x`` is kept.
+    least L1 distance to ``p0``, so sequential linearisation settles. Generators keep
+    their output (strictly convex fuel: rarely degenerate, and the tangents would under-
+    price a moved one). Cost is unchanged: if the nearest plan's exact cost is higher,
+    ``x`` is kept.
     """
     def priced(sol: np.ndarray) -> float:
         return (_model_cost(sol, m, models, rows.columns())
@@ -644,6 +646,10 @@ def _closest(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
     tol = 1e-7 * max(1.0, abs(best))
     c = np.array(m.c)
     m.row([(j, v) for j, v in enumerate(c) if v], ub=float(c @ x) + tol)
+    for dm in (dm for ms in models.values() for dm in ms):
+        if isinstance(dm, _GeneratorModel):  # its fuel cost is convex: keep its output,
+            for j in dm.p:                   # so the tangents price the plan exactly
+                m.row([(j, 1.0)], lb=float(x[j]), ub=float(x[j]))
     dist = []
     for t, step in enumerate(inj):
         for k, terms in enumerate(step):
@@ -654,7 +660,7 @@ def _closest(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
     objective = np.zeros(len(m.c))
     objective[dist] = 1.0
     res = m.solve(fix=np.concatenate([x, np.zeros(len(m.c) - len(x))]), objective=objective)
-    if res.x is None or priced(res.x) > best + tol:
+    if res.x is None or priced(res.x) > best + 2.0 * tol:  # the row allows tol (+ round-off)
         return np.concatenate([x, np.zeros(len(m.c) - len(x))])
     return res.x
 

@@ -1,5 +1,11 @@
 """Domain-free energy market: orders, an order book and pluggable clearing rules."""
 
+from heron.market.ahead import (
+    CommitmentLedger,
+    ImbalancePrices,
+    ImbalanceSettlement,
+    settle_imbalance,
+)
 from heron.market.batched import BatchClearing
 from heron.market.book import OrderBook
 from heron.market.clearing import (
@@ -22,7 +28,10 @@ __all__ = [
     "BatchClearing",
     "ClearingResult",
     "ClearingRule",
+    "CommitmentLedger",
     "ContinuousDoubleAuction",
+    "ImbalancePrices",
+    "ImbalanceSettlement",
     "McAfee",
     "Order",
     "OrderBook",
@@ -32,5 +41,6 @@ __all__ = [
     "Trade",
     "UniformPrice",
     "make_clearing_rule",
+    "settle_imbalance",
     "validate_order",
 ]

@@ -1,0 +1,173 @@
+"""Ahead market (heron.market.ahead): the commitment ledger and the imbalance settlement."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from heron.market import OrderBook, UniformPrice
+from heron.market.ahead import CommitmentLedger, ImbalancePrices, settle_imbalance
+
+TOL = 1e-9
+RETAIL, FEED_IN = 0.30, 0.05
+qty = st.integers(-100, 100).map(lambda q: q / 10)
+prices = st.builds(ImbalancePrices, st.integers(0, 300).map(lambda m: m / 100),
+                   st.integers(0, 100).map(lambda m: m / 100))
+outside = st.tuples(st.integers(0, 50), st.integers(0, 50)).map(
+    lambda ab: (max(ab) / 100, min(ab) / 100))
+
+
+DEFAULT = ImbalancePrices()
+
+
+def settle(p, x, imb=DEFAULT):
+    return settle_imbalance(p, x, RETAIL, FEED_IN, imb)
+
+
+# ------------------------------------------------------------------ the rule, by example
+
+def test_seller_short_of_its_commitment_buys_the_shortfall_at_the_imbalance_buy_price():
+    s = settle(5.0, 3.0, ImbalancePrices(buy_markup=0.5))
+    assert s.shortfall == pytest.approx(2.0) and s.excess == 0.0 and s.residual == 0.0
+    assert s.imbalance_cost == pytest.approx(2.0 * RETAIL * 1.5)
+
+
+def test_seller_that_ends_up_importing_pays_imbalance_for_the_commitment_and_retail_for_the_rest():
+    s = settle(5.0, -1.0)
+    assert s.shortfall == pytest.approx(5.0) and s.residual == pytest.approx(-1.0)
+    assert s.grid_cost == pytest.approx(1.0 * RETAIL)
+
+
+def test_buyer_taking_less_than_committed_sells_the_excess_at_the_imbalance_sell_price():
+    s = settle(-5.0, -3.0, ImbalancePrices(sell_markdown=0.5))
+    assert s.excess == pytest.approx(2.0) and s.shortfall == 0.0 and s.residual == 0.0
+    assert s.imbalance_cost == pytest.approx(-2.0 * FEED_IN * 0.5)
+
+
+def test_deviation_beyond_the_commitment_goes_to_the_grid_at_retail_and_feed_in():
+    over_delivering_seller = settle(5.0, 7.0)
+    over_taking_buyer = settle(-5.0, -7.0)
+    assert over_delivering_seller.imbalance_cost == 0.0
+    assert over_delivering_seller.grid_cost == pytest.approx(-2.0 * FEED_IN)
+    assert over_taking_buyer.imbalance_cost == 0.0
+    assert over_taking_buyer.grid_cost == pytest.approx(2.0 * RETAIL)
+
+
+def test_default_imbalance_prices_are_worse_than_retail_and_feed_in():
+    imb = ImbalancePrices()
+    assert imb.buy(RETAIL) > RETAIL and imb.sell(FEED_IN) < FEED_IN
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"buy_markup": -0.1}, "buy_markup"), ({"buy_markup": float("nan")}, "buy_markup"),
+    ({"sell_markdown": 1.5}, "sell_markdown"), ({"sell_markdown": -0.1}, "sell_markdown"),
+    ({"sell_markdown": "0.1"}, "sell_markdown"),
+])
+def test_bad_imbalance_prices_raise_naming_the_field(kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        ImbalancePrices(**kwargs)
+
+
+@pytest.mark.parametrize("p, x, buy, sell, what", [
+    (float("nan"), 1.0, RETAIL, FEED_IN, "finite"), (1.0, float("inf"), RETAIL, FEED_IN, "finite"),
+    (1.0, 1.0, -0.1, FEED_IN, "outside prices"), (1.0, 1.0, RETAIL, float("nan"), "outside prices"),
+    (1.0, 1.0, 0.05, 0.30, "must not exceed"),
+])
+def test_bad_settlement_input_raises(p, x, buy, sell, what):
+    with pytest.raises(ValueError, match=what):
+        settle_imbalance(p, x, buy, sell)
+
+
+# ------------------------------------------------------------------ the invariants
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(qty, qty), min_size=1, max_size=8), outside, prices)
+def test_energy_is_conserved_and_volumes_are_non_negative(px, out, imb):
+    p, x = np.array(px).T
+    s = settle_imbalance(p, x, *out, imb)
+    np.testing.assert_allclose(p - s.shortfall + s.excess + s.residual, x, atol=TOL)
+    assert np.all(s.shortfall >= 0) and np.all(s.excess >= 0)
+    assert np.all(s.shortfall <= np.maximum(p, 0) + TOL) and np.all(s.excess <= np.maximum(-p, 0) + TOL)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(qty, min_size=1, max_size=8), outside, prices)
+def test_zero_deviation_means_no_imbalance_and_no_residual(p, out, imb):
+    s = settle_imbalance(p, p, *out, imb)
+    assert np.all(s.shortfall == 0) and np.all(s.excess == 0) and np.all(s.residual == 0)
+    assert np.all(s.total_cost == 0) and np.all(s.penalty == 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(qty, min_size=1, max_size=8), outside, prices)
+def test_without_a_commitment_the_settlement_is_exactly_the_no_market_one(x, out, imb):
+    buy, sell = out
+    s = settle_imbalance(np.zeros(len(x)), x, buy, sell, imb)
+    x = np.array(x)
+    no_market = np.maximum(-x, 0) * buy - np.maximum(x, 0) * sell
+    assert np.array_equal(s.total_cost, no_market) and np.all(s.imbalance_cost == 0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(qty, qty), min_size=1, max_size=8), outside, prices)
+def test_a_deviation_is_never_cheaper_than_settling_it_with_the_grid(px, out, imb):
+    p, x = np.array(px).T
+    buy, sell = out
+    s = settle_imbalance(p, x, buy, sell, imb)
+    d = x - p
+    at_grid_prices = np.maximum(-d, 0) * buy - np.maximum(d, 0) * sell
+    assert np.all(s.penalty >= -TOL)
+    np.testing.assert_allclose(s.total_cost, at_grid_prices + s.penalty, atol=TOL)
+
+
+# ------------------------------------------------------------------ the ledger
+
+AGENTS = ("A", "B", "C", "D")
+book_orders = st.lists(st.tuples(st.sampled_from(AGENTS), st.sampled_from(["buy", "sell"]),
+                                 st.integers(1, 50).map(lambda q: q / 10),
+                                 st.integers(0, 30).map(lambda c: c / 100)), max_size=10)
+
+
+def cleared(specs, fee=0.0):
+    book = OrderBook()
+    for spec in specs:
+        book.submit(*spec)
+    return UniformPrice().clear(book, fee_per_unit=fee).trades if specs else ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(book_orders, st.sampled_from([0.0, 0.01]), st.integers(1, 4))
+def test_ledger_conserves_energy_and_money_of_the_committed_trades(specs, fee, lead):
+    trades = cleared(specs, fee)
+    ledger = CommitmentLedger(AGENTS)
+    ledger.commit(gate=3, delivery=3 + lead, trades=trades)
+    pos, cash = ledger.deliver(3 + lead)
+    assert abs(pos.sum()) < TOL
+    operator = sum(t.fee + t.surplus for t in trades)
+    assert abs(cash.sum() + operator) < TOL
+
+
+def test_ledger_keeps_each_delivery_step_apart_and_forgets_it_once_delivered():
+    ledger = CommitmentLedger(("A", "B"))
+    ledger.commit(0, 1, cleared([("A", "sell", 2.0, 0.1), ("B", "buy", 2.0, 0.2)]))
+    ledger.commit(0, 2, cleared([("A", "buy", 1.0, 0.2), ("B", "sell", 1.0, 0.1)]))
+    assert ledger.pending() == (1, 2)
+    np.testing.assert_allclose(ledger.position(1), [2.0, -2.0])
+    np.testing.assert_allclose(ledger.position(2), [-1.0, 1.0])
+    ledger.deliver(1)
+    assert ledger.pending() == (2,) and np.all(ledger.position(1) == 0)
+
+
+@pytest.mark.parametrize("gate, delivery", [(3, 3), (3, 2)])
+def test_ledger_refuses_delivery_not_after_gate_closure(gate, delivery):
+    with pytest.raises(ValueError, match="after gate closure"):
+        CommitmentLedger(("A", "B")).commit(gate, delivery, ())
+
+
+def test_ledger_refuses_trades_of_unknown_agents():
+    trades = cleared([("A", "sell", 1.0, 0.1), ("Z", "buy", 1.0, 0.2)])
+    with pytest.raises(ValueError, match="'Z'"):
+        CommitmentLedger(("A", "B")).commit(0, 1, trades)
+

@@ -8,7 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from heron.market import OrderBook, UniformPrice
-from heron.market.ahead import CommitmentLedger, ImbalancePrices, settle_imbalance
+from heron.market.ahead import (
+    BidCurve,
+    CommitmentLedger,
+    ImbalancePrices,
+    decode_ahead_action,
+    settle_imbalance,
+)
 
 TOL = 1e-9
 RETAIL, FEED_IN = 0.30, 0.05
@@ -78,6 +84,17 @@ def test_bad_imbalance_prices_raise_naming_the_field(kwargs, name):
 def test_bad_settlement_input_raises(p, x, buy, sell, what):
     with pytest.raises(ValueError, match=what):
         settle_imbalance(p, x, buy, sell)
+
+
+@pytest.mark.parametrize("p, x, shortfall, excess, residual, imbalance, grid", [
+    (5.0, 3.0, 2.0, 0.0, 0.0, 0.90, 0.0), (5.0, -1.0, 5.0, 0.0, -1.0, 2.25, 0.30),
+    (-5.0, -3.0, 0.0, 2.0, 0.0, -0.05, 0.0), (-5.0, -7.0, 0.0, 0.0, -2.0, 0.0, 0.60),
+])
+def test_docs_worked_example_of_the_imbalance_settlement(p, x, shortfall, excess, residual,
+                                                        imbalance, grid):
+    s = settle(p, x)  # the table in docs/market.md, "Ahead market"
+    got = (s.shortfall, s.excess, s.residual, s.imbalance_cost, s.grid_cost)
+    assert got == pytest.approx((shortfall, excess, residual, imbalance, grid))
 
 
 # ------------------------------------------------------------------ the invariants
@@ -171,3 +188,58 @@ def test_ledger_refuses_trades_of_unknown_agents():
     with pytest.raises(ValueError, match="'Z'"):
         CommitmentLedger(("A", "B")).commit(0, 1, trades)
 
+
+
+# ------------------------------------------------------------------ order decisions
+
+@pytest.mark.parametrize("side, prices", [("sell", (0.2, 0.1)), ("buy", (0.1, 0.2))])
+def test_bid_curve_refuses_prices_against_its_side(side, prices):
+    with pytest.raises(ValueError, match="prices must be non-"):
+        BidCurve("A", side, prices, (1.0, 1.0))
+
+
+@pytest.mark.parametrize("quantities, prices, what", [
+    ((-1.0,), (0.1,), "quantity"), ((float("nan"),), (0.1,), "quantity"),
+    ((1.0,), (float("nan"),), "price"), ((1.0, 1.0), (0.1,), "as many prices"),
+    ((), (), "as many prices"),
+])
+def test_bid_curve_refuses_bad_pairs(quantities, prices, what):
+    with pytest.raises(ValueError, match=what):
+        BidCurve("A", "sell", prices, quantities)
+
+
+def test_bid_curve_becomes_one_order_per_pair_in_the_book():
+    curve = BidCurve("A", "sell", (0.1, 0.2), (1.0, 2.0))
+    book = OrderBook()
+    for spec in curve.orders():
+        book.submit(*spec)
+    book.submit("B", "buy", 3.0, 0.15)
+    trades = UniformPrice().clear(book).trades
+    assert sum(t.quantity for t in trades) == pytest.approx(1.0)  # only the 0.1 step is cheap enough
+
+
+def test_ahead_action_sign_is_the_side_and_magnitude_the_share_of_max_quantity():
+    sell = decode_ahead_action("A", [0.5, 1.0], max_quantity=10.0, price_low=0.05, price_high=0.30)
+    buy = decode_ahead_action("A", [-1.0, 0.0], max_quantity=10.0, price_low=0.05, price_high=0.30)
+    assert sell.side == "sell" and sell.quantities == (5.0,) and sell.prices == (pytest.approx(0.30),)
+    assert buy.side == "buy" and buy.quantities == (10.0,) and buy.prices == (pytest.approx(0.05),)
+    assert decode_ahead_action("A", [0.0, 0.5], 10.0, 0.05, 0.30) is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(-3, 3), min_size=2, max_size=5))
+def test_any_finite_ahead_action_decodes_to_a_valid_curve_within_the_bounds(action):
+    curve = decode_ahead_action("A", action, max_quantity=10.0, price_low=0.05, price_high=0.30)
+    if curve is None:
+        assert action[0] == 0.0
+        return
+    assert curve.total <= 10.0 + TOL and len(curve.prices) == len(action) - 1
+    assert all(0.05 - TOL <= p <= 0.30 + TOL for p in curve.prices)
+
+
+@pytest.mark.parametrize("action, what", [
+    ([float("nan"), 0.5], "finite"), ([0.5, float("inf")], "finite"), ([0.5], "k >= 1"),
+])
+def test_bad_ahead_action_raises_naming_the_agent(action, what):
+    with pytest.raises(ValueError, match=f"'A'.*{what}|{what}.*'A'"):
+        decode_ahead_action("A", action, 10.0, 0.05, 0.30)

@@ -34,6 +34,10 @@ Invariants (proved by ``tests/test_market_ahead.py``):
   (:attr:`ImbalanceSettlement.penalty`) is ``>= 0``;
 * money: every committed unit sold was bought (positions of one delivery step sum to 0) and
   what the agents pay at delivery is what the imbalance counterparty receives.
+
+Order decisions (:class:`BidCurve`, :func:`decode_ahead_action`): in the ahead market an
+agent chooses how much to commit, not only at what price; a curve of ``k`` price-quantity
+pairs becomes ``k`` orders for the delivery step (one side, prices monotone).
 """
 
 from __future__ import annotations
@@ -44,14 +48,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from heron.market.orders import MAX_PRICE, Trade
+from heron.market.orders import MAX_PRICE, Side, Trade, validate_order
 
 __all__ = [
+    "BidCurve",
     "DEFAULT_BUY_MARKUP",
     "DEFAULT_SELL_MARKDOWN",
     "CommitmentLedger",
     "ImbalancePrices",
     "ImbalanceSettlement",
+    "decode_ahead_action",
     "settle_imbalance",
 ]
 
@@ -208,3 +214,76 @@ class CommitmentLedger:
     def pending(self) -> tuple[int, ...]:
         """Delivery steps with commitments not yet delivered, in order."""
         return tuple(sorted(self._position))
+
+
+@dataclass(frozen=True)
+class BidCurve:
+    """One agent's step-wise offer for a delivery step: ``quantities[i]`` at ``prices[i]``.
+
+    A sell curve asks non-decreasing prices (the next unit costs more to give up), a buy
+    curve bids non-increasing prices; quantities are ``> 0``. Anything else (NaN,
+    a negative quantity, non-monotone prices, lengths that differ) is a ``ValueError``.
+    """
+
+    agent: str
+    side: Side
+    prices: tuple[float, ...]
+    quantities: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        prices, quantities = tuple(self.prices), tuple(self.quantities)
+        if not prices or len(prices) != len(quantities):
+            raise ValueError(f"bid curve of {self.agent!r} needs as many prices as quantities "
+                             f"(>= 1), got {len(prices)} prices and {len(quantities)} quantities")
+        checked = [validate_order(self.agent, self.side, q, p) for q, p in zip(quantities, prices)]
+        side = checked[0][1]
+        prices = tuple(c[3] for c in checked)
+        step = np.diff(prices)
+        if np.any(step < 0 if side is Side.SELL else step > 0):
+            order = "non-decreasing" if side is Side.SELL else "non-increasing"
+            raise ValueError(f"bid curve of {self.agent!r}: {side} prices must be {order}, "
+                             f"got {list(prices)}")
+        object.__setattr__(self, "side", side)
+        object.__setattr__(self, "prices", prices)
+        object.__setattr__(self, "quantities", tuple(c[2] for c in checked))
+
+    @property
+    def total(self) -> float:
+        return float(sum(self.quantities))
+
+    def orders(self) -> list[tuple[str, Side, float, float]]:
+        """``(agent, side, quantity, price)`` per pair, ready for ``OrderBook.submit``."""
+        return [(self.agent, self.side, q, p) for q, p in zip(self.quantities, self.prices)]
+
+
+def decode_ahead_action(agent: str, action, max_quantity: float, price_low: float,
+                        price_high: float) -> BidCurve | None:
+    """The ahead-market action ``(q, p_1, ..., p_k)`` as a :class:`BidCurve` (or ``None``).
+
+    ``q`` in ``[-1, 1]``: sign = side (``> 0`` sell, ``< 0`` buy, ``0`` = no order),
+    ``|q| * max_quantity`` is the total, split equally over the ``k`` price levels;
+    ``p_i`` in ``[0, 1]`` maps to ``price_low + p_i * (price_high - price_low)``. Finite
+    values outside the boxes are clipped (as a policy's raw output would be); the price
+    levels are a set, so they are sorted into the side's monotone order. NaN/inf raise.
+    """
+    a = np.asarray(action, dtype=float)
+    if a.ndim != 1 or a.size < 2:
+        raise ValueError(f"ahead action for {agent!r} must be (quantity, price_1, ..., "
+                         f"price_k) with k >= 1, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"ahead action for {agent!r} must be finite, got {a.tolist()}")
+    if not (math.isfinite(max_quantity) and max_quantity > 0):
+        raise ValueError(f"max_quantity must be finite and > 0, got {max_quantity!r}")
+    if not (math.isfinite(price_low) and math.isfinite(price_high)
+            and 0.0 <= price_low <= price_high <= MAX_PRICE):
+        raise ValueError(f"price band must satisfy 0 <= price_low <= price_high <= "
+                         f"{MAX_PRICE:g}, got [{price_low!r}, {price_high!r}]")
+    q = float(np.clip(a[0], -1.0, 1.0))
+    if q == 0.0:
+        return None
+    side = Side.SELL if q > 0 else Side.BUY
+    levels = np.sort(price_low + np.clip(a[1:], 0.0, 1.0) * (price_high - price_low))
+    if side is Side.BUY:
+        levels = levels[::-1]
+    share = abs(q) * max_quantity / levels.size
+    return BidCurve(agent, side, tuple(levels.tolist()), (share,) * levels.size)

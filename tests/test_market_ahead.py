@@ -11,6 +11,7 @@ from heron.market import OrderBook, UniformPrice
 from heron.market.ahead import (
     BidCurve,
     CommitmentLedger,
+    GateSchedule,
     ImbalancePrices,
     decode_ahead_action,
     settle_imbalance,
@@ -243,3 +244,27 @@ def test_any_finite_ahead_action_decodes_to_a_valid_curve_within_the_bounds(acti
 def test_bad_ahead_action_raises_naming_the_agent(action, what):
     with pytest.raises(ValueError, match=f"'A'.*{what}|{what}.*'A'"):
         decode_ahead_action("A", action, 10.0, 0.05, 0.30)
+
+
+# ------------------------------------------------------------------ timing
+
+@pytest.mark.parametrize("lead, horizon, what", [
+    (24, 24, "below the episode length"), (30, 24, "below the episode length"),
+    (0, 24, "lead_steps"), (-1, 24, "lead_steps"), (1.5, 24, "lead_steps"),
+    (float("nan"), 24, "lead_steps"), (1, 0, "horizon"),
+])
+def test_gate_schedule_refuses_a_lead_that_leaves_nothing_to_trade(lead, horizon, what):
+    with pytest.raises(ValueError, match=what):
+        GateSchedule(lead, horizon)
+
+
+def test_orders_are_for_lead_steps_ahead_and_none_past_the_episode_end():
+    gates = GateSchedule(lead_steps=2, horizon=24)
+    assert gates.delivery_of(0) == 2 and gates.delivery_of(21) == 23
+    assert gates.delivery_of(22) is None and gates.gate_of(5) == 4
+
+
+@given(st.integers(1, 12), st.integers(0, 30), st.integers(0, 10))
+def test_an_order_trades_exactly_when_its_latency_is_below_the_gate_lead(lead, s, latency):
+    gates = GateSchedule(lead, horizon=48)
+    assert gates.in_time(s, latency) == (latency < lead)

@@ -2,6 +2,7 @@
 
 from heron.market.ahead import (
     CommitmentLedger,
+    GateSchedule,
     ImbalancePrices,
     ImbalanceSettlement,
     settle_imbalance,
@@ -29,6 +30,7 @@ __all__ = [
     "ClearingResult",
     "ClearingRule",
     "CommitmentLedger",
+    "GateSchedule",
     "ContinuousDoubleAuction",
     "ImbalancePrices",
     "ImbalanceSettlement",

@@ -35,6 +35,11 @@ Invariants (proved by ``tests/test_market_ahead.py``):
 * money: every committed unit sold was bought (positions of one delivery step sum to 0) and
   what the agents pay at delivery is what the imbalance counterparty receives.
 
+Timing (:class:`GateSchedule`): an agent submits at step ``s`` its orders for delivery
+``d = s + lead`` (on forecasts ``lead`` steps ahead); the gate for ``d`` closes at step
+``d - 1``, where everything that has arrived is cleared and committed. An order delayed by
+``latency`` steps arrives at ``s + latency``, so it trades exactly when ``latency < lead``.
+
 Order decisions (:class:`BidCurve`, :func:`decode_ahead_action`): in the ahead market an
 agent chooses how much to commit, not only at what price; a curve of ``k`` price-quantity
 pairs becomes ``k`` orders for the delivery step (one side, prices monotone).
@@ -55,6 +60,7 @@ __all__ = [
     "DEFAULT_BUY_MARKUP",
     "DEFAULT_SELL_MARKDOWN",
     "CommitmentLedger",
+    "GateSchedule",
     "ImbalancePrices",
     "ImbalanceSettlement",
     "decode_ahead_action",
@@ -153,6 +159,41 @@ def settle_imbalance(committed, actual, outside_buy, outside_sell,
     grid_cost = np.maximum(-residual, 0.0) * buy - np.maximum(residual, 0.0) * sell
     penalty = shortfall * (prices.buy(buy) - buy) + excess * (sell - prices.sell(sell))
     return ImbalanceSettlement(shortfall, excess, residual, imbalance_cost, grid_cost, penalty)
+
+
+@dataclass(frozen=True)
+class GateSchedule:
+    """When orders for a delivery step are submitted and when its gate closes.
+
+    ``lead_steps`` (``k >= 1``) is how far ahead agents trade; ``horizon`` the episode
+    length in steps. ``lead_steps >= horizon`` would leave nothing to trade: refused.
+    """
+
+    lead_steps: int
+    horizon: int
+
+    def __post_init__(self) -> None:
+        for name in ("horizon", "lead_steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.lead_steps >= self.horizon:
+            raise ValueError(f"gate lead_steps = {self.lead_steps} must be below the episode "
+                             f"length {self.horizon} (else no delivery step can be traded)")
+
+    def delivery_of(self, submitted_at: int) -> int | None:
+        """The delivery step orders submitted at ``submitted_at`` are for (``None``: past the end)."""
+        d = submitted_at + self.lead_steps
+        return d if 0 <= submitted_at and d < self.horizon else None
+
+    def gate_of(self, delivery: int) -> int:
+        """The step at which the gate for ``delivery`` closes (just before delivery)."""
+        return delivery - 1
+
+    def in_time(self, submitted_at: int, latency_steps: int) -> bool:
+        """Whether an order submitted at ``submitted_at`` arrives before its gate closes."""
+        d = self.delivery_of(submitted_at)
+        return d is not None and submitted_at + latency_steps <= self.gate_of(d)
 
 
 class CommitmentLedger:

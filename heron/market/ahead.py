@@ -1,7 +1,7 @@
 """Trading ahead of delivery: a ledger of commitments and the imbalance settlement.
 
-Why: in an ahead market, orders for delivery step ``t + k`` (``k >= 1``) are cleared at gate
-closure ``t`` on forecasts; at delivery the actual export differs from what was committed,
+Why: in an ahead market, orders for a delivery step are placed ``k >= 1`` steps before it, on
+forecasts, and cleared at its gate closure (before delivery); at delivery the actual export differs from what was committed,
 and the difference must be settled at prices worse than the outside option, or committing
 would be free. Domain-free: quantities and prices are plain numbers (the domain decides
 they are kWh and $/kWh); "outside buy/sell" is whatever the agent trades with when it has

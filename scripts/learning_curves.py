@@ -3,10 +3,14 @@
 Each ``--run LABEL=DIR`` is one training run (examples/07 or 05 wrote ``DIR/learning_curve.csv``
 with ``env_steps`` and ``test_score``, and ``DIR/summary.json`` with ``rule_score``); runs
 with the same label are seeds of one algorithm and are drawn as their mean with a min-max
-band. Writes ``OUT.csv`` (every point of every run) and ``OUT.png``.
+band. ``--keep CSV`` adds the runs of an earlier ``OUT.csv`` (same labels), so a new
+algorithm can join the figure without re-training the others. Writes ``OUT.csv`` (every
+point of every run) and ``OUT.png``.
 
     python scripts/learning_curves.py --out docs/img/learning_curves \\
         --run MAPPO=runs/mappo-s1 --run MAPPO=runs/mappo-s2 --run PPO=runs/ppo-s1
+    python scripts/learning_curves.py --keep docs/img/learning_curves.csv \\
+        --run RLlib=runs/rllib-s1
 """
 
 from __future__ import annotations
@@ -32,21 +36,36 @@ def read_run(path: Path) -> tuple[np.ndarray, np.ndarray, float]:
     return steps, score, float(rule)
 
 
+def read_kept(path: Path) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """The runs of an ``OUT.csv`` this script wrote: label -> [(run, steps, scores)]."""
+    points: dict[tuple[str, str], list[tuple[float, float]]] = defaultdict(list)
+    for r in csv.DictReader(open(path)):
+        points[r["algorithm"], r["run"]].append((float(r["env_steps"]), float(r["test_score"])))
+    runs: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = defaultdict(list)
+    for (label, name), xy in points.items():
+        steps, score = np.array(xy).T
+        runs[label].append((name, steps, score))
+    return runs
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=DIR")
+    parser.add_argument("--keep", type=Path, default=None, metavar="CSV",
+                        help="also draw the runs of this earlier output CSV")
     parser.add_argument("--out", default="docs/img/learning_curves")
     parser.add_argument("--title", default="p2p-2mg-v1, score on the 52 test days")
     args = parser.parse_args(argv)
 
-    runs: dict[str, list[tuple[str, np.ndarray, np.ndarray]]] = defaultdict(list)
+    runs = read_kept(args.keep) if args.keep else defaultdict(list)
     rules = set()
     for spec in args.run:
         label, _, folder = spec.partition("=")
         if not folder:
             raise ValueError(f"--run expects LABEL=DIR, got {spec!r}")
         steps, score, rule = read_run(Path(folder))
-        runs[label].append((Path(folder).name, steps, score))
+        name = Path(folder).name  # replaces a kept run of the same label and name
+        runs[label] = [r for r in runs[label] if r[0] != name] + [(name, steps, score)]
         rules.add(round(rule, 9))
     if len(rules) != 1:
         raise ValueError(f"runs disagree on the rule-based score ({sorted(rules)}): "
@@ -68,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
         steps = seeds[0][1][:n]
         scores = np.stack([sc[:n] for _, _, sc in seeds])
         seeds_label = f"{len(seeds)} seed" + ("s" if len(seeds) > 1 else "")
-        line, = ax.plot(steps, scores.mean(axis=0), label=f"{label} ({seeds_label})")
+        line, = ax.plot(steps, scores.mean(axis=0), label=f"{label} ({seeds_label})",
+                        marker="o" if n < 10 else None, markersize=4)  # short runs visible
         if len(seeds) > 1:
             ax.fill_between(steps, scores.min(axis=0), scores.max(axis=0),
                             color=line.get_color(), alpha=0.2)

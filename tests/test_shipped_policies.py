@@ -50,4 +50,4 @@ def test_unknown_policy_name_lists_the_shipped_ones():
 def test_runner_knows_the_shipped_policies_by_name():
     from powergrid.evaluation import BASELINES
 
-    assert {"ppo", "mappo"} <= set(BASELINES)
+    assert {"ppo", "mappo", "rllib"} <= set(BASELINES)

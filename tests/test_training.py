@@ -12,7 +12,13 @@ import numpy as np
 import pytest
 
 import powergrid
-from powergrid.baselines import RandomPolicy, RuleBasedPolicy, evaluate, no_trade_env_factory
+from powergrid.baselines import (
+    RandomPolicy,
+    RuleBasedPolicy,
+    evaluate,
+    no_trade_env_factory,
+    run_episode,
+)
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.policies import load_policy
 from powergrid.policies.features import RowLayout, agent_rows, central_state, split_rows
@@ -87,14 +93,40 @@ def test_shared_layout_refuses_agents_with_different_sizes():
 
 
 @pytest.mark.slow
-def test_rllib_one_iteration_with_two_env_runners(tmp_path):
+def test_rllib_mappo_trains_one_iteration_with_two_env_runners_and_exports_the_actor(tmp_path):
     pytest.importorskip("ray")
     pytest.importorskip("torch")
     rllib = load_example("05_rllib_mappo.py")
     out = rllib.main(["--iterations", "1", "--num-env-runners", "2", "--train-batch-size",
                       "96", "--minibatch-size", "48", "--num-epochs", "1", "--test-days",
                       "0", "8", "--out-dir", str(tmp_path)])
-    assert out["iterations"] == 1 and math.isfinite(out["test_score"])
+    assert out["iterations"] == 1 and out["env_steps"] >= 96
+    assert math.isfinite(out["test_score"])
+    env = powergrid.make("p2p-2mg-v1")
+    obs, _ = env.reset(seed=0, options={"split": "test"})
+    actions = load_policy(tmp_path / "agent.pt")(env)(obs)
+    assert all(env.action_space(a).contains(actions[a]) for a in env.possible_agents)
+
+
+@pytest.mark.slow
+def test_rllib_rows_give_the_critic_the_joint_state_and_a_zero_residual_plays_the_rule():
+    pytest.importorskip("ray")
+    rllib = load_example("05_rllib_mappo.py")
+    env = rllib.TeamRows(powergrid.make("p2p-2mg-v1", share_reward=True))
+    obs, _ = env.reset(seed=0, options={"start_day": 5})
+    d = obs["MG1"]["obs"].size
+    joint = np.concatenate([obs["MG1"]["obs"], obs["MG2"]["obs"]])
+    np.testing.assert_array_equal(obs["MG1"]["state"], np.concatenate([joint, [1, 0]]))
+    np.testing.assert_array_equal(obs["MG2"]["state"], np.concatenate([joint, [0, 1]]))
+    assert np.all(np.abs(obs["MG1"]["obs"][d - 3:]) <= 1.0)  # rows scaled to the bounds
+    total = 0.0
+    while env.agents:
+        _, rewards, _, _, _ = env.step({a: np.zeros(3, np.float32) for a in env.agents})
+        total += rewards["MG1"]
+    rule_env = powergrid.make("p2p-2mg-v1")
+    costs, _ = run_episode(rule_env, RuleBasedPolicy(rule_env), seed=0,
+                           options={"start_day": 5})
+    assert -total == pytest.approx(sum(costs.values()))
 
 
 def test_baseline_ordering_on_eval_days():

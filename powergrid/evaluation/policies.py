@@ -12,6 +12,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -61,16 +62,10 @@ def _random(env: Any) -> Policy:
     return RandomPolicy(env, seed=0)
 
 
-def _ppo(env: Any) -> Policy:
+def _learned(name: str, env: Any) -> Policy:
     from powergrid.policies import LearnedPolicy  # torch loads only when asked for
 
-    return LearnedPolicy(env, "ppo")
-
-
-def _mappo(env: Any) -> Policy:
-    from powergrid.policies import LearnedPolicy
-
-    return LearnedPolicy(env, "mappo")
+    return LearnedPolicy(env, name)
 
 
 BASELINES: dict[str, Baseline] = {b.name: b for b in (
@@ -79,9 +74,12 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
              RuleBasedPolicy, trading=False),
     Baseline("rule", "RuleBasedPolicy (powergrid.baselines) with the market", RuleBasedPolicy),
     Baseline("oracle", "the perfect-foresight optimum replayed (the score's 1)", OraclePolicy),
-    Baseline("ppo", "shipped PPO weights (examples/07, p2p-2mg-v1; needs torch)", _ppo),
+    Baseline("ppo", "shipped PPO weights (examples/07, p2p-2mg-v1; needs torch)",
+             partial(_learned, "ppo")),
     Baseline("mappo", "shipped MAPPO weights (examples/07 --mappo, p2p-2mg-v1; needs torch)",
-             _mappo),
+             partial(_learned, "mappo")),
+    Baseline("rllib", "shipped RLlib MAPPO weights (examples/05, p2p-2mg-v1; needs torch)",
+             partial(_learned, "rllib")),
 )}
 
 

@@ -1,6 +1,6 @@
-"""Policies trained by examples/07 (PPO / MAPPO), loadable without training.
+"""Policies trained by examples/07 (PPO / MAPPO) and 05 (RLlib MAPPO), loadable without training.
 
-A checkpoint (``agent.pt`` of examples/07, a few tens of kB) holds the actor's weights (a
+A checkpoint (``agent.pt`` of examples/07 or 05, a few tens of kB) holds the actor's weights (a
 ``nn.Sequential`` of ``Linear`` layers with ``Tanh`` between), the observation statistics
 of gymnasium's ``NormalizeObservation`` at the end of training, the row layout
 (``powergrid.policies.features``) and whether the action is a residual on
@@ -22,6 +22,7 @@ from powergrid.policies.features import RowLayout, agent_rows, rule_actions, spl
 SHIPPED: dict[str, tuple[str, str]] = {
     "ppo": ("ppo_p2p-2mg-v1.pt", "p2p-2mg-v1"),
     "mappo": ("mappo_p2p-2mg-v1.pt", "p2p-2mg-v1"),
+    "rllib": ("rllib_p2p-2mg-v1.pt", "p2p-2mg-v1"),  # examples/05's exported actor
 }
 OBS_EPS = 1e-8  # NormalizeObservation's epsilon
 

@@ -8,9 +8,20 @@ the implicit Z-bus fixed point
 
 which converges in ~10 cheap iterations on distribution feeders. The network is a
 :class:`~powergrid.pf.model.NetworkModel` (pandapower's own Ybus, branch admittances
-and bus ordering, compiled once); feeders that meet only at the slack give a block
-diagonal ``Z_pp`` and the iteration touches only the blocks. A dense Newton-Raphson is
-the fallback when the fixed point fails (very heavy loading).
+and bus ordering, compiled once). The compiled kernel applies ``Z_pp`` as the sparse LU
+sweeps of ``model.lu`` (no fill-in on radial feeders: O(n) per iteration instead of the
+dense O(n^2)) and adds each set-point to its one bus (``model.in_pos``) instead of a dense
+``x @ M_T``. A polar Newton-Raphson is the fallback when the fixed point fails (very heavy
+loading); it stops as soon as |V| leaves (0.05, 3) pu or its mismatch sets no new low for
+``_NEWTON_STALL`` steps, and uses no dense BLAS (sparse currents, SuperLU for the Jacobian).
+
+Profile (issue 15): on the 27-bus network a single solve was ~40 % Python overhead
+(``_prepare``'s generic broadcasting, concatenation, PFResult slicing: now a direct fill of
+the input vector for 1-D set-points), ~30 % the dense ``x @ M_T`` injections and dense
+``Z`` products. On IEEE-34 (75 buses, one 74x74 block) random operating points beyond the
+feeder's loadability (pandapower fails on the same points) ran the fixed point's 50
+iterations and then 30 dense Newton iterations whose BLAS calls (``Y @ V``, ``solve``)
+took milliseconds each on a loaded machine; that, not the fixed point, was the 126 solves/s.
 
 Scope: see :mod:`powergrid.pf.model` (one ext_grid, no PV elements, constant-power
 loads, frozen topology). Other constant injections (``ward``, ``motor``, asymmetric
@@ -24,6 +35,8 @@ import warnings
 
 import numpy as np
 import pandapower as pp
+from scipy.sparse import csc_matrix, csr_matrix
+from scipy.sparse.linalg import MatrixRankWarning, spsolve
 
 from powergrid.pf.base import PFResult, PowerFlowSolver
 from powergrid.pf.jit import announce_compilation
@@ -43,6 +56,7 @@ __all__ = ["FastSolver", "HAVE_NUMBA"]
 
 # |V| outside this band means the iteration is running away (or about to divide by ~0).
 _VMAX, _VMIN = 3.0, 0.05
+_NEWTON_STALL = 4
 FIELDS = ("vm_pu", "va_degree", "line_p_from_mw", "line_loading_percent",
           "trafo_loading_percent", "p_slack_mw", "q_slack_mvar", "losses_mw")
 
@@ -65,24 +79,34 @@ def _fixed_point_np(
 
 
 def _newton(
-    Y: np.ndarray, V: np.ndarray, S: np.ndarray, pq: np.ndarray, tol: float, max_iter: int
+    Y: np.ndarray, V: np.ndarray, S: np.ndarray, pq: np.ndarray, tol: float, max_iter: int,
+    Y_sparse=None,
 ) -> tuple[np.ndarray, int, bool]:
     """Dense polar Newton-Raphson on PQ buses; rare fallback, so clarity beats speed.
 
     ``S`` is the specified complex injection (pu) for all buses, ``V`` the start.
+    ``Y_sparse`` (Y as a scipy sparse matrix) computes the currents without a BLAS call,
+    whose threads can stall a loaded machine for milliseconds.
     """
+    Ymul = Y if Y_sparse is None else Y_sparse
     V = V.copy()
     npq = len(pq)
+    best, stalled = np.inf, 0
     with np.errstate(all="ignore"):
         for it in range(max_iter + 1):
-            I = Y @ V  # noqa: E741
+            I = Ymul @ V  # noqa: E741
             mis = (V * np.conj(I) - S)[pq]
             F = np.concatenate([mis.real, mis.imag])
             if not np.all(np.isfinite(F)):
                 return V, it, False
-            if np.max(np.abs(F)) < tol:
+            norm = np.max(np.abs(F))
+            if norm < tol:
                 return V, it, True
-            if it == max_iter:
+            # Near a solution Newton's mismatch falls quadratically; one that has not set a
+            # new low in _NEWTON_STALL steps is past the loadability limit (no solution),
+            # where the remaining iterations would only cost time (ms each at 75 buses).
+            best, stalled = (norm, 0) if norm < best else (best, stalled + 1)
+            if it == max_iter or stalled >= _NEWTON_STALL:
                 break
             Vn = V / np.abs(V)
             dS_dVm = V[:, None] * np.conj(Y * Vn[None, :]) + np.diag(np.conj(I) * Vn)
@@ -90,11 +114,17 @@ def _newton(
             a = dS_dVa[np.ix_(pq, pq)]
             m = dS_dVm[np.ix_(pq, pq)]
             J = np.block([[a.real, m.real], [a.imag, m.imag]])
-            try:
-                dx = np.linalg.solve(J, -F)
-            except np.linalg.LinAlgError:
-                return V, it, False
+            # J has Y's sparsity: SuperLU is faster than dense LAPACK at 150 unknowns and
+            # never hits a threaded BLAS's slow path on a loaded machine.
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", MatrixRankWarning)
+                try:
+                    dx = spsolve(csc_matrix(J), -F)
+                except (MatrixRankWarning, RuntimeError):
+                    return V, it, False
             vm = np.abs(V[pq]) + dx[npq:]
+            if not (np.all(vm < _VMAX) and np.all(vm > _VMIN)):  # running away, or NaN
+                return V, it, False
             va = np.angle(V[pq]) + dx[:npq]
             V[pq] = vm * np.exp(1j * va)
     return V, max_iter, False
@@ -104,14 +134,17 @@ class _Packed:
     """The model's arrays stacked into the few contiguous arrays the kernels take.
 
     Why: a compiled call pays per argument to unbox it (and much more for tuples), and
-    at ~30 buses that overhead is a large share of a whole solve.
+    at ~30 buses that overhead is a large share of a whole solve. ``ints`` and ``cplx``
+    concatenate the index arrays and complex vectors (layout in :func:`_unpack`).
     """
 
     def __init__(self, model: NetworkModel, tol: float, max_iter: int) -> None:
-        md = model
-        self.vecs = np.ascontiguousarray(np.vstack([md.w[None], md.S0[None], md.M_T]))
-        self.Z = np.ascontiguousarray(np.stack([md.Z.real, md.Z.imag]))
-        self.idx = np.ascontiguousarray(np.stack([md.pq, md.block_lo, md.block_hi]))
+        md, lu = model, model.lu
+        self.ints = np.ascontiguousarray(np.concatenate([
+            md.pq, lu.row_in, lu.col_out, lu.L_ptr, lu.U_ptr, md.in_pos, lu.L_idx,
+            lu.U_idx]).astype(np.int64))
+        self.cplx = np.ascontiguousarray(np.concatenate([
+            md.w, md.S0, md.in_coef, lu.L_val, lu.U_val, lu.U_dinv]).astype(np.complex128))
         self.bus_map = md.bus_map
         self.br_i = np.ascontiguousarray(
             np.stack([md.br_from, md.br_to, md.br_dest, md.br_power.astype(np.int64)]))
@@ -122,7 +155,8 @@ class _Packed:
             np.concatenate([[md.total_cons0], md.total_M])]))
         self.y_slack = md.y_slack
         self.fpar = np.array([tol, md.base_mva, md.v_slack.real, md.v_slack.imag])
-        self.ipar = np.array([md.slack, max_iter, md.n_line, md.n_trafo, md.n], np.int64)
+        self.ipar = np.array([md.slack, max_iter, md.n_line, md.n_trafo, md.n, len(md.pq),
+                              md.n_inputs], np.int64)
         # result vector: vm | va | line p_from | line loading | trafo loading | p, q, losses
         nb, nl, nt = md.n_bus, md.n_line, md.n_trafo
         self.n_res = 2 * nb + 2 * nl + nt + 3
@@ -130,12 +164,15 @@ class _Packed:
         self.cuts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
     def args(self) -> tuple:
-        return (self.vecs, self.Z, self.idx, self.bus_map, self.br_i, self.br_y, self.br_k,
+        return (self.ints, self.cplx, self.bus_map, self.br_i, self.br_y, self.br_k,
                 self.slk, self.y_slack, self.fpar, self.ipar)
 
     def result(self, res: np.ndarray, converged, iterations) -> PFResult:
         """PFResult whose arrays are views of one (..., n_res) result buffer."""
         c = self.cuts
+        if res.ndim == 1:  # the single-solve hot path: plain slices are cheaper
+            return PFResult(converged, iterations, res[c[0]], res[c[1]], res[c[2]], res[c[3]],
+                            res[c[4]], res[-3], res[-2], res[-1])
         return PFResult(converged, iterations, res[..., c[0]], res[..., c[1]], res[..., c[2]],
                         res[..., c[3]], res[..., c[4]], res[..., -3], res[..., -2], res[..., -1])
 
@@ -168,11 +205,33 @@ class FastSolver(PowerFlowSolver):
         self.newton_max_iter = int(newton_max_iter)
         self._packed = _Packed(self.model, self.tol, self.max_iter)
         self._kargs = self._packed.args()
+        self._Y_sparse = csr_matrix(self.model.Y)
+        self._x_default = np.concatenate(self._defaults)
+        sizes = [len(d) for d in self._defaults]
+        edges = np.cumsum([0, *sizes])
+        self._x_slots = tuple((slice(int(a), int(b)), n) for a, b, n in
+                              zip(edges[:-1], edges[1:], sizes))
         self.reset()
         if self.use_numba:
-            announce_compilation(_zi, _fixed_point_nb, _post_nb, _solve_nb)  # scalar path
+            announce_compilation(_fixed_point_nb, _post_nb, _solve_nb)  # scalar path
 
     # ------------------------------------------------------------------ solve
+    def solve(self, load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
+              sgen_p_mw: np.ndarray | None = None, storage_p_mw: np.ndarray | None = None,
+              sgen_q_mvar: np.ndarray | None = None,
+              storage_q_mvar: np.ndarray | None = None) -> PFResult:
+        """As :meth:`PowerFlowSolver.solve`; one env step's 1-D float64 set-points go
+        straight into the input vector (the generic validation costs more than a solve)."""
+        args = (load_p_mw, load_q_mvar, sgen_p_mw, storage_p_mw, sgen_q_mvar, storage_q_mvar)
+        x = self._x_default.copy()
+        for a, (where, size) in zip(args, self._x_slots):
+            if a is None:
+                continue
+            if type(a) is not np.ndarray or a.shape != (size,) or a.dtype.char != "d":
+                return super().solve(*args)  # batches, lists, other dtypes, bad shapes
+            x[where] = a
+        return self._solve_single(x)
+
     def reset(self) -> None:
         self._V_single = self.model.w.copy()
         self._V_batch: dict[int, np.ndarray] = {}
@@ -200,7 +259,7 @@ class FastSolver(PowerFlowSolver):
                                             self.tol, self.max_iter)
         ok = status == 0
         if not ok and self.newton_fallback:
-            V, it2, ok = self._newton_row(md.injections(x), self._V_single)
+            V, it2, ok = self._newton_row(self._injections(x), self._V_single)
             it += it2
         if ok:
             self._V_single = V
@@ -234,7 +293,7 @@ class FastSolver(PowerFlowSolver):
         for b in failed:
             ok = False
             if self.newton_fallback:
-                Vb, it2, ok = self._newton_row(md.injections(X[b]), V0[b])
+                Vb, it2, ok = self._newton_row(self._injections(X[b]), V0[b])
                 iters[b] += it2
             if ok:
                 V[b] = Vb
@@ -277,12 +336,21 @@ class FastSolver(PowerFlowSolver):
                     break
         return V, iters, done
 
+    def _injections(self, x: np.ndarray) -> np.ndarray:
+        """``model.injections(x)`` for one row, one bus per set-point (no BLAS call)."""
+        md = self.model
+        S = md.S0.copy()
+        live = md.in_pos >= 0
+        np.add.at(S, md.in_pos[live], x[live] * md.in_coef[live])
+        return S
+
     def _newton_row(self, S_pq: np.ndarray, V0_pq: np.ndarray) -> tuple[np.ndarray, int, bool]:
         md = self.model
         V_full = md.full_voltages(V0_pq)
         S_full = np.zeros(md.n, dtype=complex)
         S_full[md.pq] = S_pq
-        V_full, it, ok = _newton(md.Y, V_full, S_full, md.pq, self.tol, self.newton_max_iter)
+        V_full, it, ok = _newton(md.Y, V_full, S_full, md.pq, self.tol, self.newton_max_iter,
+                                 self._Y_sparse)
         ok = ok and bool(np.all(np.isfinite(V_full)))
         m = np.abs(V_full)
         ok = ok and bool(np.all((m < _VMAX) & (m > _VMIN)))
@@ -330,43 +398,57 @@ class FastSolver(PowerFlowSolver):
 
 if HAVE_NUMBA:
 
-    @njit(cache=True, fastmath={"reassoc", "contract"})
-    def _zi(Z, Ir, Ii, i, lo, hi):  # pragma: no cover - compiled
-        """Row i of Z @ I over its block, split real arithmetic (reassoc lets LLVM vectorise)."""
-        ar = 0.0
-        ai = 0.0
-        for j in range(lo, hi):
-            zr = Z[0, i, j]
-            zi = Z[1, i, j]
-            ar += zr * Ir[j] - zi * Ii[j]
-            ai += zr * Ii[j] + zi * Ir[j]
-        return ar, ai
+    @njit(cache=True)
+    def _unpack(ints, cplx, npq, m):  # pragma: no cover - compiled
+        """Views of the packed model arrays (layout of ``_Packed``)."""
+        n = npq
+        pq, row_in, col_out = ints[:n], ints[n:2 * n], ints[2 * n:3 * n]
+        L_ptr, U_ptr = ints[3 * n:4 * n + 1], ints[4 * n + 1:5 * n + 2]
+        o = 5 * n + 2
+        in_pos = ints[o:o + m]
+        nl, nu = L_ptr[n], U_ptr[n]
+        L_idx, U_idx = ints[o + m:o + m + nl], ints[o + m + nl:o + m + nl + nu]
+        w, S0, in_coef = cplx[:n], cplx[n:2 * n], cplx[2 * n:2 * n + m]
+        o = 2 * n + m
+        L_val, U_val, U_dinv = cplx[o:o + nl], cplx[o + nl:o + nl + nu], cplx[o + nl + nu:]
+        return (pq, row_in, col_out, L_ptr, U_ptr, in_pos, L_idx, U_idx, w, S0, in_coef,
+                L_val, U_val, U_dinv)
 
     @njit(cache=True)
-    def _fixed_point_nb(Z, idx, w, S, V, Vn, tol, max_iter):  # pragma: no cover - compiled
+    def _fixed_point_nb(w, S, V, Vn, tol, max_iter, row_in, col_out, L_ptr, L_idx, L_val,
+                        U_ptr, U_idx, U_val, U_dinv):  # pragma: no cover - compiled
         """Jacobi Z-bus iteration from ``V`` (left untouched); the iterate ends in ``Vn``.
 
+        ``Z @ I`` runs as the two sparse triangular sweeps of :class:`SparseLU`.
         Returns (iterations, status 0=ok 1=max_iter 2=diverged).
         """
         n = w.shape[0]
         Va = V.copy()
-        Ir = np.empty(n)
-        Ii = np.empty(n)
+        b = np.empty(n, np.complex128)
         # Squared magnitudes avoid a hypot per bus per iteration.
         tol2, vmax2, vmin2 = tol * tol, _VMAX * _VMAX, _VMIN * _VMIN
         for it in range(1, max_iter + 1):
-            for j in range(n):
-                # conj(S / V) = conj(S) V / |V|^2
+            for k in range(n):
+                # conj(S / V) = conj(S) V / |V|^2, in the factors' row order
+                j = row_in[k]
                 vr, vi = Va[j].real, Va[j].imag
                 sr, si = S[j].real, S[j].imag
                 inv = 1.0 / (vr * vr + vi * vi)
-                Ir[j] = (sr * vr + si * vi) * inv
-                Ii[j] = (sr * vi - si * vr) * inv
+                b[k] = complex((sr * vr + si * vi) * inv, (sr * vi - si * vr) * inv)
+            for k in range(n):  # L y = b (unit diagonal)
+                acc = b[k]
+                for q in range(L_ptr[k], L_ptr[k + 1]):
+                    acc -= L_val[q] * b[L_idx[q]]
+                b[k] = acc
+            for k in range(n - 1, -1, -1):  # U z = y
+                acc = b[k]
+                for q in range(U_ptr[k], U_ptr[k + 1]):
+                    acc -= U_val[q] * b[U_idx[q]]
+                b[k] = acc * U_dinv[k]
             d = 0.0
             for i in range(n):
-                ar, ai = _zi(Z, Ir, Ii, i, idx[1, i], idx[2, i])
-                ar += w[i].real
-                ai += w[i].imag
+                v = b[col_out[i]] + w[i]
+                ar, ai = v.real, v.imag
                 m2 = ar * ar + ai * ai
                 if not (m2 < vmax2 and m2 > vmin2):  # also false for NaN
                     Vn[:] = Va
@@ -376,22 +458,22 @@ if HAVE_NUMBA:
                 e2 = er * er + ei * ei
                 if e2 > d:
                     d = e2
-                Vn[i] = complex(ar, ai)
+                Vn[i] = v
             if d < tol2:
                 return it, 0
             Va[:] = Vn
         return max_iter, 1
 
     @njit(cache=True)
-    def _post_nb(Vpq, x, res, idx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
+    def _post_nb(Vpq, x, res, pq, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
                  ipar):  # pragma: no cover - compiled
         """Results of one solve into ``res`` (zeros on entry), layout of ``_Packed``."""
         s, n_line, n = ipar[0], ipar[2], ipar[4]
         base = fpar[1]
         V = np.empty(n, dtype=np.complex128)
         V[s] = complex(fpar[2], fpar[3])
-        for k in range(idx.shape[1]):
-            V[idx[0, k]] = Vpq[k]
+        for k in range(pq.shape[0]):
+            V[pq[k]] = Vpq[k]
         nb = bus_map.shape[0]
         for k in range(nb):
             i = bus_map[k]
@@ -428,24 +510,25 @@ if HAVE_NUMBA:
         res[m - 1] = s_sl.real * base - cons.real * base
 
     @njit(cache=True)
-    def _solve_nb(x, V0, V, res, vecs, Z, idx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
+    def _solve_nb(x, V0, V, res, ints, cplx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
                   ipar):  # pragma: no cover - compiled
         """Fused single solve: injections, fixed point and (on success) results into res."""
-        npq = vecs.shape[1]
-        S = vecs[1].copy()
-        for j in range(x.shape[0]):
-            if x[j] != 0.0:
-                for i in range(npq):
-                    S[i] += x[j] * vecs[j + 2, i]
-        it, status = _fixed_point_nb(Z, idx, vecs[0], S, V0, V, fpar[0], ipar[1])
+        (pq, row_in, col_out, L_ptr, U_ptr, in_pos, L_idx, U_idx, w, S0, in_coef, L_val,
+         U_val, U_dinv) = _unpack(ints, cplx, ipar[5], ipar[6])
+        S = S0.copy()
+        for j in range(x.shape[0]):  # each set-point feeds one bus (M_T has one entry a row)
+            if x[j] != 0.0 and in_pos[j] >= 0:
+                S[in_pos[j]] += x[j] * in_coef[j]
+        it, status = _fixed_point_nb(w, S, V0, V, fpar[0], ipar[1], row_in, col_out, L_ptr,
+                                     L_idx, L_val, U_ptr, U_idx, U_val, U_dinv)
         if status == 0:
-            _post_nb(V, x, res, idx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar, ipar)
+            _post_nb(V, x, res, pq, bus_map, br_i, br_y, br_k, slk, y_slack, fpar, ipar)
         return it, status
 
     @njit(cache=True)
-    def _batch_nb(X, V0, V, res, iters, status, vecs, Z, idx, bus_map, br_i, br_y, br_k, slk,
+    def _batch_nb(X, V0, V, res, iters, status, ints, cplx, bus_map, br_i, br_y, br_k, slk,
                   y_slack, fpar, ipar):  # pragma: no cover - compiled
         """Row loop over :func:`_solve_nb`, writing into the (B, ...) outputs."""
         for b in range(X.shape[0]):
-            iters[b], status[b] = _solve_nb(X[b], V0[b], V[b], res[b], vecs, Z, idx, bus_map,
+            iters[b], status[b] = _solve_nb(X[b], V0[b], V[b], res[b], ints, cplx, bus_map,
                                             br_i, br_y, br_k, slk, y_slack, fpar, ipar)

@@ -30,9 +30,11 @@ import numpy as np
 import pandapower as pp
 from pandapower.pypower.idx_brch import F_BUS, T_BUS
 from pandapower.pypower.idx_bus import BASE_KV, PD, QD, VA, VM
+from scipy.sparse import csc_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import splu
 
-__all__ = ["INPUT_COLUMNS", "NetworkModel"]
+__all__ = ["INPUT_COLUMNS", "NetworkModel", "SparseLU"]
 
 _SQRT3 = np.sqrt(3.0)
 _UNSUPPORTED = ("gen", "xward", "dcline", "svc", "ssc", "vsc", "tcsc")
@@ -41,6 +43,65 @@ INPUT_COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("load", "p_mw", 1.0), ("load", "q_mvar", 1.0), ("sgen", "p_mw", -1.0),
     ("storage", "p_mw", 1.0), ("sgen", "q_mvar", -1.0), ("storage", "q_mvar", 1.0),
 )
+
+
+@dataclass(frozen=True, eq=False)
+class SparseLU:
+    """Sparse LU factors of ``Y_pp`` (solve order): ``Z @ b`` as two triangular sweeps.
+
+    Why: ``Z = inv(Y_pp)`` is dense, but a radial feeder's ``Y_pp`` factors with no fill-in
+    (minimum-degree ordering), so ``Z @ b`` costs O(n) instead of O(n^2): 74 buses on the
+    IEEE-34 feeder, 147 factor entries per sweep against 5,476 dense products. ``solve``
+    is the reference; the compiled kernels run the same sweeps.
+
+    ``b_perm[k] = b[row_in[k]]``; forward ``y = L^-1 b_perm`` (unit lower, strict part in
+    CSR ``L_ptr/L_idx/L_val``); backward ``z = U^-1 y`` (strict upper part in CSR
+    ``U_ptr/U_idx/U_val``, ``U_dinv`` the inverse diagonal); ``x[i] = z[col_out[i]]``.
+    """
+
+    row_in: np.ndarray
+    col_out: np.ndarray
+    L_ptr: np.ndarray
+    L_idx: np.ndarray
+    L_val: np.ndarray
+    U_ptr: np.ndarray
+    U_idx: np.ndarray
+    U_val: np.ndarray
+    U_dinv: np.ndarray
+
+    @classmethod
+    def factor(cls, A: np.ndarray) -> SparseLU:
+        # no row pivoting (Y_pp is diagonally dominant enough), symmetric min-degree order
+        lu = splu(csc_matrix(A), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                  options={"SymmetricMode": True})
+        L = csr_matrix(lu.L)
+        U = csr_matrix(lu.U)
+        Ls = csr_matrix(L - csr_matrix((L.diagonal(), (np.arange(L.shape[0]),) * 2),
+                                       shape=L.shape))
+        Us = csr_matrix(U - csr_matrix((U.diagonal(), (np.arange(U.shape[0]),) * 2),
+                                       shape=U.shape))
+        Ls.eliminate_zeros()
+        Us.eliminate_zeros()
+        Ls.sort_indices()
+        Us.sort_indices()
+        return cls(
+            row_in=np.argsort(lu.perm_r).astype(np.int64), col_out=lu.perm_c.astype(np.int64),
+            L_ptr=Ls.indptr.astype(np.int64), L_idx=Ls.indices.astype(np.int64),
+            L_val=Ls.data.astype(complex), U_ptr=Us.indptr.astype(np.int64),
+            U_idx=Us.indices.astype(np.int64), U_val=Us.data.astype(complex),
+            U_dinv=1.0 / U.diagonal().astype(complex))
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``inv(Y_pp) @ b`` for one right-hand side (n_pq,) in solve order."""
+        y = b[self.row_in].astype(complex)
+        n = len(y)
+        for k in range(n):
+            a, e = self.L_ptr[k], self.L_ptr[k + 1]
+            y[k] -= self.L_val[a:e] @ y[self.L_idx[a:e]]
+        for k in range(n - 1, -1, -1):
+            a, e = self.U_ptr[k], self.U_ptr[k + 1]
+            y[k] = (y[k] - self.U_val[a:e] @ y[self.U_idx[a:e]]) * self.U_dinv[k]
+        return y[self.col_out]
 
 
 @dataclass(frozen=True, eq=False)
@@ -77,6 +138,8 @@ class NetworkModel:
     slack_M: np.ndarray     # (m,) demand at the slack bus per set-point column
     total_cons0: complex    # constant demand of the whole net, pu
     total_M: np.ndarray     # (m,) total demand per set-point column
+    in_pos: np.ndarray      # (m,) PQ position (solve order) each column feeds, -1 if none
+    in_coef: np.ndarray     # (m,) its injection per unit: M_T[j, in_pos[j]] (one bus each)
     # branches (lines then trafos, in-service only)
     br_from: np.ndarray     # (n_br,) internal from bus
     br_to: np.ndarray       # (n_br,) internal to bus
@@ -85,6 +148,7 @@ class NetworkModel:
     br_kt: np.ndarray       # (n_br,) the same at the to end
     br_power: np.ndarray    # (n_br,) bool: loading by apparent power (trafo_loading="power")
     br_dest: np.ndarray     # (n_br,) row in [net.line rows | net.trafo rows]
+    lu: SparseLU            # sparse factors of Y_pp: Z @ b in O(n) on radial feeders
 
     @property
     def n_inputs(self) -> int:
@@ -156,14 +220,16 @@ class NetworkModel:
         M = np.concatenate([_incidence(net, table, sign, n) * (1j if col == "q_mvar" else 1.0)
                             for table, col, sign in INPUT_COLUMNS], axis=1) / base
         br = _branches(net, ppci, bus, base)
+        M_T = np.ascontiguousarray(-M[pq].T)
+        in_pos, in_coef = _one_bus_per_column(M_T)
         return cls(
             n_bus=len(net.bus), n_line=len(net.line), n_trafo=len(net.trafo),
             n_load=len(net.load), n_sgen=len(net.sgen), n_storage=len(net.storage),
             n=n, slack=s, v_slack=v_slack, base_mva=base, pq=pq, bus_map=bus_map, Y=Y,
             y_slack=Y[s].copy(), Z=np.ascontiguousarray(Z), w=w, block_lo=lo, block_hi=hi,
-            S0=-cons0[pq], M_T=np.ascontiguousarray(-M[pq].T), slack_cons0=complex(cons0[s]),
+            S0=-cons0[pq], M_T=M_T, slack_cons0=complex(cons0[s]),
             slack_M=M[s].copy(), total_cons0=complex(cons0.sum()), total_M=M.sum(axis=0),
-            **br,
+            in_pos=in_pos, in_coef=in_coef, lu=SparseLU.factor(Y[np.ix_(pq, pq)]), **br,
         )
 
 
@@ -178,6 +244,16 @@ def check_scope(net: pp.pandapowerNet) -> None:
     volt_dep = [c for c in net.load.columns if c.startswith("const_") and c.endswith("percent")]
     if len(net.load) and volt_dep and (net.load[volt_dep].fillna(0).to_numpy() != 0).any():
         raise ValueError("FastSolver supports constant-power loads only (const_z/const_i != 0)")
+
+
+def _one_bus_per_column(M_T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each set-point feeds one bus: (position, coefficient) per column, -1/0 if none."""
+    nz = M_T != 0
+    if (nz.sum(axis=1) > 1).any():  # pragma: no cover - every element sits on one bus
+        raise ValueError("a set-point column feeds more than one bus")
+    pos = np.where(nz.any(axis=1), nz.argmax(axis=1), -1).astype(np.int64)
+    coef = np.where(pos >= 0, M_T[np.arange(len(M_T)), np.maximum(pos, 0)], 0.0)
+    return pos, coef.astype(complex)
 
 
 def _solve_order(Y: np.ndarray, pq: np.ndarray) -> np.ndarray:

@@ -196,6 +196,18 @@ class Coordination:
             return [self._known_setpoint[agent] / self._peak[self.agents.index(agent)]]
         return []
 
+    def info_schema(self) -> tuple[dict[str, Any] | None, bool]:
+        """What :meth:`annotate` adds: the vertical info's keys (constant values kept,
+        measured ones None) and whether a consensus record is added to the market info."""
+        vertical = None
+        if self.price_signal is not None:
+            vertical = {"protocol": "price_signal", "mode": self.price_signal.mode,
+                        "price": None, "export_price": None, "known_price": None}
+        elif self.setpoint is not None:
+            vertical = {"protocol": "setpoint", "setpoint_kwh": None, "exchange_kwh": None,
+                        "tracking_error": None, "tracking_penalty": None}
+        return vertical, isinstance(self.horizontal, ConsensusProtocol)
+
     def dso_observation(self) -> np.ndarray:
         k = min(self._next, len(self._hours) - 1)
         angle = 2 * math.pi * self._hours[k] / 24

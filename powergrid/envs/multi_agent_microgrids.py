@@ -14,21 +14,22 @@ from pettingzoo import ParallelEnv
 from heron.agents import Agent
 from heron.market import Order, Side
 from heron.protocols.base import HorizontalProtocol
+from powergrid.core.infos import device_info_keys, microgrid_schema, nested, operator_schema
+from powergrid.core.layout import COMMON_OBS, common_features, cost_total
+from powergrid.core.layout import COST_SIGNS as COST_SIGNS  # re-exported: public name
+from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.data import load_profiles
 from powergrid.data.user import user_profiles
-from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
+from powergrid.devices import ESS, Generator, PowerDevice, StepContext
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.days import DaySplit, episode_days
-from powergrid.envs.infos import neutral
 from powergrid.envs.options import check_seed, reset_options
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU, FailureRule
 from powergrid.envs.series import episode_series, limit_price
 from powergrid.envs.spaces import (
     EXCHANGE_BOUND,
-    PER_PEAK,
-    PRICE,
     Feature,
     box,
     clip_observation,
@@ -41,32 +42,7 @@ from powergrid.network_costs import EnvNetworkCosts, NetworkCostSettings
 from powergrid.networks import FeederDevice, make_network
 from powergrid.pf import NetworkModel, PFResult, make_solver
 
-# (label, low, high, unit) of the features every agent observes, before its device
-# features; units and the reasoning behind each bound are in powergrid.envs.spaces.
-COMMON_OBS: tuple[Feature, ...] = (
-    ("load_now", 0.0, 5.0, ""),             # expected load this step (mean) / peak load
-    ("load_next", 0.0, 5.0, ""),            # expected load next step (mean) / peak load
-    ("pv_now", 0.0, 2.0, ""),               # PV available per kW installed, mean this step
-    ("pv_next", 0.0, 2.0, ""),              # ... next step
-    ("hour_sin", -1.0, 1.0, ""),
-    ("hour_cos", -1.0, 1.0, ""),
-    ("retail_price", 0.0, 1.0, PRICE),      # $/kWh, time mean over this step
-    ("feed_in_price", 0.0, 1.0, PRICE),     # $/kWh, time mean over this step
-    ("last_clearing_price", 0.0, 1.0, PRICE),  # $/kWh, 0 when nothing cleared
-    ("last_p2p_kwh", -EXCHANGE_BOUND, EXCHANGE_BOUND, PER_PEAK),  # sold - bought / peak load
-    ("last_grid_kwh", -EXCHANGE_BOUND, EXCHANGE_BOUND, PER_PEAK),  # export - import / peak
-    ("v_min_pu", 0.0, 2.0, ""),             # own feeder, last power flow
-    ("v_max_pu", 0.0, 2.0, ""),
-)
 EPS_KWH = 1e-9
-# sign of each cost term in the total ($): revenues count negative
-COST_SIGNS: dict[str, float] = {
-    "generation": 1.0, "degradation": 1.0, "other_devices": 1.0, "grid_import": 1.0,
-    "grid_export_revenue": -1.0, "p2p_payment": 1.0, "p2p_revenue": -1.0, "fees": 1.0,
-    "safety_penalty": 1.0, "tracking_penalty": 1.0, "storage_terminal": 1.0,
-    # only with network_costs=True (powergrid.network_costs)
-    "network_losses": 1.0, "network_violation": 1.0,
-}
 
 
 def _cost_bucket(device: PowerDevice) -> int:
@@ -216,7 +192,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._t = 0
         self._last_infos: dict[str, dict] = {}
         self._started = False  # set by reset(); state() needs an episode's series
-        self._info_template: dict[str, dict] | None = None  # built at the first reset
+        self._info_schema: dict[str, tuple] | None = None  # built at the first reset
 
     # ------------------------------------------------------------------ PettingZoo API
     @property
@@ -309,7 +285,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 "storage_terminal": terminal[i],
                 **(network_terms[i] if network_terms else {}),
             }
-            costs["total"] = total = sum(COST_SIGNS[k] * v for k, v in costs.items())
+            costs["total"] = total = cost_total(costs)
             rewards[a] = -total
             infos[a] = {
                 "hour": self._hours[t], "day": int(self._days[t]),
@@ -354,19 +330,13 @@ class MultiAgentMicrogrids(ParallelEnv):
         return obs, rewards, terminateds, truncateds, infos
 
     def _stored_kwh(self) -> list[float]:
-        """Energy held in each microgrid's ESS devices, kWh (soc x capacity)."""
-        return [sum(d.soc * d.params.capacity_kwh for d in ess) for ess in self._ess]
+        return stored_kwh(self._ess)
 
     def _storage_terminal(self, last_step: bool) -> list[float]:
-        """storage_terminal_price x (stored at reset - stored now) on the last step, else 0.
-
-        Why: without it energy left in a battery at the horizon is worth nothing, so every
-        policy (and the optimum) is paid to drain the batteries by the last hour.
-        """
-        price = self.config.storage_terminal_price
-        if not last_step or price == 0.0:
+        if not last_step or self.config.storage_terminal_price == 0.0:
             return [0.0] * len(self._mg)
-        return [price * (e0 - e1) for e0, e1 in zip(self._stored_kwh_start, self._stored_kwh())]
+        return storage_terminal(self.config.storage_terminal_price, self._stored_kwh_start,
+                                self._stored_kwh())
 
     def _dispatch(self, acts: dict[str, np.ndarray], t: int
                   ) -> tuple[list[float], list[list[float]], list[bool]]:
@@ -525,6 +495,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._bus_offsets = np.array([b.start for b in self._bus_slices]) - self._bus_block.start
         self._line_offsets = (np.array([b.start for b in self._line_slices])
                               - self._line_block.start)
+        self._device_keys = {a: [(d, device_info_keys(d)) for d in self._agents[a].devices]
+                             for a in self._mg}
         self._devices_with_bucket = [[(d, _cost_bucket(d)) for d in self._agents[a].devices]
                                      for a in self._mg]
 
@@ -541,17 +513,15 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._feeder_load_pu = self.profiles.load("residential")[s.days, s.hours]
 
     def _reset_infos(self) -> dict[str, dict[str, Any]]:
-        """Step-shaped infos before the first step (see powergrid.envs.infos)."""
-        if self._info_template is None:
-            probe = copy.deepcopy(self)
-            probe.render_mode, probe._info_template = None, {}
-            try:
-                _, _, _, _, step_infos = probe.step(
-                    {a: np.zeros(probe.action_spaces[a].shape, np.float32) for a in probe.agents})
-            except ValueError:  # e.g. a broken custom device: step() reports it, not reset()
-                step_infos = {}
-            self._info_template = {a: neutral(i) for a, i in step_infos.items()}
-        infos = {a: copy.deepcopy(self._info_template.get(a, {})) for a in self.agents}
+        """Step-shaped infos before the first step, from the info schema."""
+        if self._info_schema is None:
+            vertical, consensus = self._coord.info_schema()
+            network = self._network_costs is not None
+            self._info_schema = {a: microgrid_schema(self._agents[a].devices, vertical,
+                                                     consensus, network) for a in self._mg}
+            if self._coord.has_dso:
+                self._info_schema[DSO] = operator_schema()
+        infos = {a: nested(self._info_schema[a]) for a in self.agents}
         for a, info in infos.items():
             info.update(start_day=self.start_day, obs_clipped=self._obs_clipped[a])
             if "hour" in info:
@@ -714,28 +684,23 @@ class MultiAgentMicrogrids(ParallelEnv):
         return out, (grid_mw[0] * 1e3, grid_mw[1] * 1e3)
 
     def _device_info(self, agent: str) -> dict[str, dict[str, float]]:
-        info = {}
-        for d in self._agents[agent].devices:
-            entry = {"p_kw": d.p_kw, "cost": d.cost}
-            if isinstance(d, ESS):
-                entry["soc"] = d.soc
-            if isinstance(d, Solar):
-                entry["available_kw"] = d.available_kw
-            info[d.name] = entry
-        return info
+        return {d.name: {k: getattr(d, k) for k in keys}
+                for d, keys in self._device_keys[agent]}
 
     def _observe(self, agent: str) -> np.ndarray:
         i = self._index[agent]
         t = min(self._t, self.config.max_episode_steps - 1)
         peak = self._peak[i]
         angle = 2 * math.pi * self._hours[t] / 24
-        feats = [
-            self._load_forecast[t, i] / peak, self._load_forecast[t + 1, i] / peak,
-            self._pv[t], self._pv[t + 1], math.sin(angle), math.cos(angle),
-            self._retail[t], self._feed_in[t], self._last_price,
-            self._last_p2p[i] / peak, self._last_grid[i] / peak,
-            self._v_min[i], self._v_max[i],
-        ]
+        feats = common_features({
+            "load_now": self._load_forecast[t, i] / peak,
+            "load_next": self._load_forecast[t + 1, i] / peak,
+            "pv_now": self._pv[t], "pv_next": self._pv[t + 1],
+            "hour_sin": math.sin(angle), "hour_cos": math.cos(angle),
+            "retail_price": self._retail[t], "feed_in_price": self._feed_in[t],
+            "last_clearing_price": self._last_price,
+            "last_p2p_kwh": self._last_p2p[i] / peak, "last_grid_kwh": self._last_grid[i] / peak,
+            "v_min_pu": self._v_min[i], "v_max_pu": self._v_max[i]})
         for d in self._agents[agent].devices:
             feats.extend(d.observe())
         feats.extend(self._coord.extra_obs_values(agent))  # [] unless a vertical protocol

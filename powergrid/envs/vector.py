@@ -13,6 +13,9 @@ from gymnasium.vector.utils import batch_space
 
 from heron.protocols.horizontal import P2PTradingProtocol
 from heron.validation import Range
+from powergrid.core.infos import flat, flat_fields, microgrid_schema
+from powergrid.core.layout import common_features, cost_total
+from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.envs._vector_devices import (
     VecDevice,
     VecESS,
@@ -37,8 +40,8 @@ MAX_SERIES_BYTES = 4 * 2**30
 # the float32 observations bit-identical.
 _HOUR_SIN = np.array([math.sin(2 * math.pi * h / 24) for h in range(24)])
 _HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
-_COST_TERMS = ("generation", "degradation", "grid_import", "grid_export_revenue",
-               "p2p_payment", "p2p_revenue", "fees", "safety_penalty", "storage_terminal")
+# the flat rows of the info schema (powergrid.core.infos) the batch reports
+_INFO_FIELDS = flat_fields(microgrid_schema(()))
 
 
 class VectorMicrogrids:
@@ -233,17 +236,16 @@ class VectorMicrogrids:
         pf = self._pf.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
         penalty, converged, upstream_kw, losses_kw = self._safety(pf, net_kw, load_kw)
 
+        zero = np.zeros((B, N))
         costs = {
-            "generation": dev_cost[0], "degradation": dev_cost[1],
+            "generation": dev_cost[0], "degradation": dev_cost[1], "other_devices": zero,
             "grid_import": grid_import * retail[:, None],
             "grid_export_revenue": grid_export * feed_in[:, None],
             "p2p_payment": pay, "p2p_revenue": rev, "fees": fees, "safety_penalty": penalty,
+            "tracking_penalty": zero,
             "storage_terminal": self._storage_terminal(t + 1 >= cfg.max_episode_steps),
         }
-        total = (costs["generation"] + costs["degradation"] + costs["grid_import"]
-                 - costs["grid_export_revenue"] + costs["p2p_payment"]
-                 - costs["p2p_revenue"] + costs["fees"] + costs["safety_penalty"]
-                 + costs["storage_terminal"])
+        total = cost_total(costs)
         self._last_price = p_or_0[:, 0]
         self._last_p2p = sold - bought
         self._last_grid = grid_export - grid_import
@@ -253,12 +255,12 @@ class VectorMicrogrids:
         per_agent = {"grid_import_kwh": grid_import, "grid_export_kwh": grid_export,
                      "bought_kwh": bought, "sold_kwh": sold, "net_kw": net_kw,
                      "load_kw": load_kw, "v_min_pu": self._v_min, "v_max_pu": self._v_max,
-                     "action_clipped": clipped, "device_limited": limited}
+                     "action_clipped": clipped, "device_limited": limited,
+                     **{f"costs/{k}": v for k, v in costs.items()}, "costs/total": total}
         shared = {"clearing_price": price, "pf_converged": converged,
-                  "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
-                  "autoreset": np.zeros(B, bool)}
-        infos = {a: {"costs": {**{k: v[:, i] for k, v in costs.items()}, "total": total[:, i]},
-                     **{k: v[:, i].copy() for k, v in per_agent.items()}, **shared}
+                  "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw}
+        infos = {a: {**flat(_INFO_FIELDS, {**{k: v[:, i].copy() for k, v in per_agent.items()},
+                                           **shared}), "autoreset": np.zeros(B, bool)}
                  for i, a in enumerate(self.possible_agents)}
         rewards = {a: -total[:, i] for i, a in enumerate(self.possible_agents)}
         if self.config.share_reward:  # as the scalar env: every microgrid gets the sum
@@ -302,31 +304,24 @@ class VectorMicrogrids:
 
     def _stored_kwh(self) -> np.ndarray:
         """(B, N) energy held in each microgrid's ESS devices, kWh, summed as the scalar env."""
-        out = np.zeros((self.num_envs, len(self.possible_agents)))
-        for i, ess in enumerate(self._ess):
-            for d in ess:
-                out[:, i] = out[:, i] + d.soc * d.params.capacity_kwh
-        return out
+        return _columns(stored_kwh(self._ess), self.num_envs)
 
     def _storage_terminal(self, last_step: bool) -> np.ndarray:
-        """As ``MultiAgentMicrogrids._storage_terminal``, for every env of the batch."""
         if not last_step or self._terminal_price == 0.0:
             return np.zeros((self.num_envs, len(self.possible_agents)))
-        return self._terminal_price * (self._stored_kwh_start - self._stored_kwh())
+        return _columns(storage_terminal(self._terminal_price, self._stored_kwh_start.T,
+                                         self._stored_kwh().T), self.num_envs)
 
     def _autoreset_step(self):
-        B, z = self.num_envs, np.zeros(self.num_envs)
-        f = np.zeros(B, bool)
-        info = {"costs": {k: z for k in (*_COST_TERMS, "total")},
-                **{k: z for k in ("grid_import_kwh", "grid_export_kwh", "bought_kwh",
-                                  "sold_kwh", "net_kw", "load_kw", "upstream_import_kw",
-                                  "network_losses_kw")},
-                "clearing_price": np.full(B, np.nan), "pf_converged": ~f,
-                "v_min_pu": np.ones(B), "v_max_pu": np.ones(B), "action_clipped": f,
-                "device_limited": f, "autoreset": ~f, "start_day": self._start_day.copy()}
+        B = self.num_envs
+        f, idle = np.zeros(B, bool), np.ones(B, bool)
+        values = {fl.flat: np.zeros(B, fl.dtype) for fl in _INFO_FIELDS}
+        info = {**flat(_INFO_FIELDS, values, idle), "autoreset": idle,
+                "start_day": self._start_day.copy()}
         agents = self.possible_agents
-        return (self._observations(), {a: z.copy() for a in agents}, {a: f.copy() for a in agents},
-                {a: f.copy() for a in agents}, {a: info for a in agents})
+        return (self._observations(), {a: np.zeros(B) for a in agents},
+                {a: f.copy() for a in agents}, {a: f.copy() for a in agents},
+                {a: info for a in agents})
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[list[np.ndarray], np.ndarray]:
         if not isinstance(actions, Mapping):
@@ -381,18 +376,29 @@ class VectorMicrogrids:
     def _observations(self) -> dict[str, np.ndarray]:
         t = min(self._t, self.config.max_episode_steps - 1)
         hours = self._hours[:, t]
-        common = [self._pv[:, t], self._pv[:, t + 1], _HOUR_SIN[hours], _HOUR_COS[hours],
-                  self._retail[:, t], self._feed_in[:, t], self._last_price]
+        common = {"pv_now": self._pv[:, t], "pv_next": self._pv[:, t + 1],
+                  "hour_sin": _HOUR_SIN[hours], "hour_cos": _HOUR_COS[hours],
+                  "retail_price": self._retail[:, t], "feed_in_price": self._feed_in[:, t],
+                  "last_clearing_price": self._last_price}
         obs = {}
         for i, a in enumerate(self.possible_agents):
             peak = self._peak[i]
-            feats = [self._load_forecast[:, t, i] / peak, self._load_forecast[:, t + 1, i] / peak,
-                     *common, self._last_p2p[:, i] / peak, self._last_grid[:, i] / peak,
-                     self._v_min[:, i], self._v_max[:, i], *(d.observe() for d in self._devices[i])]
+            feats = [*common_features({
+                **common, "load_now": self._load_forecast[:, t, i] / peak,
+                "load_next": self._load_forecast[:, t + 1, i] / peak,
+                "last_p2p_kwh": self._last_p2p[:, i] / peak,
+                "last_grid_kwh": self._last_grid[:, i] / peak,
+                "v_min_pu": self._v_min[:, i], "v_max_pu": self._v_max[:, i]}),
+                *(d.observe() for d in self._devices[i])]
             space = self._obs_spaces[a]
             x = np.nan_to_num(np.stack(feats, axis=1).astype(np.float32))
             obs[a] = np.clip(x, space.low, space.high)
         return obs
+
+
+def _columns(per_agent: list, num_envs: int) -> np.ndarray:
+    """(B, N) from one (B,) array (or a 0 for a microgrid without storage) per agent."""
+    return np.stack([np.broadcast_to(np.asarray(v, float), (num_envs,)) for v in per_agent], 1)
 
 
 def _check_config(cfg: EnvConfig) -> None:

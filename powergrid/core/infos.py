@@ -1,0 +1,145 @@
+"""The info schema: every key an agent's ``infos`` entry has, defined once.
+
+Each :class:`InfoField` names one leaf: its path in the scalar env's nested infos, its
+value before anything was measured (what ``reset()`` reports, with ``step()``'s
+structure, so TorchRL-style specs and info stacking see one shape all episode), and, when
+the vector env reports it, the name of its flat ``(B,)`` array and the value of a row
+that was autoreset on this step. The scalar env's nested dicts (``None`` when nothing
+cleared, ``Order``/``Trade`` lists) and the vector env's flat arrays (NaN) are two
+renderings of these rows.
+
+A new info key is one row here; ``tests/test_ecosystem.py`` holds ``step()``'s infos to
+this structure for every coordination set-up.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from powergrid.core.layout import COST_NAMES
+from powergrid.devices import ESS, PowerDevice, Solar
+
+NAN = math.nan
+COMM_KEYS = ("sent", "delivered", "dropped", "stale", "received")
+
+
+@dataclass(frozen=True)
+class InfoField:
+    """One info leaf: nested path, value before the first step, flat vector rendering."""
+
+    path: tuple[str, ...]
+    neutral: Any = NAN            # the scalar env's reset() value (lists are copied)
+    flat: str | None = None       # the vector env's key (``costs/x`` nests under costs)
+    idle: Any = 0.0               # the vector value on a row autoreset this step
+    dtype: type = float           # of the flat array
+
+
+def _f(*path: str, neutral: Any = NAN, flat: bool | str = False, idle: Any = 0.0,
+       dtype: type = float) -> InfoField:
+    name = (path[-1] if flat is True else flat) or None
+    return InfoField(tuple(path), neutral, name, idle, dtype)
+
+
+def device_info_keys(device: PowerDevice) -> tuple[str, ...]:
+    """Attributes of ``device`` its info entry reports (power and cost, plus state)."""
+    extra = ("soc",) if isinstance(device, ESS) else (
+        ("available_kw",) if isinstance(device, Solar) else ())
+    return ("p_kw", "cost", *extra)
+
+
+NETWORK_TERMS = ("network_losses", "network_violation")
+
+
+def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | None = None,
+                     consensus: bool = False, network_costs: bool = False
+                     ) -> tuple[InfoField, ...]:
+    """Rows of one microgrid's infos, in the order ``step()`` reports them.
+
+    ``vertical`` is the constant part of the vertical protocol's info (protocol, mode)
+    plus its measured keys mapped to None; ``consensus`` adds the consensus record.
+    """
+    rows: list[InfoField] = [
+        _f("hour", neutral=0), _f("day", neutral=0),
+        _f("load_kw", flat=True), _f("net_kw", flat=True)]
+    rows += [_f("devices", d.name, k) for d in devices for k in device_info_keys(d)]
+    rows += [
+        _f("market", "orders", neutral=[]), _f("market", "trades", neutral=[]),
+        _f("market", "clearing_price", neutral=None, flat=True, idle=NAN),
+        _f("market", "volume_kwh"),
+        _f("market", "bought_kwh", flat=True), _f("market", "sold_kwh", flat=True)]
+    if consensus:
+        rows += [_f("market", "consensus", k, neutral=v) for k, v in (
+            ("price", NAN), ("iterations", 0), ("converged", False), ("residual", NAN),
+            ("participants", []))]
+    rows += [
+        _f("grid_import_kwh", flat=True), _f("grid_export_kwh", flat=True),
+        _f("retail_price"), _f("feed_in_price")]
+    terms = [k for k in COST_NAMES if network_costs or k not in NETWORK_TERMS]
+    rows += [_f("costs", k, flat=f"costs/{k}") for k in (*terms, "total")]
+    rows += [
+        _f("action_clipped", neutral=False, flat=True, idle=False, dtype=bool),
+        _f("device_limited", neutral=False, flat=True, idle=False, dtype=bool),
+        _f("pf_converged", neutral=False, flat=True, idle=True, dtype=bool),
+        _f("v_min_pu", flat=True, idle=1.0), _f("v_max_pu", flat=True, idle=1.0),
+        _f("voltage_violation_pu"), _f("line_loading_max_pct"), _f("pcc_loading_pct"),
+        _f("feeder_v_min_pu"), _f("feeder_v_max_pu"), _f("pcc_loading_max_pct"),
+        _f("soc_violation", neutral=False),
+        _f("upstream_import_kw", flat=True), _f("network_losses_kw", flat=True)]
+    if network_costs:
+        rows += [_f("network_losses_dso_kw"), _f("network_violation_dso")]
+    rows += [_f("comm", k, neutral=0) for k in COMM_KEYS]
+    if vertical:
+        rows += [_f("vertical", k, neutral=NAN if v is None else v) for k, v in vertical.items()]
+    return (*rows, *EPISODE_FIELDS)
+
+
+def operator_schema() -> tuple[InfoField, ...]:
+    """Rows of the learning operator's (``"DSO"``) infos."""
+    return (_f("aggregate_exchange"), _f("vertical", "protocol", neutral="price_signal"),
+            _f("vertical", "mode", neutral="agent"), _f("vertical", "price"),
+            *(_f("comm", k, neutral=0) for k in COMM_KEYS), _f("next_price"),
+            *EPISODE_FIELDS)
+
+
+# set on every step's infos (and at reset) after the step itself
+EPISODE_FIELDS = (_f("start_day", neutral=0), _f("obs_clipped", neutral=False))
+
+
+def nested(fields: Iterable[InfoField]) -> dict[str, Any]:
+    """The scalar rendering before the first step: nested dicts of neutral values."""
+    out: dict[str, Any] = {}
+    for f in fields:
+        node = out
+        for key in f.path[:-1]:
+            node = node.setdefault(key, {})
+        node[f.path[-1]] = copy.copy(f.neutral)
+    return out
+
+
+def flat_fields(fields: Iterable[InfoField]) -> tuple[InfoField, ...]:
+    """The rows the vector env reports."""
+    return tuple(f for f in fields if f.flat is not None)
+
+
+def flat(fields: Iterable[InfoField], values: dict[str, np.ndarray],
+         idle: np.ndarray | None = None) -> dict[str, Any]:
+    """The vector rendering: ``values[flat name]`` (B,) arrays, ``costs/*`` nested under
+    ``costs``; rows where ``idle`` is True get each field's idle value."""
+    out: dict[str, Any] = {"costs": {}}
+    for f in fields:
+        if f.flat is None:
+            continue
+        v = values[f.flat]
+        if idle is not None and idle.any():
+            v = np.where(idle, f.idle, v).astype(f.dtype)
+        if f.flat.startswith("costs/"):
+            out["costs"][f.flat[6:]] = v
+        else:
+            out[f.flat] = v
+    return out

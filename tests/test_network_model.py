@@ -7,9 +7,9 @@ import inspect
 import numpy as np
 import pytest
 
-import powergrid.envs._vector_pf as vector_pf
+import powergrid.core.powerflow as vector_pf
 from benchmarks.bench_pf import build_net, random_inputs
-from powergrid.envs._vector_pf import BatchPowerFlow
+from powergrid.core.powerflow import BatchPowerFlow
 from powergrid.pf import FastSolver, NetworkModel
 
 

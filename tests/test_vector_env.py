@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
 
 from heron.market import UniformPrice
+from heron.protocols import ConsensusProtocol, PriceSignalProtocol
 from heron.protocols.horizontal import P2PTradingProtocol
 from heron.protocols.vertical import SetpointProtocol
+from powergrid.devices import DeviceParams, PowerDevice
 from powergrid.envs.config import default_microgrids
+from powergrid.envs.coordination import tariff_price_signal
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.vector import VectorMicrogrids
 
 B = 4
 PF_OBS = ("v_min_pu", "v_max_pu")  # power-flow derived: solver tolerance, not round-off
-EXACT_COSTS = ("generation", "degradation", "grid_import", "grid_export_revenue",
-               "p2p_payment", "p2p_revenue", "fees", "storage_terminal")
+EXACT_COSTS = ("generation", "degradation", "other_devices", "grid_import",
+               "grid_export_revenue", "p2p_payment", "p2p_revenue", "fees", "storage_terminal")
 
 
 def three_microgrids():
@@ -25,8 +28,12 @@ def three_microgrids():
     return [mg1, mg2, replace(mg2, name="MG3", peak_load_kw=700.0, load_profile="commercial")]
 
 
-def run_both(config: dict, seed: int = 7, episodes: float = 2.5) -> dict[str, float]:
-    """Step B scalar envs and one vector env with the same actions; assert equality."""
+def run_both(config: dict, seed: int = 7, episodes: float = 2.5,
+             mask_reset: tuple[int, np.ndarray] | None = None) -> dict[str, float]:
+    """Step B scalar envs and one vector env with the same actions; assert equality.
+
+    ``mask_reset=(k, mask)`` resets the masked rows (and their scalar envs) before step k.
+    """
     vec = VectorMicrogrids(B, config)
     envs = [MultiAgentMicrogrids(config) for _ in range(B)]
     obs_v, _ = vec.reset(seed=seed)
@@ -40,7 +47,13 @@ def run_both(config: dict, seed: int = 7, episodes: float = 2.5) -> dict[str, fl
     rng = np.random.default_rng(seed)
     stats = {"traded": 0.0, "autoresets": 0}
     n_steps = int(episodes * (vec.config.max_episode_steps + 1))
-    for _ in range(n_steps):
+    for k in range(n_steps):
+        if mask_reset is not None and k == mask_reset[0]:
+            obs_v, _ = vec.reset(options={"reset_mask": mask_reset[1]})
+            for i in np.flatnonzero(mask_reset[1]):
+                obs, _ = envs[i].reset()
+                for a in agents:
+                    _check_obs(labels[a], [obs[a]], obs_v[a][i:i + 1])
         # Beyond [-1, 1] on purpose: clipping must match too.
         acts = {a: rng.uniform(-1.2, 1.2, (B, *vec.single_action_space(a).shape))
                 for a in agents}
@@ -56,32 +69,35 @@ def run_both(config: dict, seed: int = 7, episodes: float = 2.5) -> dict[str, fl
                 continue
             obs, rew, term, trunc, info = env.step({a: acts[a][i] for a in agents})
             for a in agents:
-                iv, ic = info_v[a], info[a]
-                assert not iv["autoreset"][i]
+                assert not info_v[a]["autoreset"][i]
                 _check_obs(labels[a], [obs[a]], obs_v[a][i:i + 1])
                 assert rew_v[a][i] == pytest.approx(rew[a], abs=1e-6)
                 assert term_v[a][i] == term[a] and trunc_v[a][i] == trunc[a]
-                for k in EXACT_COSTS:
-                    assert iv["costs"][k][i] == pytest.approx(ic["costs"][k], abs=1e-9), k
-                assert iv["costs"]["safety_penalty"][i] == pytest.approx(
-                    ic["costs"]["safety_penalty"], abs=1e-6)
-                assert iv["costs"]["total"][i] == pytest.approx(ic["costs"]["total"], abs=1e-6)
-                m = ic["market"]
-                assert iv["bought_kwh"][i] == pytest.approx(m["bought_kwh"], abs=1e-9)
-                assert iv["sold_kwh"][i] == pytest.approx(m["sold_kwh"], abs=1e-9)
-                # The scalar env reports None (older: NaN) when nothing cleared.
-                price = np.nan if m["clearing_price"] is None else m["clearing_price"]
-                assert iv["clearing_price"][i] == pytest.approx(price, abs=1e-12, nan_ok=True)
-                for k in ("grid_import_kwh", "grid_export_kwh", "net_kw", "load_kw"):
-                    assert iv[k][i] == pytest.approx(ic[k], abs=1e-9), k
-                for k in ("v_min_pu", "v_max_pu", "upstream_import_kw", "network_losses_kw"):
-                    assert iv[k][i] == pytest.approx(ic[k], abs=1e-6), k
-                assert iv["pf_converged"][i] == ic["pf_converged"]
-                assert iv["action_clipped"][i] == ic["action_clipped"]
-                assert iv["device_limited"][i] == ic["device_limited"]
-                stats["traded"] += m["bought_kwh"]
+            for a in vec.microgrid_agents:
+                _check_infos(info_v[a], info[a], i)
+                stats["traded"] += info[a]["market"]["bought_kwh"]
     assert stats["autoresets"] >= B * 2  # crossed at least two episode boundaries
     return stats
+
+
+def _check_infos(iv: dict, ic: dict, i: int) -> None:
+    for k in EXACT_COSTS:
+        assert iv["costs"][k][i] == pytest.approx(ic["costs"][k], abs=1e-9), k
+    for k in ("safety_penalty", "tracking_penalty", "total"):
+        assert iv["costs"][k][i] == pytest.approx(ic["costs"][k], abs=1e-6), k
+    m = ic["market"]
+    assert iv["bought_kwh"][i] == pytest.approx(m["bought_kwh"], abs=1e-9)
+    assert iv["sold_kwh"][i] == pytest.approx(m["sold_kwh"], abs=1e-9)
+    # The scalar env reports None (older: NaN) when nothing cleared.
+    price = np.nan if m["clearing_price"] is None else m["clearing_price"]
+    assert iv["clearing_price"][i] == pytest.approx(price, abs=1e-12, nan_ok=True)
+    for k in ("grid_import_kwh", "grid_export_kwh", "net_kw", "load_kw"):
+        assert iv[k][i] == pytest.approx(ic[k], abs=1e-9), k
+    for k in ("v_min_pu", "v_max_pu", "upstream_import_kw", "network_losses_kw"):
+        assert iv[k][i] == pytest.approx(ic[k], abs=1e-6), k
+    assert iv["pf_converged"][i] == ic["pf_converged"]
+    assert iv["action_clipped"][i] == ic["action_clipped"]
+    assert iv["device_limited"][i] == ic["device_limited"]
 
 
 def _check_obs(labels, scalar_obs, vec_obs) -> None:
@@ -157,14 +173,93 @@ def test_every_clearing_rule_matches_scalar(clearing, n):
     assert stats["traded"] > 0 or (clearing == "mcafee" and n == 2)
 
 
-@pytest.mark.parametrize("config", [
-    {"vertical_protocol": SetpointProtocol()},
-    {"centralized": False},
-    {"power_flow": "pandapower"},
-])
-def test_unsupported_config_raises(config):
-    with pytest.raises(ValueError, match="VectorMicrogrids does not support"):
-        VectorMicrogrids(2, config)
+class Heater(PowerDevice):
+    """A custom device (plain Python): consumes up to 50 kW, costs 0.01 $/kWh, draws noise."""
+
+    action_labels, obs_labels = ("heat",), ("heat_frac",)
+
+    def __init__(self, params: HeaterParams) -> None:
+        super().__init__(params.name, params.bus)
+        self.params = params
+
+    def reset(self, rng) -> None:
+        self.p_kw, self.cost, self.clipped = 0.0, 0.0, False
+        self.bias = float(rng.uniform(0.0, 5.0))  # from the env's RNG, as a device may
+
+    def step(self, action, ctx) -> float:
+        want = (float(action[0]) + 1.0) * 25.0 + self.bias
+        power = min(want, 50.0)
+        self.clipped, self.p_kw = power != want, -power
+        self.cost = 0.01 * power * ctx.dt_hours * (1.0 + ctx.pv_per_kw)
+        return self.p_kw
+
+    def observe(self) -> tuple[float, ...]:
+        return (-self.p_kw / 50.0,)
+
+
+@dataclass(frozen=True)
+class HeaterParams(DeviceParams):
+    name: str = "heater"
+    bus: str = "675"
+
+    def build(self) -> Heater:
+        return Heater(self)
+
+
+def heater_microgrids():
+    mg1, mg2 = default_microgrids()
+    return [mg1, replace(mg2, devices=(*mg2.devices, HeaterParams()))]
+
+
+FEATURES = {
+    "setpoint": {"vertical_protocol": SetpointProtocol(), "setpoint_target_kw": 300.0},
+    "price_signal_rule": {"vertical_protocol": tariff_price_signal(
+        [0.12] * 8 + [0.25] * 12 + [0.12] * 4, mode="rule")},
+    "price_signal_agent": {"vertical_protocol": PriceSignalProtocol(mode="agent")},
+    "consensus": {"horizontal_protocol": ConsensusProtocol()},
+    "distributed": {"centralized": False, "latency_steps": 1, "drop_prob": 0.2},
+    "distributed_lossless": {"centralized": False},
+    "ieee34": {"network": "ieee34", "microgrids": three_microgrids()},
+    "custom_device": {"microgrids": heater_microgrids()},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FEATURES))
+def test_every_feature_matches_scalar(name):
+    run_both({"max_episode_steps": 5, **FEATURES[name]}, seed=13)
+
+
+@pytest.mark.slow
+def test_pandapower_solver_matches_scalar():
+    run_both({"max_episode_steps": 3, "power_flow": "pandapower"}, seed=2, episodes=2.2)
+
+
+def test_reset_mask_restarts_only_those_envs():
+    run_both({"max_episode_steps": 6}, seed=4, episodes=3.2,
+             mask_reset=(3, np.array([False, True, False, True])))
+
+
+@pytest.mark.parametrize("mask", [[True, False], np.ones(3, bool), np.array([1, 0, 1, 0]),
+                                  np.zeros(4, bool)])
+def test_bad_reset_mask_raises(mask):
+    vec = VectorMicrogrids(B, {"max_episode_steps": 3})
+    vec.reset(seed=0)
+    with pytest.raises(ValueError, match="reset_mask"):
+        vec.reset(options={"reset_mask": mask})
+
+
+def test_reset_mask_is_for_the_batch_only():
+    vec = VectorMicrogrids(2, {"max_episode_steps": 3})
+    with pytest.raises(ValueError, match="first reset"):
+        vec.reset(options={"reset_mask": np.array([True, False])})
+    with pytest.raises(ValueError, match="VectorMicrogrids"):
+        MultiAgentMicrogrids({"max_episode_steps": 3}).reset(
+            options={"reset_mask": np.array([True])})
+
+
+def test_render_mode_is_the_one_unsupported_option():
+    with pytest.raises(ValueError, match="render_mode"):
+        VectorMicrogrids(2, {"render_mode": "ansi"})
 
 
 def test_seed_list_and_bad_num_envs():

@@ -101,9 +101,10 @@ def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | 
 
 def operator_schema() -> tuple[InfoField, ...]:
     """Rows of the learning operator's (``"DSO"``) infos."""
-    return (_f("aggregate_exchange"), _f("vertical", "protocol", neutral="price_signal"),
+    return (_f("aggregate_exchange", flat=True),
+            _f("vertical", "protocol", neutral="price_signal"),
             _f("vertical", "mode", neutral="agent"), _f("vertical", "price"),
-            *(_f("comm", k, neutral=0) for k in COMM_KEYS), _f("next_price"),
+            *(_f("comm", k, neutral=0) for k in COMM_KEYS), _f("next_price", flat=True),
             *EPISODE_FIELDS)
 
 
@@ -132,11 +133,12 @@ def flat(fields: Iterable[InfoField], values: dict[str, np.ndarray],
     """The vector rendering: ``values[flat name]`` (B,) arrays, ``costs/*`` nested under
     ``costs``; rows where ``idle`` is True get each field's idle value."""
     out: dict[str, Any] = {"costs": {}}
+    any_idle = idle is not None and bool(idle.any())
     for f in fields:
         if f.flat is None:
             continue
         v = values[f.flat]
-        if idle is not None and idle.any():
+        if any_idle:
             v = np.where(idle, f.idle, v).astype(f.dtype)
         if f.flat.startswith("costs/"):
             out["costs"][f.flat[6:]] = v

@@ -12,11 +12,13 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from heron.agents import Agent
-from heron.market import Order, Side
+from heron.market import Order
 from heron.protocols.base import HorizontalProtocol
 from powergrid.core.infos import device_info_keys, microgrid_schema, nested, operator_schema
 from powergrid.core.layout import COMMON_OBS, common_features, cost_total
 from powergrid.core.layout import COST_SIGNS as COST_SIGNS  # re-exported: public name
+from powergrid.core.market import EPS_KWH as EPS_KWH  # re-exported: public name
+from powergrid.core.market import money, row_orders
 from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.data import load_profiles
 from powergrid.data.user import user_profiles
@@ -27,7 +29,7 @@ from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.days import DaySplit, episode_days
 from powergrid.envs.options import check_seed, reset_options
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU, FailureRule
-from powergrid.envs.series import episode_series, limit_price
+from powergrid.envs.series import episode_series
 from powergrid.envs.spaces import (
     EXCHANGE_BOUND,
     Feature,
@@ -41,8 +43,6 @@ from powergrid.limits import PRICE_PER_KWH
 from powergrid.network_costs import EnvNetworkCosts, NetworkCostSettings
 from powergrid.networks import FeederDevice, make_network
 from powergrid.pf import NetworkModel, PFResult, make_solver
-
-EPS_KWH = 1e-9
 
 
 def _cost_bucket(device: PowerDevice) -> int:
@@ -273,7 +273,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         rewards, infos = {}, {}
         for i, a in enumerate(self._mg):
             grid_import, grid_export = max(-exchange[i], 0.0), max(exchange[i], 0.0)
-            pay, rev, fees = self._money(market, a)
+            pay, rev, fees = money(market, a)
             gen, deg, other = dev_cost[i]
             costs = {
                 "generation": gen, "degradation": deg, "other_devices": other,
@@ -375,17 +375,11 @@ class MultiAgentMicrogrids(ParallelEnv):
     def _orders(self, acts: dict[str, np.ndarray], net_kw: list[float], feed_in: float,
                 retail: float) -> list[Order]:
         """Surplus microgrids offer, deficit ones bid, |net| kWh at the limit from their action."""
-        orders: list[Order] = []
         if self.protocol is None:
-            return orders
-        dt = self.config.dt_hours
-        for a, net in zip(self._mg, net_kw):
-            qty = abs(net) * dt
-            low, high = self._coord.band(a, feed_in, retail)
-            if qty > EPS_KWH and low <= high:  # else the fee eats every gain from trade
-                limit = limit_price(float(acts[a][-1]), low, high)
-                orders.append(Order(a, Side.SELL if net > 0 else Side.BUY, qty, limit))
-        return orders
+            return []
+        return row_orders(self._mg, net_kw, [float(acts[a][-1]) for a in self._mg],
+                          [self._coord.band(a, feed_in, retail) for a in self._mg],
+                          self.config.dt_hours)
 
     def state(self) -> np.ndarray:
         if not self._started:
@@ -556,21 +550,6 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     def _clear(self, orders: list[Order]):
         return self._coord.clear(orders)  # centralized, or through the broker
-
-    @staticmethod
-    def _money(market, agent: str) -> tuple[float, float, float]:
-        pay = rev = fees = 0.0
-        if market is None:
-            return pay, rev, fees
-        for tr in market.trades:
-            if tr.buyer == agent:
-                pay += tr.value
-                fees += tr.fee / 2
-            elif tr.seller == agent:
-                # McAfee keeps a surplus: the seller is credited below the buyer's price
-                rev += tr.value - tr.surplus
-                fees += tr.fee / 2
-        return pay, rev, fees
 
     # ------------------------------------------------------------------ network costs
     def _build_network_costs(self, cfg: EnvConfig) -> EnvNetworkCosts | None:

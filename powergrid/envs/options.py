@@ -47,6 +47,8 @@ RESET_OPTIONS: dict[str, Callable[[Any], Any]] = {
     "start_day": in_range(DAY_OF_YEAR),  # day of year of the episode's first step
     "split": one_of(*SPLITS),            # days to draw from (powergrid.envs.days)
 }
+# options of the whole batch (VectorMicrogrids only), not one value per env
+BATCH_OPTIONS = ("reset_mask",)
 # Keys accepted and ignored: PettingZoo's parallel_api_test probes reset(options={"options": 1}).
 # Every other unknown key raises, so a typo never silently falls back to a default.
 IGNORED_OPTIONS = frozenset({"options"})
@@ -86,13 +88,18 @@ def reset_options(options: Any, num_envs: int | None = None) -> dict[str, Any]:
         options = {}
     if not isinstance(options, Mapping):
         raise ValueError(f"reset options must be a dict or None, got {type(options).__name__}")
-    valid = list(RESET_OPTIONS)
+    valid = list(RESET_OPTIONS) + ([] if num_envs is None else list(BATCH_OPTIONS))
     for key in options:
-        if key not in RESET_OPTIONS and key not in IGNORED_OPTIONS:
+        if key in BATCH_OPTIONS and num_envs is None:
+            raise ValueError(f"reset option {key!r} applies to VectorMicrogrids (a batch of "
+                             f"envs), not to one env")
+        if key not in valid and key not in IGNORED_OPTIONS:
             close = difflib.get_close_matches(str(key), valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"unknown reset option {key!r}{hint}; valid options: {valid}")
     out = {}
+    if "reset_mask" in options:
+        out["reset_mask"] = check_reset_mask(options["reset_mask"], num_envs)
     for key, check in RESET_OPTIONS.items():
         if key not in options:
             continue
@@ -107,6 +114,17 @@ def reset_options(options: Any, num_envs: int | None = None) -> dict[str, Any]:
         else:
             out[key] = [_checked(key, check, value)] * num_envs
     return out
+
+
+def check_reset_mask(mask: Any, num_envs: int) -> np.ndarray:
+    """``reset_mask``: (num_envs,) bools saying which envs ``reset()`` restarts."""
+    arr = np.asarray(mask) if _is_batch(mask) else None
+    if arr is None or arr.shape != (num_envs,) or arr.dtype != np.bool_:
+        raise ValueError(f"reset option 'reset_mask' = {reprlib.repr(mask)} is invalid: "
+                         f"expected {num_envs} bools (one per env)")
+    if not arr.any():
+        raise ValueError("reset option 'reset_mask' selects no env: reset at least one")
+    return arr.copy()
 
 
 def _checked(key: str, check: Callable[[Any], Any], value: Any) -> Any:

@@ -1,4 +1,9 @@
-"""Batched AC power flow for the vector env: the solver's network model, a leaner kernel.
+"""The core's power-flow stage: one warm-started solve per batch row.
+
+:class:`BatchPowerFlow` for the fast solver; :class:`RowPowerFlow` for any other
+``PowerFlowSolver`` (pandapower): one copy of the solver per row, solved row by row.
+
+The fast path: the solver's network model, a leaner kernel.
 
 It reads the solver's public :class:`~powergrid.pf.model.NetworkModel` (``solver.model``)
 and its ``tol``/``max_iter``. Why not ``FastSolver.solve`` with a batch: it computes
@@ -12,6 +17,7 @@ Without numba everything goes through ``FastSolver.solve``.
 
 from __future__ import annotations
 
+import copy
 from typing import NamedTuple
 
 import numpy as np
@@ -56,7 +62,7 @@ class BatchPowerFlow:
             self._V[1][:, mask] = self._w.imag[:, None]
 
     def solve(self, load_p: np.ndarray, load_q: np.ndarray, sgen_p: np.ndarray,
-              storage_p: np.ndarray) -> BatchPF:
+              storage_p: np.ndarray, live: np.ndarray | None = None) -> BatchPF:
         """Inputs are (B, n_element) set-points in MW, as for ``FastSolver.solve``."""
         if not self.use_kernel:
             return self._fallback(load_p, load_q, sgen_p, storage_p)
@@ -88,6 +94,39 @@ class BatchPowerFlow:
         r = self.solver.solve(load_p, load_q, sgen_p, storage_p)
         return BatchPF(np.asarray(r.converged, bool), r.vm_pu, r.line_loading_percent,
                        np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float))
+
+
+class RowPowerFlow:
+    """Any solver (e.g. pandapower's ``runpp``) in B envs: one deep copy per row."""
+
+    def __init__(self, solver, num_envs: int) -> None:
+        self.solvers = [copy.deepcopy(solver) for _ in range(num_envs)]
+
+    def reset(self, mask: np.ndarray) -> None:
+        for i in np.flatnonzero(mask):
+            self.solvers[i].reset()
+
+    def solve(self, load_p: np.ndarray, load_q: np.ndarray, sgen_p: np.ndarray,
+              storage_p: np.ndarray, live: np.ndarray | None = None) -> BatchPF:
+        B = load_p.shape[0]
+        s0 = self.solvers[0]
+        out = BatchPF(np.zeros(B, bool), np.ones((B, len(s0.net.bus))),
+                      np.zeros((B, len(s0.net.line))), np.zeros(B), np.zeros(B))
+        for i, solver in enumerate(self.solvers):
+            if live is not None and not live[i]:
+                continue
+            r = solver.solve(load_p[i], load_q[i], sgen_p[i], storage_p[i])
+            out.converged[i] = bool(r.converged)
+            out.vm_pu[i], out.line_loading[i] = r.vm_pu, r.line_loading_percent
+            out.p_slack_mw[i], out.losses_mw[i] = r.p_slack_mw, r.losses_mw
+        return out
+
+
+def make_batch_power_flow(solver, num_envs: int) -> BatchPowerFlow | RowPowerFlow:
+    """The batched kernel for the fast solver, the per-row fallback for any other."""
+    if isinstance(solver, FastSolver):
+        return BatchPowerFlow(solver, num_envs)
+    return RowPowerFlow(solver, num_envs)
 
 
 def _kernel_args(md: NetworkModel, tol: float, max_iter: int) -> tuple:

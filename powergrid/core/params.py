@@ -1,0 +1,64 @@
+"""Static parameters of the simulation: everything fixed once the env is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from powergrid.envs.config import EnvConfig
+from powergrid.envs.safety import FailureRule
+from powergrid.networks.multi_microgrid import MicrogridNetwork
+
+
+@dataclass(frozen=True)
+class CoreParams:
+    """Config scalars and the network's index maps, in microgrid order (N agents)."""
+
+    n_agents: int
+    steps: int                      # max_episode_steps
+    dt: float
+    peak_kw: np.ndarray             # (N,)
+    voltage_band: tuple[float, float]
+    voltage_penalty_per_pu: float
+    line_overload_penalty_per_pct: float
+    storage_terminal_price: float
+    share_reward: bool
+    failure: FailureRule
+    # network maps (rows of the pandapower tables)
+    n_load: int
+    n_sgen: int
+    n_storage: int
+    load_owner: np.ndarray          # (n_load,) microgrid of each load row
+    load_share_mw: np.ndarray       # (n_load,) MW per kW of its microgrid's load
+    load_q_ratio: np.ndarray        # (n_load,)
+    feeder_load_rows: np.ndarray    # the shared feeder's own (background) loads
+    feeder_load_mw: np.ndarray
+    feeder_buses: np.ndarray
+    bus_rows: tuple[np.ndarray, ...]   # per microgrid
+    line_rows: tuple[np.ndarray, ...]
+
+    @classmethod
+    def build(cls, cfg: EnvConfig, network: MicrogridNetwork, agents: list[str]) -> CoreParams:
+        net = network.net
+        owner = np.zeros(len(network.load_share), dtype=np.intp)
+        for i, a in enumerate(agents):
+            owner[network.load_rows[a]] = i
+        return cls(
+            n_agents=len(agents), steps=cfg.max_episode_steps, dt=float(cfg.dt_hours),
+            peak_kw=np.array([m.peak_load_kw for m in cfg.microgrids], float),
+            voltage_band=tuple(cfg.voltage_band),
+            voltage_penalty_per_pu=float(cfg.voltage_penalty_per_pu),
+            line_overload_penalty_per_pct=float(cfg.line_overload_penalty_per_pct),
+            storage_terminal_price=float(cfg.storage_terminal_price),
+            share_reward=bool(cfg.share_reward),
+            failure=FailureRule.build(cfg, network, agents),
+            n_load=len(net.load), n_sgen=len(net.sgen), n_storage=len(net.storage),
+            load_owner=owner, load_share_mw=network.load_share * 1e-3,
+            load_q_ratio=network.load_q_ratio,
+            feeder_load_rows=np.asarray(network.feeder_load_rows, np.intp),
+            feeder_load_mw=net.load["p_mw"].to_numpy(float)[network.feeder_load_rows],
+            feeder_buses=np.asarray(network.feeder_bus_rows, np.intp),
+            bus_rows=tuple(np.asarray(network.bus_rows[a]) for a in agents),
+            line_rows=tuple(np.asarray(network.line_rows[a]) for a in agents),
+        )

@@ -1,0 +1,338 @@
+"""ONE step pipeline over (params, state, actions) for B envs at once.
+
+dispatch -> orders -> clearing -> settlement -> power flow -> safety -> costs ->
+observations. Each stage is a method over (B, ...) arrays; a stage that cannot be
+batched (custom devices, protocols, the broker, pandapower) runs per row through the
+objects the scalar env uses (:class:`~powergrid.core.devices.RowDevice`, one
+``Coordination`` per row, :class:`~powergrid.core.powerflow.RowPowerFlow`), so every
+configuration runs in the batch. A new stage or cost term is one method plus one row in
+``powergrid.core.layout.COST_TERMS``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from heron.protocols.horizontal import P2PTradingProtocol
+from powergrid.core.devices import ArrayDevice, RowDevice, batched, check_finite
+from powergrid.core.layout import common_features, cost_total
+from powergrid.core.market import MarketResult, clear_batch, row_orders, settle_rows
+from powergrid.core.params import CoreParams
+from powergrid.core.powerflow import make_batch_power_flow
+from powergrid.core.state import CoreState
+from powergrid.core.storage import storage_terminal, stored_kwh
+from powergrid.devices import ESS, Generator
+from powergrid.envs.coordination import DSO, Coordination
+from powergrid.envs.safety import V_CEIL_PU, V_FLOOR_PU
+from powergrid.envs.series import episode_series_batch, price_band
+
+if TYPE_CHECKING:
+    from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+
+# The scalar env computes sin/cos of the hour with math; tabulating the same expression keeps
+# the float32 observations bit-identical.
+HOUR_SIN = np.array([math.sin(2 * math.pi * h / 24) for h in range(24)])
+HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
+
+
+@dataclass
+class StepOutput:
+    """One step of B envs: (B, N) per-agent arrays, (B,) shared ones."""
+
+    costs: dict[str, np.ndarray]
+    total: np.ndarray
+    rewards: np.ndarray            # (B, N), after share_reward
+    per_agent: dict[str, np.ndarray]
+    shared: dict[str, np.ndarray]
+    dso_reward: np.ndarray | None  # (B,) with a learning operator
+    dso_info: dict[str, np.ndarray] | None
+
+
+class Simulation:
+    """Parameters, state and stage objects of B envs built like ``template``."""
+
+    def __init__(self, template: MultiAgentMicrogrids, num_envs: int) -> None:
+        cfg, net = template.config, template.network
+        self.B = B = num_envs
+        self.agents = template.microgrid_agents
+        self.params = p = CoreParams.build(cfg, net, self.agents)
+        self.config, self.profiles = cfg, template.profiles
+        self._retail_price, self._feed_in_price = template.retail_price, template.feed_in_price
+        self._days_split = template._days_split
+        self.devices = [[batched(d, B) for d in template.devices(a)] for a in self.agents]
+        self._buckets = [[0 if isinstance(d, Generator) else 1 if isinstance(d, ESS) else 2
+                          for d in template.devices(a)] for a in self.agents]
+        self._rows = [[net.device_rows[(a, d.name)] for d in template.devices(a)]
+                      for a in self.agents]
+        self._ess = [[bd for bd, d in zip(devs, template.devices(a)) if isinstance(d, ESS)]
+                     for a, devs in zip(self.agents, self.devices)]
+        self.pf = make_batch_power_flow(template.solver, B)
+        proto = template.protocol
+        self._fee = 0.0 if proto is None else float(proto.fee_per_unit)
+        self._rule = None if proto is None else getattr(proto, "clearing_rule", None)
+        self.has_market = proto is not None
+        self.batch_market = (proto is not None and type(proto) is P2PTradingProtocol
+                             and cfg.centralized and hasattr(self._rule, "clear_batch"))
+        # one Coordination per row wherever a protocol or the broker is involved
+        needs_rows = (template.vertical_protocol is not None or not cfg.centralized
+                      or (proto is not None and not self.batch_market))
+        self.coords: list[Coordination] | None = None
+        if needs_rows:
+            self.coords = []
+            for _ in range(B):
+                h, v = copy.deepcopy(proto), copy.deepcopy(template.vertical_protocol)
+                self.coords.append(Coordination(cfg, h, v, self.agents, p.peak_kw.tolist()))
+        self.has_dso = template._coord.has_dso
+        self.extra_obs = len(template._coord.extra_obs)
+        self.state = CoreState.empty(B, p.n_agents, p.steps)
+        self._arange = np.arange(B)
+
+    # ------------------------------------------------------------------ reset
+    def reset_rows(self, mask: np.ndarray, rngs: Sequence[np.random.Generator],
+                   start_days: Sequence[int | None], split: str | None,
+                   seeds: Sequence[int | None]) -> None:
+        """New episodes in the masked rows, drawing from each row's RNG as the scalar env
+        (start day, device resets, load noise), then the coordination's reset."""
+        p, s = self.params, self.state
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            return
+        shape = (p.steps + 1, p.n_agents)
+        days, noise = np.empty(len(rows), int), np.empty((len(rows), *shape))
+        row_devices = [d for devs in self.devices for d in devs if isinstance(d, RowDevice)]
+        for k, b in enumerate(rows):
+            rng = rngs[b]
+            days[k] = (self._days_split.draw(rng, split) if start_days[b] is None
+                       else start_days[b])
+            for d in row_devices:  # a custom device may draw from the env's RNG
+                d.reset(self._arange == b, rngs)
+            noise[k] = rng.standard_normal(shape)
+        for devs in self.devices:
+            for d in devs:
+                if isinstance(d, ArrayDevice):
+                    d.reset(mask)
+        self.pf.reset(mask)
+        ser = episode_series_batch(self.config, self.profiles, self._retail_price,
+                                   self._feed_in_price, self.config.microgrids, days, noise)
+        s.t[rows], s.start_day[rows] = 0, days
+        s.hours[rows], s.days[rows], s.pv[rows] = ser.hours, ser.days, ser.pv_per_kw
+        s.retail[rows], s.feed_in[rows] = ser.retail, ser.feed_in
+        s.load_forecast[rows], s.load_kw[rows] = ser.load_forecast_kw, ser.load_kw
+        s.feeder_load_pu[rows] = self.profiles.load("residential")[ser.days, ser.hours]
+        s.last_price[rows], s.last_p2p[rows], s.last_grid[rows] = 0.0, 0.0, 0.0
+        s.v_min[rows], s.v_max[rows], s.last_losses_kw[rows] = 1.0, 1.0, 0.0
+        s.needs_reset[rows] = False
+        s.stored_start[rows] = self.stored_kwh()[rows]
+        if self.coords is not None:
+            for b in rows:
+                c = self.coords[b]
+                if c.vertical is not None:
+                    c.vertical.reset()
+                c.reset(seeds[b], s.hours[b].tolist(), s.retail[b], s.feed_in[b])
+
+    def stored_kwh(self) -> np.ndarray:
+        """(B, N) energy held in each microgrid's storage, kWh."""
+        return np.stack([np.broadcast_to(np.asarray(v, float), (self.B,))
+                         for v in stored_kwh(self._ess)], 1)
+
+    # ------------------------------------------------------------------ step
+    def step(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:
+        """Advance the live rows by one step; ``acts`` (B, act_dim) per possible agent."""
+        p, s, N = self.params, self.state, self.params.n_agents
+        t, r = s.t, self._arange
+        retail, feed_in = self._tariff(live)
+        load_kw = s.load_kw[r, t]
+        net_kw, dev_cost, limited, sgen_p, storage_p = self._dispatch(acts, live, load_kw)
+        market = self._market(acts, net_kw, retail, feed_in, live)
+        exchange = net_kw * p.dt - market.sold + market.bought  # > 0 export, < 0 import
+        tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
+        pf = self._power_flow(load_kw, sgen_p, storage_p, live)
+        penalty, converged, upstream_kw, losses_kw = self._safety(pf, net_kw, load_kw)
+        grid_export, grid_import = np.maximum(exchange, 0.0), np.maximum(-exchange, 0.0)
+        costs = {
+            "generation": dev_cost[0], "degradation": dev_cost[1], "other_devices": dev_cost[2],
+            "grid_import": grid_import * retail[:, None],
+            "grid_export_revenue": grid_export * feed_in[:, None],
+            "p2p_payment": market.paid, "p2p_revenue": market.received, "fees": market.fees,
+            "safety_penalty": penalty, "tracking_penalty": tracking,
+            "storage_terminal": self._storage_terminal(t + 1 >= p.steps),
+        }
+        total = cost_total(costs)
+        rewards = -total
+        if p.share_reward:
+            rewards = np.repeat(rewards.sum(axis=1, keepdims=True), N, axis=1)
+        s.last_price = np.where(np.isnan(market.price), 0.0, market.price)
+        s.last_p2p, s.last_grid = market.sold - market.bought, exchange
+        s.t = np.where(live, t + 1, t)
+        s.needs_reset = s.needs_reset | (live & (s.t >= p.steps))
+        per_agent = {"grid_import_kwh": grid_import, "grid_export_kwh": grid_export,
+                     "bought_kwh": market.bought, "sold_kwh": market.sold, "net_kw": net_kw,
+                     "load_kw": load_kw, "v_min_pu": s.v_min.copy(), "v_max_pu": s.v_max.copy(),
+                     "device_limited": limited,
+                     **{f"costs/{k}": v for k, v in costs.items()}, "costs/total": total}
+        shared = {"clearing_price": market.price, "pf_converged": converged,
+                  "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw}
+        return StepOutput(costs, total, rewards, per_agent, shared, dso_reward, dso_info)
+
+    def _tariff(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Import/export price per row: the tariff, or the operator's signal (per row)."""
+        s, r = self.state, self._arange
+        retail, feed_in = s.retail[r, s.t], s.feed_in[r, s.t]
+        if self.coords is None:
+            return retail, feed_in
+        retail, feed_in = retail.copy(), feed_in.copy()
+        for b in np.flatnonzero(live):
+            retail[b], feed_in[b] = self.coords[b].tariff(int(s.t[b]), float(retail[b]),
+                                                          float(feed_in[b]))
+        return retail, feed_in
+
+    def _dispatch(self, acts, live, load_kw):
+        """Devices apply their actions: net kW (B, N), cost buckets (3, B, N), limit flags,
+        and the power-flow set-points of every sgen/storage row."""
+        p, s, B = self.params, self.state, self.B
+        r = self._arange
+        pv, hours = s.pv[r, s.t], s.hours[r, s.t]
+        net_kw = np.empty((B, p.n_agents))
+        dev_cost = np.zeros((3, B, p.n_agents))
+        limited = np.zeros((B, p.n_agents), bool)
+        sgen_p, storage_p = np.zeros((B, p.n_sgen)), np.zeros((B, p.n_storage))
+        for i, devs in enumerate(self.devices):
+            out, k = 0.0, 0
+            for d, bucket, (element, row) in zip(devs, self._buckets[i], self._rows[i]):
+                power = d.step(acts[i][:, k:k + d.action_dim], p.dt, pv, hours, live)
+                k += d.action_dim
+                out = out + power
+                dev_cost[bucket, :, i] += d.cost
+                limited[:, i] |= d.clipped
+                if element == "storage":
+                    storage_p[:, row] = -d.p_kw * 1e-3  # pandapower storage: + = charging
+                else:
+                    sgen_p[:, row] = d.p_kw * 1e-3
+            if any(isinstance(d, RowDevice) for d in devs):
+                check_finite(self.agents[i], devs)
+            net_kw[:, i] = out - load_kw[:, i]
+        return net_kw, dev_cost, limited, sgen_p, storage_p
+
+    def _market(self, acts, net_kw, retail, feed_in, live) -> MarketResult:
+        p, B = self.params, self.B
+        if not self.has_market:
+            return MarketResult.none(B, p.n_agents)
+        price_acts = np.stack([acts[i][:, -1] for i in range(p.n_agents)], 1)
+        if self.batch_market:
+            low, high = price_band(feed_in[:, None], retail[:, None], self._fee)
+            return clear_batch(self._rule, self._fee, net_kw, price_acts, low, high, p.dt)
+        results, orders = [None] * B, [[] for _ in range(B)]
+        for b in np.flatnonzero(live):
+            c = self.coords[b]
+            bands = [c.band(a, float(feed_in[b]), float(retail[b])) for a in self.agents]
+            orders[b] = row_orders(self.agents, net_kw[b].tolist(), price_acts[b].tolist(),
+                                   bands, p.dt)
+            results[b] = c.clear(orders[b])
+        return settle_rows(self.agents, results, orders)
+
+    def _settle(self, exchange, net_kw, acts, live):
+        """Coordination's settlement per row: tracking penalties, the operator's reward."""
+        B, N = self.B, self.params.n_agents
+        tracking = np.zeros((B, N))
+        if self.coords is None:
+            return tracking, None, None
+        dso_act = acts[N] if self.has_dso else None
+        dso_reward = np.zeros(B) if self.has_dso else None
+        dso_info = ({"aggregate_exchange": np.zeros(B), "next_price": np.zeros(B)}
+                    if self.has_dso else None)
+        for b in np.flatnonzero(live):
+            c = self.coords[b]
+            tracking[b] = c.settle(exchange[b], net_kw[b] * self.params.dt,
+                                   None if dso_act is None else dso_act[b])
+            if self.has_dso:
+                infos: dict[str, Any] = {a: {"market": {}} for a in self.agents}
+                rewards: dict[str, float] = {}
+                c.annotate(infos, rewards)
+                dso_reward[b] = rewards[DSO]
+                dso_info["aggregate_exchange"][b] = infos[DSO]["aggregate_exchange"]
+                dso_info["next_price"][b] = infos[DSO]["next_price"]
+        return tracking, dso_reward, dso_info
+
+    def _power_flow(self, load_kw, sgen_p, storage_p, live):
+        p, s = self.params, self.state
+        load_p = load_kw[:, p.load_owner] * p.load_share_mw
+        if len(p.feeder_load_rows):
+            load_p[:, p.feeder_load_rows] = (p.feeder_load_mw
+                                             * s.feeder_load_pu[self._arange, s.t][:, None])
+        return self.pf.solve(load_p, load_p * p.load_q_ratio, sgen_p, storage_p, live)
+
+    def _safety(self, pf, net_kw, load_kw):
+        """Per-agent penalty (B, N), converged (B,), upstream import and losses (B,) in kW;
+        updates v_min/v_max. Failed rows follow ``powergrid.envs.safety``."""
+        p, s = self.params, self.state
+        lo, hi = p.voltage_band
+        penalty = np.empty((self.B, p.n_agents))
+        l_max = np.empty_like(penalty)
+        for i, (buses, lines) in enumerate(zip(p.bus_rows, p.line_rows)):
+            vm, ld = pf.vm_pu[:, buses], pf.line_loading[:, lines]
+            v_violation = np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0), axis=1)
+            overload = np.sum(np.maximum(ld - 100.0, 0.0), axis=1)
+            penalty[:, i] = (p.voltage_penalty_per_pu * v_violation
+                             + p.line_overload_penalty_per_pct * overload)
+            s.v_min[:, i], s.v_max[:, i], l_max[:, i] = vm.min(1), vm.max(1), ld.max(1)
+        v_lo, v_hi = s.v_min.min(1), s.v_max.max(1)
+        background_kw = 0.0
+        if len(p.feeder_buses):
+            fv = pf.vm_pu[:, p.feeder_buses]
+            v_lo, v_hi = np.minimum(v_lo, fv.min(1)), np.maximum(v_hi, fv.max(1))
+        if len(p.feeder_load_rows):
+            background_kw = (np.sum(p.feeder_load_mw * s.feeder_load_pu[self._arange, s.t][:, None],
+                                    axis=1) * 1e3)
+        rule = p.failure
+        ok = pf.converged & rule.admissible(v_lo, v_hi, l_max.max(1))
+        losses_kw = np.where(ok, pf.losses_mw * 1e3, rule.losses_kw(s.last_losses_kw))
+        upstream_kw = np.where(ok, pf.p_slack_mw * 1e3,
+                               rule.upstream_import_kw(net_kw, losses_kw, background_kw))
+        s.last_losses_kw = np.where(ok, losses_kw, s.last_losses_kw)
+        bad = ~ok
+        if bad.any():  # the collapse state, never the solver's iterate
+            penalty[bad] = rule.penalty(net_kw[bad], load_kw[bad])
+            s.v_min[bad], s.v_max[bad] = V_FLOOR_PU, V_CEIL_PU
+        return penalty, ok, upstream_kw, losses_kw
+
+    def _storage_terminal(self, last: np.ndarray) -> np.ndarray:
+        """storage_terminal_price x stored energy lost over the episode, on last steps."""
+        price = self.params.storage_terminal_price
+        if price == 0.0 or not last.any():
+            return np.zeros((self.B, self.params.n_agents))
+        value = np.stack(storage_terminal(price, self.state.stored_start.T,
+                                          self.stored_kwh().T), 1)
+        return np.where(last[:, None], value, 0.0)
+
+    # ------------------------------------------------------------------ observations
+    def observe(self) -> list[np.ndarray]:
+        """Raw (B, obs_dim) features per possible agent, in the layout of ``COMMON_OBS``
+        then the devices' features then the coordination's."""
+        p, s, r = self.params, self.state, self._arange
+        t = np.minimum(s.t, p.steps - 1)
+        hours = s.hours[r, t]
+        common = {"pv_now": s.pv[r, t], "pv_next": s.pv[r, t + 1],
+                  "hour_sin": HOUR_SIN[hours], "hour_cos": HOUR_COS[hours],
+                  "retail_price": s.retail[r, t], "feed_in_price": s.feed_in[r, t],
+                  "last_clearing_price": s.last_price}
+        out = []
+        for i, a in enumerate(self.agents):
+            peak = p.peak_kw[i]
+            cols = common_features({
+                **common, "load_now": s.load_forecast[r, t, i] / peak,
+                "load_next": s.load_forecast[r, t + 1, i] / peak,
+                "last_p2p_kwh": s.last_p2p[:, i] / peak, "last_grid_kwh": s.last_grid[:, i] / peak,
+                "v_min_pu": s.v_min[:, i], "v_max_pu": s.v_max[:, i]})
+            parts = [np.stack(cols, 1), *(d.observe() for d in self.devices[i])]
+            if self.extra_obs:
+                parts.append(np.array([c.extra_obs_values(a) for c in self.coords], float))
+            out.append(np.concatenate(parts, axis=1))
+        if self.has_dso:
+            out.append(np.array([c.dso_observation() for c in self.coords], float))
+        return out

@@ -174,9 +174,25 @@ def test_env_config_rejects_bad_network_settings(cfg, match):
         MultiAgentMicrogrids(cfg)
 
 
-def test_vector_env_refuses_the_shared_feeder_for_now():
-    with pytest.raises(ValueError, match="network='ieee34'"):
-        VectorMicrogrids(2, IEEE34_ENV)
+def test_vector_env_steps_the_shared_feeder_like_scalar_envs():
+    vec = VectorMicrogrids(2, IEEE34_ENV)
+    envs = [MultiAgentMicrogrids(IEEE34_ENV) for _ in range(2)]
+    obs_v, _ = vec.reset(seed=0)
+    obs_s = [e.reset(seed=i)[0] for i, e in enumerate(envs)]
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        for i, o in enumerate(obs_s):
+            for a in vec.possible_agents:
+                np.testing.assert_allclose(obs_v[a][i], o[a], atol=1e-6)
+        acts = {a: rng.uniform(-1, 1, (2, *vec.single_action_space(a).shape))
+                for a in vec.possible_agents}
+        obs_v, rew_v, _, _, info_v = vec.step(acts)
+        for i, env in enumerate(envs):
+            obs_s[i], rew, _, _, info = env.step({a: acts[a][i] for a in env.agents})
+            for a in vec.possible_agents:
+                assert rew_v[a][i] == pytest.approx(rew[a], abs=1e-6)
+                assert info_v[a]["upstream_import_kw"][i] == pytest.approx(
+                    info[a]["upstream_import_kw"], abs=1e-6)
 
 
 def stress_day(policy_cls, day: int) -> set[str]:

@@ -143,7 +143,7 @@ def test_reported_start_day_is_the_simulated_day(env, vec):
     assert infos["MG1"]["start_day"] == 364 and env.series.days[0] == 364
     _, infos = vec.reset(options={"start_day": [0, 364]})
     assert infos["MG1"]["start_day"].tolist() == [0, 364]
-    assert vec._hours.shape[0] == 2
+    assert vec.sim.state.hours.shape[0] == 2
 
 
 @pytest.mark.parametrize("reset", ["env", "vec"])

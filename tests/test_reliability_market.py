@@ -105,8 +105,9 @@ def test_vector_env_with_fee_never_loses_against_the_grid():
         _, _, _, _, infos = vec.step(acts)
         for info in infos.values():
             c = info["costs"]
-            obs_retail = vec._retail[:, vec._t - 1]
-            obs_feed_in = vec._feed_in[:, vec._t - 1]
+            state, rows = vec.sim.state, np.arange(vec.num_envs)
+            obs_retail = state.retail[rows, state.t - 1]
+            obs_feed_in = state.feed_in[rows, state.t - 1]
             buy, sell = info["bought_kwh"] > 0, info["sold_kwh"] > 0
             traded += int(buy.sum() + sell.sum())
             assert np.all(c["p2p_payment"][buy] + c["fees"][buy]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pytest
 
-from heron.market import UniformPrice
+from heron.market import PairFees, UniformPrice
 from heron.protocols import ConsensusProtocol, PriceSignalProtocol
 from heron.protocols.horizontal import P2PTradingProtocol
 from heron.protocols.vertical import SetpointProtocol
@@ -221,6 +221,9 @@ FEATURES = {
     "distributed_lossless": {"centralized": False},
     "ieee34": {"network": "ieee34", "microgrids": three_microgrids()},
     "custom_device": {"microgrids": heater_microgrids()},
+    "pair_fees": {"microgrids": three_microgrids(), "horizontal_protocol": P2PTradingProtocol(
+        pair_fee=PairFees(("MG1", "MG2", "MG3"), [[0, 0.01, 0.02], [0.01, 0, 0.005],
+                                                  [0.02, 0.005, 0]]))},
 }
 
 

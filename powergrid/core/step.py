@@ -77,8 +77,10 @@ class Simulation:
         self._fee = 0.0 if proto is None else float(proto.fee_per_unit)
         self._rule = None if proto is None else getattr(proto, "clearing_rule", None)
         self.has_market = proto is not None
+        # pair-dependent fees clear per row (the batched books take one fee per unit here)
         self.batch_market = (proto is not None and type(proto) is P2PTradingProtocol
-                             and cfg.centralized and hasattr(self._rule, "clear_batch"))
+                             and cfg.centralized and hasattr(self._rule, "clear_batch")
+                             and getattr(proto, "pair_fee", None) is None)
         # one Coordination per row wherever a protocol or the broker is involved
         needs_rows = (template.vertical_protocol is not None or not cfg.centralized
                       or (proto is not None and not self.batch_market))

@@ -194,7 +194,8 @@ class VectorMicrogrids:
                 {a: done.copy() for a in self.possible_agents}, infos)
 
     def close(self) -> None:
-        pass
+        for c in self.sim.coords or ():
+            c.close()  # distributed mode over ZeroMQ: stop each row's endpoint processes
 
     # ------------------------------------------------------------------ internals
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[list[np.ndarray], np.ndarray]:

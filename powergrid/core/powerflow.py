@@ -8,8 +8,9 @@ The fast path: the solver's network model, a leaner kernel.
 It reads the solver's public :class:`~powergrid.pf.model.NetworkModel` (``solver.model``)
 and its ``tol``/``max_iter``. Why not ``FastSolver.solve`` with a batch: it computes
 outputs the env never reads (angles, branch flows). This kernel runs the *same* Z-bus
-fixed point (same matrices, blocks, start, tolerance and stopping rule, one warm start per
-env) in numba with the batch as the innermost, vectorisable loop, and computes only bus
+fixed point (the same sparse LU sweeps of ``model.lu`` in the same order, same start,
+tolerance and stopping rule, one warm start per env, so a converged row's voltages equal
+``FastSolver``'s bit for bit) in numba with the batch as the innermost, vectorisable loop, and computes only bus
 voltages, line loadings and the slack exchange. Rows that fail to converge are re-solved
 through ``FastSolver.solve`` (with its Newton fallback), as the scalar env would.
 Without numba everything goes through ``FastSolver.solve``.
@@ -18,6 +19,7 @@ Without numba everything goes through ``FastSolver.solve``.
 from __future__ import annotations
 
 import copy
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -138,9 +140,11 @@ def _kernel_args(md: NetworkModel, tol: float, max_iter: int) -> tuple:
     def ri(z: np.ndarray) -> np.ndarray:  # complex -> stacked (re, im) floats
         return np.ascontiguousarray(np.stack([np.real(z), np.imag(z)]))
 
+    lu = md.lu
     return (
-        ri(md.S0), ri(md.M_T), ri(md.Z), ri(md.w), float(tol), int(max_iter),
-        np.ascontiguousarray(np.stack([md.block_lo, md.block_hi])),
+        ri(md.S0), md.in_pos, ri(md.in_coef), ri(md.w), float(tol), int(max_iter),
+        lu.row_in, lu.col_out, lu.L_ptr, lu.L_idx, ri(lu.L_val), lu.U_ptr, lu.U_idx,
+        ri(lu.U_val), ri(lu.U_dinv),
         md.pq, md.slack, np.array([md.v_slack.real, md.v_slack.imag]), md.n,
         md.bus_map, ends, md.br_from, md.br_to, md.br_kf, md.br_kt,
         md.br_power.astype(np.bool_), md.br_dest, md.n_line, ri(md.y_slack),
@@ -154,19 +158,27 @@ if HAVE_NUMBA:
 
     @njit(cache=True, inline="always")
     def _branch_current(y, q, fr, fi, tr, ti):  # pragma: no cover - compiled
-        """|y_f V_f + y_t V_t| with y = (re f, im f, re t, im t) rows."""
-        cr = y[0, q] * fr - y[1, q] * fi + y[2, q] * tr - y[3, q] * ti
-        ci = y[0, q] * fi + y[1, q] * fr + y[2, q] * ti + y[3, q] * tr
-        return np.sqrt(cr * cr + ci * ci)
+        """|y_f V_f + y_t V_t| with y = (re f, im f, re t, im t) rows, as FastSolver's
+        complex ``abs(y_f * V_f + y_t * V_t)`` (same operations, same rounding)."""
+        cr = (y[0, q] * fr - y[1, q] * fi) + (y[2, q] * tr - y[3, q] * ti)
+        ci = (y[0, q] * fi + y[1, q] * fr) + (y[2, q] * ti + y[3, q] * tr)
+        return math.hypot(cr, ci)
 
     @njit(cache=True, error_model="numpy")
-    def _solve_kernel(X, V, conv, vm, loading, slack, chunk, S0, MT, Z, w, tol, max_iter,
-                      blocks, pq, s, vs, n, bus_map, ybr, fb, tb, cf, ct, pw, dest, n_line, yslack,
-                      cons_slack0, mslack, cons_total0, mtotal, base):  # pragma: no cover
-        """Jacobi Z-bus iteration per env, batch-innermost; arrays are (re, im) stacked."""
+    def _solve_kernel(X, V, conv, vm, loading, slack, chunk, S0, in_pos, in_coef, w, tol,
+                      max_iter, row_in, col_out, L_ptr, L_idx, L_val, U_ptr, U_idx, U_val,
+                      U_dinv, pq, s, vs, n, bus_map, ybr, fb, tb, cf, ct, pw, dest, n_line,
+                      yslack, cons_slack0, mslack, cons_total0, mtotal,
+                      base):  # pragma: no cover - compiled
+        """Jacobi Z-bus iteration per env, batch-innermost; arrays are (re, im) stacked.
+
+        Every float operation is FastSolver's (``powergrid.pf.fast._fixed_point_nb``) in
+        split real form, in the same order: complex products as (ac - bd, ad + bc).
+        """
         B, m = X.shape
         npq = w.shape[1]
         tol2 = tol * tol
+        vmax2, vmin2 = 9.0, 0.0025  # |V| outside (0.05, 3) pu: running away (as FastSolver)
         for b0 in range(0, B, chunk):
             L = min(chunk, B - b0)
             Sr = np.empty((npq, L))
@@ -175,51 +187,75 @@ if HAVE_NUMBA:
                 for k in range(L):
                     Sr[i, k] = S0[0, i]
                     Si[i, k] = S0[1, i]
-            for j in range(m):
+            for j in range(m):  # each set-point feeds one bus
+                p = in_pos[j]
+                if p < 0:
+                    continue
                 for k in range(L):
                     x = X[b0 + k, j]
                     if x != 0.0:
-                        for i in range(npq):
-                            Sr[i, k] += x * MT[0, j, i]
-                            Si[i, k] += x * MT[1, j, i]
+                        Sr[p, k] += x * in_coef[0, j]
+                        Si[p, k] += x * in_coef[1, j]
             vr = V[0, :, b0:b0 + L].copy()
             vi = V[1, :, b0:b0 + L].copy()
-            Ir = np.empty((npq, L))
-            Ii = np.empty((npq, L))
+            br = np.empty((npq, L))
+            bi = np.empty((npq, L))
             nr = np.empty((npq, L))
             ni = np.empty((npq, L))
-            ar = np.empty(L)
-            ai = np.empty(L)
             dmax = np.empty(L)
             bad = np.zeros(L, np.bool_)
             done = np.zeros(L, np.bool_)
             for _ in range(max_iter):
-                # I = conj(S / V) = conj(S) * V / |V|^2
-                for j in range(npq):
+                # b = conj(S / V) = conj(S) V / |V|^2, in the factors' row order
+                for q in range(npq):
+                    j = row_in[q]
                     for k in range(L):
-                        d = vr[j, k] * vr[j, k] + vi[j, k] * vi[j, k]
-                        Ir[j, k] = (Sr[j, k] * vr[j, k] + Si[j, k] * vi[j, k]) / d
-                        Ii[j, k] = (Sr[j, k] * vi[j, k] - Si[j, k] * vr[j, k]) / d
+                        inv = 1.0 / (vr[j, k] * vr[j, k] + vi[j, k] * vi[j, k])
+                        br[q, k] = (Sr[j, k] * vr[j, k] + Si[j, k] * vi[j, k]) * inv
+                        bi[q, k] = (Sr[j, k] * vi[j, k] - Si[j, k] * vr[j, k]) * inv
+                for q in range(npq):  # L y = b (unit diagonal)
+                    for e in range(L_ptr[q], L_ptr[q + 1]):
+                        lr = L_val[0, e]
+                        li = L_val[1, e]
+                        c = L_idx[e]
+                        for k in range(L):
+                            pr = lr * br[c, k] - li * bi[c, k]
+                            pi = lr * bi[c, k] + li * br[c, k]
+                            br[q, k] = br[q, k] - pr
+                            bi[q, k] = bi[q, k] - pi
+                for q in range(npq - 1, -1, -1):  # U z = y
+                    for e in range(U_ptr[q], U_ptr[q + 1]):
+                        ur = U_val[0, e]
+                        ui = U_val[1, e]
+                        c = U_idx[e]
+                        for k in range(L):
+                            pr = ur * br[c, k] - ui * bi[c, k]
+                            pi = ur * bi[c, k] + ui * br[c, k]
+                            br[q, k] = br[q, k] - pr
+                            bi[q, k] = bi[q, k] - pi
+                    dr = U_dinv[0, q]
+                    di = U_dinv[1, q]
+                    for k in range(L):
+                        ar = br[q, k]
+                        ai = bi[q, k]
+                        br[q, k] = ar * dr - ai * di
+                        bi[q, k] = ar * di + ai * dr
                 dmax[:] = 0.0
                 for i in range(npq):
-                    ar[:] = w[0, i]
-                    ai[:] = w[1, i]
-                    for j in range(blocks[0, i], blocks[1, i]):  # Z is block diagonal
-                        zr = Z[0, i, j]
-                        zi = Z[1, i, j]
-                        for k in range(L):
-                            ar[k] += zr * Ir[j, k] - zi * Ii[j, k]
-                            ai[k] += zr * Ii[j, k] + zi * Ir[j, k]
+                    c = col_out[i]
                     for k in range(L):
-                        e = (ar[k] - vr[i, k]) ** 2 + (ai[k] - vi[i, k]) ** 2
+                        ar = br[c, k] + w[0, i]
+                        ai = bi[c, k] + w[1, i]
+                        m2 = ar * ar + ai * ai
+                        if not (m2 < vmax2 and m2 > vmin2):
+                            bad[k] = True
+                        er = ar - vr[i, k]
+                        ei = ai - vi[i, k]
+                        e = er * er + ei * ei
                         if e > dmax[k]:
                             dmax[k] = e
-                        m2 = ar[k] * ar[k] + ai[k] * ai[k]
-                        # |V| outside (0.05, 3) pu: running away (same bound as FastSolver)
-                        if not (m2 < 9.0 and m2 > 0.0025):
-                            bad[k] = True
-                        nr[i, k] = ar[k]
-                        ni[i, k] = ai[k]
+                        nr[i, k] = ar
+                        ni[i, k] = ai
                 active = 0
                 for k in range(L):
                     if done[k] or bad[k]:
@@ -250,15 +286,15 @@ if HAVE_NUMBA:
                 Vi[s] = vs[1]
                 for q in range(bus_map.shape[0]):
                     if bus_map[q] >= 0:
-                        vm[b, q] = np.sqrt(Vr[bus_map[q]] ** 2 + Vi[bus_map[q]] ** 2)
+                        vm[b, q] = math.hypot(Vr[bus_map[q]], Vi[bus_map[q]])
                 for q in range(fb.shape[0]):
                     f = fb[q]
                     t = tb[q]
                     af = _branch_current(ybr[0], q, Vr[f], Vi[f], Vr[t], Vi[t]) * cf[q]
                     at = _branch_current(ybr[1], q, Vr[f], Vi[f], Vr[t], Vi[t]) * ct[q]
                     if pw[q]:
-                        af *= np.sqrt(Vr[f] ** 2 + Vi[f] ** 2)
-                        at *= np.sqrt(Vr[t] ** 2 + Vi[t] ** 2)
+                        af *= math.hypot(Vr[f], Vi[f])
+                        at *= math.hypot(Vr[t], Vi[t])
                     if dest[q] < n_line:
                         loading[b, dest[q]] = max(af, at)
                 # slack injection V_s * conj(Y_s . V) plus the demand at the slack bus

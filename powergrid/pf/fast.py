@@ -8,9 +8,10 @@ the implicit Z-bus fixed point
 
 which converges in ~10 cheap iterations on distribution feeders. The network is a
 :class:`~powergrid.pf.model.NetworkModel` (pandapower's own Ybus, branch admittances
-and bus ordering, compiled once); feeders that meet only at the slack give a block
-diagonal ``Z_pp`` and the iteration touches only the blocks. The compiled kernel adds each
-set-point to its one bus (``model.in_pos``) instead of a dense ``x @ M_T`` (same sums). A polar Newton-Raphson is the fallback when the fixed point fails (very heavy
+and bus ordering, compiled once). The compiled kernel applies ``Z_pp`` as the sparse LU
+sweeps of ``model.lu`` (no fill-in on radial feeders: O(n) per iteration instead of the
+dense O(n^2)) and adds each set-point to its one bus (``model.in_pos``) instead of a dense
+``x @ M_T``. A polar Newton-Raphson is the fallback when the fixed point fails (very heavy
 loading); it stops as soon as |V| leaves (0.05, 3) pu or its mismatch sets no new low for
 ``_NEWTON_STALL`` steps, and uses no dense BLAS (sparse currents, SuperLU for the Jacobian).
 
@@ -133,16 +134,17 @@ class _Packed:
     """The model's arrays stacked into the few contiguous arrays the kernels take.
 
     Why: a compiled call pays per argument to unbox it (and much more for tuples), and
-    at ~30 buses that overhead is a large share of a whole solve.
+    at ~30 buses that overhead is a large share of a whole solve. ``ints`` and ``cplx``
+    concatenate the index arrays and complex vectors (layout in :func:`_unpack`).
     """
 
     def __init__(self, model: NetworkModel, tol: float, max_iter: int) -> None:
-        md = model
-        self.vecs = np.ascontiguousarray(np.vstack([md.w[None], md.S0[None]]))
-        self.in_pos = np.ascontiguousarray(md.in_pos)
-        self.in_coef = np.ascontiguousarray(md.in_coef)
-        self.Z = np.ascontiguousarray(np.stack([md.Z.real, md.Z.imag]))
-        self.idx = np.ascontiguousarray(np.stack([md.pq, md.block_lo, md.block_hi]))
+        md, lu = model, model.lu
+        self.ints = np.ascontiguousarray(np.concatenate([
+            md.pq, lu.row_in, lu.col_out, lu.L_ptr, lu.U_ptr, md.in_pos, lu.L_idx,
+            lu.U_idx]).astype(np.int64))
+        self.cplx = np.ascontiguousarray(np.concatenate([
+            md.w, md.S0, md.in_coef, lu.L_val, lu.U_val, lu.U_dinv]).astype(np.complex128))
         self.bus_map = md.bus_map
         self.br_i = np.ascontiguousarray(
             np.stack([md.br_from, md.br_to, md.br_dest, md.br_power.astype(np.int64)]))
@@ -153,7 +155,8 @@ class _Packed:
             np.concatenate([[md.total_cons0], md.total_M])]))
         self.y_slack = md.y_slack
         self.fpar = np.array([tol, md.base_mva, md.v_slack.real, md.v_slack.imag])
-        self.ipar = np.array([md.slack, max_iter, md.n_line, md.n_trafo, md.n], np.int64)
+        self.ipar = np.array([md.slack, max_iter, md.n_line, md.n_trafo, md.n, len(md.pq),
+                              md.n_inputs], np.int64)
         # result vector: vm | va | line p_from | line loading | trafo loading | p, q, losses
         nb, nl, nt = md.n_bus, md.n_line, md.n_trafo
         self.n_res = 2 * nb + 2 * nl + nt + 3
@@ -161,8 +164,8 @@ class _Packed:
         self.cuts = [slice(a, b) for a, b in zip(edges[:-1], edges[1:])]
 
     def args(self) -> tuple:
-        return (self.vecs, self.in_pos, self.in_coef, self.Z, self.idx, self.bus_map,
-                self.br_i, self.br_y, self.br_k, self.slk, self.y_slack, self.fpar, self.ipar)
+        return (self.ints, self.cplx, self.bus_map, self.br_i, self.br_y, self.br_k,
+                self.slk, self.y_slack, self.fpar, self.ipar)
 
     def result(self, res: np.ndarray, converged, iterations) -> PFResult:
         """PFResult whose arrays are views of one (..., n_res) result buffer."""
@@ -210,7 +213,7 @@ class FastSolver(PowerFlowSolver):
                               zip(edges[:-1], edges[1:], sizes))
         self.reset()
         if self.use_numba:
-            announce_compilation(_zi, _fixed_point_nb, _post_nb, _solve_nb)  # scalar path
+            announce_compilation(_fixed_point_nb, _post_nb, _solve_nb)  # scalar path
 
     # ------------------------------------------------------------------ solve
     def solve(self, load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
@@ -395,43 +398,57 @@ class FastSolver(PowerFlowSolver):
 
 if HAVE_NUMBA:
 
-    @njit(cache=True, fastmath={"reassoc", "contract"})
-    def _zi(Z, Ir, Ii, i, lo, hi):  # pragma: no cover - compiled
-        """Row i of Z @ I over its block, split real arithmetic (reassoc lets LLVM vectorise)."""
-        ar = 0.0
-        ai = 0.0
-        for j in range(lo, hi):
-            zr = Z[0, i, j]
-            zi = Z[1, i, j]
-            ar += zr * Ir[j] - zi * Ii[j]
-            ai += zr * Ii[j] + zi * Ir[j]
-        return ar, ai
+    @njit(cache=True)
+    def _unpack(ints, cplx, npq, m):  # pragma: no cover - compiled
+        """Views of the packed model arrays (layout of ``_Packed``)."""
+        n = npq
+        pq, row_in, col_out = ints[:n], ints[n:2 * n], ints[2 * n:3 * n]
+        L_ptr, U_ptr = ints[3 * n:4 * n + 1], ints[4 * n + 1:5 * n + 2]
+        o = 5 * n + 2
+        in_pos = ints[o:o + m]
+        nl, nu = L_ptr[n], U_ptr[n]
+        L_idx, U_idx = ints[o + m:o + m + nl], ints[o + m + nl:o + m + nl + nu]
+        w, S0, in_coef = cplx[:n], cplx[n:2 * n], cplx[2 * n:2 * n + m]
+        o = 2 * n + m
+        L_val, U_val, U_dinv = cplx[o:o + nl], cplx[o + nl:o + nl + nu], cplx[o + nl + nu:]
+        return (pq, row_in, col_out, L_ptr, U_ptr, in_pos, L_idx, U_idx, w, S0, in_coef,
+                L_val, U_val, U_dinv)
 
     @njit(cache=True)
-    def _fixed_point_nb(Z, idx, w, S, V, Vn, tol, max_iter):  # pragma: no cover - compiled
+    def _fixed_point_nb(w, S, V, Vn, tol, max_iter, row_in, col_out, L_ptr, L_idx, L_val,
+                        U_ptr, U_idx, U_val, U_dinv):  # pragma: no cover - compiled
         """Jacobi Z-bus iteration from ``V`` (left untouched); the iterate ends in ``Vn``.
 
+        ``Z @ I`` runs as the two sparse triangular sweeps of :class:`SparseLU`.
         Returns (iterations, status 0=ok 1=max_iter 2=diverged).
         """
         n = w.shape[0]
         Va = V.copy()
-        Ir = np.empty(n)
-        Ii = np.empty(n)
+        b = np.empty(n, np.complex128)
         # Squared magnitudes avoid a hypot per bus per iteration.
         tol2, vmax2, vmin2 = tol * tol, _VMAX * _VMAX, _VMIN * _VMIN
         for it in range(1, max_iter + 1):
-            for j in range(n):
-                # conj(S / V) = conj(S) V / |V|^2
+            for k in range(n):
+                # conj(S / V) = conj(S) V / |V|^2, in the factors' row order
+                j = row_in[k]
                 vr, vi = Va[j].real, Va[j].imag
                 sr, si = S[j].real, S[j].imag
                 inv = 1.0 / (vr * vr + vi * vi)
-                Ir[j] = (sr * vr + si * vi) * inv
-                Ii[j] = (sr * vi - si * vr) * inv
+                b[k] = complex((sr * vr + si * vi) * inv, (sr * vi - si * vr) * inv)
+            for k in range(n):  # L y = b (unit diagonal)
+                acc = b[k]
+                for q in range(L_ptr[k], L_ptr[k + 1]):
+                    acc -= L_val[q] * b[L_idx[q]]
+                b[k] = acc
+            for k in range(n - 1, -1, -1):  # U z = y
+                acc = b[k]
+                for q in range(U_ptr[k], U_ptr[k + 1]):
+                    acc -= U_val[q] * b[U_idx[q]]
+                b[k] = acc * U_dinv[k]
             d = 0.0
             for i in range(n):
-                ar, ai = _zi(Z, Ir, Ii, i, idx[1, i], idx[2, i])
-                ar += w[i].real
-                ai += w[i].imag
+                v = b[col_out[i]] + w[i]
+                ar, ai = v.real, v.imag
                 m2 = ar * ar + ai * ai
                 if not (m2 < vmax2 and m2 > vmin2):  # also false for NaN
                     Vn[:] = Va
@@ -441,22 +458,22 @@ if HAVE_NUMBA:
                 e2 = er * er + ei * ei
                 if e2 > d:
                     d = e2
-                Vn[i] = complex(ar, ai)
+                Vn[i] = v
             if d < tol2:
                 return it, 0
             Va[:] = Vn
         return max_iter, 1
 
     @njit(cache=True)
-    def _post_nb(Vpq, x, res, idx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
+    def _post_nb(Vpq, x, res, pq, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
                  ipar):  # pragma: no cover - compiled
         """Results of one solve into ``res`` (zeros on entry), layout of ``_Packed``."""
         s, n_line, n = ipar[0], ipar[2], ipar[4]
         base = fpar[1]
         V = np.empty(n, dtype=np.complex128)
         V[s] = complex(fpar[2], fpar[3])
-        for k in range(idx.shape[1]):
-            V[idx[0, k]] = Vpq[k]
+        for k in range(pq.shape[0]):
+            V[pq[k]] = Vpq[k]
         nb = bus_map.shape[0]
         for k in range(nb):
             i = bus_map[k]
@@ -493,25 +510,27 @@ if HAVE_NUMBA:
         res[m - 1] = s_sl.real * base - cons.real * base
 
     @njit(cache=True)
-    def _solve_nb(x, V0, V, res, vecs, in_pos, in_coef, Z, idx, bus_map, br_i, br_y, br_k, slk,
-                  y_slack, fpar, ipar):  # pragma: no cover - compiled
+    def _solve_nb(x, V0, V, res, ints, cplx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar,
+                  ipar):  # pragma: no cover - compiled
         """Fused single solve: injections, fixed point and (on success) results into res."""
-        S = vecs[1].copy()
+        (pq, row_in, col_out, L_ptr, U_ptr, in_pos, L_idx, U_idx, w, S0, in_coef, L_val,
+         U_val, U_dinv) = _unpack(ints, cplx, ipar[5], ipar[6])
+        S = S0.copy()
         # Each set-point feeds one bus (M_T has one entry per row): the same sums, in the
         # same order, as the dense S0 + x @ M_T, without its zero products.
         for j in range(x.shape[0]):
             if x[j] != 0.0 and in_pos[j] >= 0:
                 S[in_pos[j]] += x[j] * in_coef[j]
-        it, status = _fixed_point_nb(Z, idx, vecs[0], S, V0, V, fpar[0], ipar[1])
+        it, status = _fixed_point_nb(w, S, V0, V, fpar[0], ipar[1], row_in, col_out, L_ptr,
+                                     L_idx, L_val, U_ptr, U_idx, U_val, U_dinv)
         if status == 0:
-            _post_nb(V, x, res, idx, bus_map, br_i, br_y, br_k, slk, y_slack, fpar, ipar)
+            _post_nb(V, x, res, pq, bus_map, br_i, br_y, br_k, slk, y_slack, fpar, ipar)
         return it, status
 
     @njit(cache=True)
-    def _batch_nb(X, V0, V, res, iters, status, vecs, in_pos, in_coef, Z, idx, bus_map, br_i,
-                  br_y, br_k, slk, y_slack, fpar, ipar):  # pragma: no cover - compiled
+    def _batch_nb(X, V0, V, res, iters, status, ints, cplx, bus_map, br_i, br_y, br_k, slk,
+                  y_slack, fpar, ipar):  # pragma: no cover - compiled
         """Row loop over :func:`_solve_nb`, writing into the (B, ...) outputs."""
         for b in range(X.shape[0]):
-            iters[b], status[b] = _solve_nb(X[b], V0[b], V[b], res[b], vecs, in_pos, in_coef,
-                                            Z, idx, bus_map, br_i, br_y, br_k, slk, y_slack,
-                                            fpar, ipar)
+            iters[b], status[b] = _solve_nb(X[b], V0[b], V[b], res[b], ints, cplx, bus_map,
+                                            br_i, br_y, br_k, slk, y_slack, fpar, ipar)

@@ -30,9 +30,11 @@ import numpy as np
 import pandapower as pp
 from pandapower.pypower.idx_brch import F_BUS, T_BUS
 from pandapower.pypower.idx_bus import BASE_KV, PD, QD, VA, VM
+from scipy.sparse import csc_matrix, csr_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import splu
 
-__all__ = ["INPUT_COLUMNS", "NetworkModel"]
+__all__ = ["INPUT_COLUMNS", "NetworkModel", "SparseLU"]
 
 _SQRT3 = np.sqrt(3.0)
 _UNSUPPORTED = ("gen", "xward", "dcline", "svc", "ssc", "vsc", "tcsc")
@@ -41,6 +43,64 @@ INPUT_COLUMNS: tuple[tuple[str, str, float], ...] = (
     ("load", "p_mw", 1.0), ("load", "q_mvar", 1.0), ("sgen", "p_mw", -1.0),
     ("storage", "p_mw", 1.0), ("sgen", "q_mvar", -1.0), ("storage", "q_mvar", 1.0),
 )
+
+
+@dataclass(frozen=True, eq=False)
+class SparseLU:
+    """Sparse LU factors of ``Y_pp`` (solve order): ``Z @ b`` as two triangular sweeps.
+
+    Why: ``Z = inv(Y_pp)`` is dense, but a radial feeder's ``Y_pp`` factors with no fill-in
+    (minimum-degree ordering), so ``Z @ b`` costs O(n) instead of O(n^2): 74 buses on the
+    IEEE-34 feeder, 147 factor entries per sweep against 5,476 dense products. ``solve``
+    is the reference; the compiled kernels (``FastSolver``, the core's batch power flow)
+    run the same sweeps in the same order.
+
+    ``b_perm[k] = b[row_in[k]]``; forward ``y = L^-1 b_perm`` (unit lower, strict part in
+    CSR ``L_ptr/L_idx/L_val``); backward ``z = U^-1 y`` (strict upper part in CSR
+    ``U_ptr/U_idx/U_val``, ``U_dinv`` the inverse diagonal); ``x[i] = z[col_out[i]]``.
+    """
+
+    row_in: np.ndarray
+    col_out: np.ndarray
+    L_ptr: np.ndarray
+    L_idx: np.ndarray
+    L_val: np.ndarray
+    U_ptr: np.ndarray
+    U_idx: np.ndarray
+    U_val: np.ndarray
+    U_dinv: np.ndarray
+
+    @classmethod
+    def factor(cls, A: np.ndarray) -> SparseLU:
+        # no row pivoting (Y_pp is diagonally dominant enough), symmetric min-degree order
+        lu = splu(csc_matrix(A), permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0.0,
+                  options={"SymmetricMode": True})
+        L = csr_matrix(lu.L)
+        U = csr_matrix(lu.U)
+        eye = np.arange(L.shape[0])
+        Ls = csr_matrix(L - csr_matrix((L.diagonal(), (eye, eye)), shape=L.shape))
+        Us = csr_matrix(U - csr_matrix((U.diagonal(), (eye, eye)), shape=U.shape))
+        for m in (Ls, Us):
+            m.eliminate_zeros()
+            m.sort_indices()
+        return cls(
+            row_in=np.argsort(lu.perm_r).astype(np.int64), col_out=lu.perm_c.astype(np.int64),
+            L_ptr=Ls.indptr.astype(np.int64), L_idx=Ls.indices.astype(np.int64),
+            L_val=Ls.data.astype(complex), U_ptr=Us.indptr.astype(np.int64),
+            U_idx=Us.indices.astype(np.int64), U_val=Us.data.astype(complex),
+            U_dinv=1.0 / U.diagonal().astype(complex))
+
+    def solve(self, b: np.ndarray) -> np.ndarray:
+        """``inv(Y_pp) @ b`` for one right-hand side (n_pq,) in solve order."""
+        y = b[self.row_in].astype(complex)
+        n = len(y)
+        for k in range(n):
+            a, e = self.L_ptr[k], self.L_ptr[k + 1]
+            y[k] -= self.L_val[a:e] @ y[self.L_idx[a:e]]
+        for k in range(n - 1, -1, -1):
+            a, e = self.U_ptr[k], self.U_ptr[k + 1]
+            y[k] = (y[k] - self.U_val[a:e] @ y[self.U_idx[a:e]]) * self.U_dinv[k]
+        return y[self.col_out]
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,6 +147,7 @@ class NetworkModel:
     br_kt: np.ndarray       # (n_br,) the same at the to end
     br_power: np.ndarray    # (n_br,) bool: loading by apparent power (trafo_loading="power")
     br_dest: np.ndarray     # (n_br,) row in [net.line rows | net.trafo rows]
+    lu: SparseLU            # sparse factors of Y_pp: Z @ b in O(n) on radial feeders
 
     @property
     def n_inputs(self) -> int:
@@ -167,7 +228,7 @@ class NetworkModel:
             y_slack=Y[s].copy(), Z=np.ascontiguousarray(Z), w=w, block_lo=lo, block_hi=hi,
             S0=-cons0[pq], M_T=M_T, slack_cons0=complex(cons0[s]),
             slack_M=M[s].copy(), total_cons0=complex(cons0.sum()), total_M=M.sum(axis=0),
-            in_pos=in_pos, in_coef=in_coef, **br,
+            in_pos=in_pos, in_coef=in_coef, lu=SparseLU.factor(Y[np.ix_(pq, pq)]), **br,
         )
 
 

@@ -8,6 +8,10 @@ returns in ``trajectories.npz`` (numeric leaves, float64) plus the order and tra
 (JSON inside the same file), < 1 MB.
 
     PYTHONPATH=. python tests/data/record_trajectories.py      # re-record from this checkout
+    PYTHONPATH=. python tests/data/record_trajectories.py 'n5_halfhour/*/s1'  # only these
+
+Patterns (``fnmatch``) re-record only the matching cases and keep every other case's
+recording as it was, so a deliberate change re-records no more than it moved.
 
 Re-record only when the behaviour of main changes on purpose, and say so in the commit.
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import replace
+from fnmatch import fnmatch
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +129,15 @@ def encode(run: dict[str, Any]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, meta
 
 
-def record(path: Path = PATH) -> None:
+def record(path: Path = PATH, patterns: list[str] | None = None) -> None:
+    """(Re-)record every case, or only those matching ``patterns`` (others kept)."""
     store: dict[str, np.ndarray] = {}
-    meta = {}
+    meta: dict[str, Any] = {}
+    if patterns:
+        store, meta = load(path)
     for case, cfg, seed in cases():
+        if patterns and not any(fnmatch(case, p) for p in patterns):
+            continue
         arrays, m = encode(play(cfg, seed))
         for k, v in arrays.items():
             store[f"{case}/{k}"] = v
@@ -143,5 +154,5 @@ def load(path: Path = PATH) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
 
 if __name__ == "__main__":
-    record()
+    record(patterns=sys.argv[1:])
     print(f"wrote {PATH} ({PATH.stat().st_size / 1024:.0f} KiB, {len(cases())} episodes)")

@@ -56,11 +56,13 @@ from powergrid.pf.base import PFResult
 from powergrid.pf.model import NetworkModel
 from powergrid.pf.sensitivity import OperatingPoint, Sensitivity
 
-__all__ = ["NETWORK_COST_TERMS", "NetworkCostResult", "NetworkCosts", "allocate_losses",
+__all__ = ["NETWORK_COST_TERMS", "NETWORK_DSO_KEYS", "NetworkCostResult", "NetworkCosts", "allocate_losses",
            "allocate_violations", "electrical_distance_ohm", "network_use_fees"]
 
 # cost terms added to infos[a]["costs"] when network costs are on ($ per step)
 NETWORK_COST_TERMS: tuple[str, ...] = ("network_losses", "network_violation")
+# shared infos of a step with network costs: what the DSO's own loads cause, charged to nobody
+NETWORK_DSO_KEYS: tuple[str, ...] = ("network_losses_dso_kw", "network_violation_dso")
 _TINY = 1e-12
 
 
@@ -341,8 +343,7 @@ class EnvNetworkCosts:
                            dt_hours)
 
     def _failed(self) -> tuple[list[dict[str, float]], dict[str, float]]:
-        return [dict(z) for z in self._zero], {"network_losses_dso_kw": 0.0,
-                                               "network_violation_dso": 0.0}
+        return [dict(z) for z in self._zero], dict.fromkeys(NETWORK_DSO_KEYS, 0.0)
 
     def _terms(self, res: NetworkCostResult, retail_price: float, dt_hours: float
                ) -> tuple[list[dict[str, float]], dict[str, float]]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from powergrid.core.layout import COST_NAMES
 from powergrid.devices import ESS, PowerDevice, Solar
+from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
 
 NAN = math.nan
 COMM_KEYS = ("sent", "delivered", "dropped", "stale", "received")
@@ -53,9 +54,6 @@ def device_info_keys(device: PowerDevice) -> tuple[str, ...]:
     return ("p_kw", "cost", *extra)
 
 
-NETWORK_TERMS = ("network_losses", "network_violation")
-
-
 def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | None = None,
                      consensus: bool = False, network_costs: bool = False
                      ) -> tuple[InfoField, ...]:
@@ -80,7 +78,7 @@ def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | 
     rows += [
         _f("grid_import_kwh", flat=True), _f("grid_export_kwh", flat=True),
         _f("retail_price"), _f("feed_in_price")]
-    terms = [k for k in COST_NAMES if network_costs or k not in NETWORK_TERMS]
+    terms = [k for k in COST_NAMES if network_costs or k not in NETWORK_COST_TERMS]
     rows += [_f("costs", k, flat=f"costs/{k}") for k in (*terms, "total")]
     rows += [
         _f("action_clipped", neutral=False, flat=True, idle=False, dtype=bool),
@@ -92,7 +90,7 @@ def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | 
         _f("soc_violation", neutral=False),
         _f("upstream_import_kw", flat=True), _f("network_losses_kw", flat=True)]
     if network_costs:
-        rows += [_f("network_losses_dso_kw"), _f("network_violation_dso")]
+        rows += [_f(k, flat=True) for k in NETWORK_DSO_KEYS]
     rows += [_f("comm", k, neutral=0) for k in COMM_KEYS]
     if vertical:
         rows += [_f("vertical", k, neutral=NAN if v is None else v) for k, v in vertical.items()]

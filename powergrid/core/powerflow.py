@@ -37,15 +37,19 @@ class BatchPF(NamedTuple):
     line_loading: np.ndarray  # (B, n_line) percent
     p_slack_mw: np.ndarray    # (B,)
     losses_mw: np.ndarray     # (B,)
+    # (B, n) internal complex bus voltages of the model, when built with voltages=True
+    # (what network costs linearise around); rows that did not converge hold NaN
+    V: np.ndarray | None = None
 
 
 class BatchPowerFlow:
     """One warm-started power flow per env of a batch, on ``solver``'s network."""
 
-    def __init__(self, solver: FastSolver, num_envs: int) -> None:
+    def __init__(self, solver: FastSolver, num_envs: int, voltages: bool = False) -> None:
         self.solver = solver
         self.num_envs = num_envs
-        model = solver.model
+        self.model = model = solver.model
+        self.voltages = voltages
         self.use_kernel = HAVE_NUMBA and solver.use_numba
         if not self.use_kernel:
             return
@@ -75,7 +79,7 @@ class BatchPowerFlow:
         loading = np.zeros((B, self._n_line))
         slack = np.zeros((2, B))
         _solve_kernel(X, self._V, conv, vm, loading, slack, _CHUNK, *self._args)
-        out = BatchPF(conv, vm, loading, slack[0], slack[1])
+        out = BatchPF(conv, vm, loading, slack[0], slack[1], self._kernel_voltages(conv))
         bad = np.flatnonzero(~conv)
         if len(bad):
             self._patch(out, bad, load_p, load_q, sgen_p, storage_p)
@@ -89,20 +93,45 @@ class BatchPowerFlow:
         out.line_loading[rows] = sub.line_loading
         out.p_slack_mw[rows] = sub.p_slack_mw
         out.losses_mw[rows] = sub.losses_mw
+        if out.V is not None:
+            out.V[rows] = sub.V
         # A failed iterate is no warm start (FastSolver restarts from w too).
         self.reset(np.isin(np.arange(self.num_envs), rows))
 
+    def _kernel_voltages(self, conv: np.ndarray) -> np.ndarray | None:
+        """The kernel's PQ-bus state (its warm start, updated on converged rows) as
+        internal voltages; NaN on rows that did not converge."""
+        if not self.voltages:
+            return None
+        md = self.model
+        V = np.full((self.num_envs, md.n), np.nan, complex)
+        V[:, md.slack] = md.v_slack
+        V[:, md.pq] = (self._V[0] + 1j * self._V[1]).T
+        V[~conv] = np.nan
+        return V
+
     def _fallback(self, load_p, load_q, sgen_p, storage_p) -> BatchPF:
         r = self.solver.solve(load_p, load_q, sgen_p, storage_p)
-        return BatchPF(np.asarray(r.converged, bool), r.vm_pu, r.line_loading_percent,
-                       np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float))
+        conv = np.asarray(r.converged, bool)
+        V = (result_voltages(self.model, conv, r.vm_pu, r.va_degree) if self.voltages
+             else None)
+        return BatchPF(conv, r.vm_pu, r.line_loading_percent,
+                       np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float), V)
 
 
 class RowPowerFlow:
-    """Any solver (e.g. pandapower's ``runpp``) in B envs: one deep copy per row."""
+    """Any solver (e.g. pandapower's ``runpp``) in B envs: one deep copy per row.
 
-    def __init__(self, solver, num_envs: int) -> None:
+    With ``voltages=True`` it reports internal voltages of ``model`` (the solver's
+    network compiled), from each row's magnitudes and angles.
+    """
+
+    def __init__(self, solver, num_envs: int, voltages: bool = False,
+                 model: NetworkModel | None = None) -> None:
         self.solvers = [copy.deepcopy(solver) for _ in range(num_envs)]
+        if voltages and model is None:
+            model = getattr(solver, "model", None) or NetworkModel.from_net(solver.net)
+        self.model = model if voltages else None
 
     def reset(self, mask: np.ndarray) -> None:
         for i in np.flatnonzero(mask):
@@ -112,8 +141,9 @@ class RowPowerFlow:
               storage_p: np.ndarray, live: np.ndarray | None = None) -> BatchPF:
         B = load_p.shape[0]
         s0 = self.solvers[0]
+        V = None if self.model is None else np.full((B, self.model.n), np.nan, complex)
         out = BatchPF(np.zeros(B, bool), np.ones((B, len(s0.net.bus))),
-                      np.zeros((B, len(s0.net.line))), np.zeros(B), np.zeros(B))
+                      np.zeros((B, len(s0.net.line))), np.zeros(B), np.zeros(B), V)
         for i, solver in enumerate(self.solvers):
             if live is not None and not live[i]:
                 continue
@@ -121,14 +151,28 @@ class RowPowerFlow:
             out.converged[i] = bool(r.converged)
             out.vm_pu[i], out.line_loading[i] = r.vm_pu, r.line_loading_percent
             out.p_slack_mw[i], out.losses_mw[i] = r.p_slack_mw, r.losses_mw
+            if V is not None:
+                V[i] = result_voltages(self.model, out.converged[i:i + 1], r.vm_pu[None],
+                                       r.va_degree[None])[0]
         return out
 
 
-def make_batch_power_flow(solver, num_envs: int) -> BatchPowerFlow | RowPowerFlow:
-    """The batched kernel for the fast solver, the per-row fallback for any other."""
+def result_voltages(model: NetworkModel, converged: np.ndarray, vm_pu: np.ndarray,
+                    va_degree: np.ndarray) -> np.ndarray:
+    """(B, n) internal voltages from (B, n_bus) solver results; NaN where not converged."""
+    V = np.array([model.voltages_from(vm, va) for vm, va in zip(vm_pu, va_degree)],
+                 complex).reshape(len(converged), model.n)
+    V[~np.asarray(converged, bool)] = np.nan
+    return V
+
+
+def make_batch_power_flow(solver, num_envs: int, voltages: bool = False,
+                          model: NetworkModel | None = None) -> BatchPowerFlow | RowPowerFlow:
+    """The batched kernel for the fast solver, the per-row fallback for any other;
+    ``voltages=True`` adds each row's internal voltages (``BatchPF.V``)."""
     if isinstance(solver, FastSolver):
-        return BatchPowerFlow(solver, num_envs)
-    return RowPowerFlow(solver, num_envs)
+        return BatchPowerFlow(solver, num_envs, voltages)
+    return RowPowerFlow(solver, num_envs, voltages, model)
 
 
 def _kernel_args(md: NetworkModel, tol: float, max_iter: int) -> tuple:

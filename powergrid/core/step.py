@@ -31,6 +31,7 @@ from powergrid.devices import ESS, Generator
 from powergrid.envs.coordination import DSO, Coordination
 from powergrid.envs.safety import V_CEIL_PU, V_FLOOR_PU
 from powergrid.envs.series import episode_series_batch, price_band
+from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
 
 if TYPE_CHECKING:
     from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
@@ -72,7 +73,12 @@ class Simulation:
                       for a in self.agents]
         self._ess = [[bd for bd, d in zip(devs, template.devices(a)) if isinstance(d, ESS)]
                      for a, devs in zip(self.agents, self.devices)]
-        self.pf = make_batch_power_flow(template.solver, B)
+        # network costs linearise each row's solved state (powergrid.network_costs)
+        nc = template._network_costs
+        self.network_costs = nc if nc is not None and nc.settings.network_costs else None
+        self.pf = make_batch_power_flow(
+            template.solver, B, voltages=self.network_costs is not None,
+            model=None if nc is None else nc.costs.sens.model)
         proto = template.protocol
         self._fee = 0.0 if proto is None else float(proto.fee_per_unit)
         self._rule = None if proto is None else getattr(proto, "clearing_rule", None)
@@ -156,6 +162,7 @@ class Simulation:
         tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
         pf = self._power_flow(load_kw, sgen_p, storage_p, live)
         penalty, converged, upstream_kw, losses_kw = self._safety(pf, net_kw, load_kw)
+        network_terms, network_info = self._network_costs(pf, converged, retail, live)
         grid_export, grid_import = np.maximum(exchange, 0.0), np.maximum(-exchange, 0.0)
         costs = {
             "generation": dev_cost[0], "degradation": dev_cost[1], "other_devices": dev_cost[2],
@@ -164,6 +171,7 @@ class Simulation:
             "p2p_payment": market.paid, "p2p_revenue": market.received, "fees": market.fees,
             "safety_penalty": penalty, "tracking_penalty": tracking,
             "storage_terminal": self._storage_terminal(t + 1 >= p.steps),
+            **network_terms,
         }
         total = cost_total(costs)
         rewards = -total
@@ -179,7 +187,8 @@ class Simulation:
                      "device_limited": limited,
                      **{f"costs/{k}": v for k, v in costs.items()}, "costs/total": total}
         shared = {"clearing_price": market.price, "pf_converged": converged,
-                  "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw}
+                  "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
+                  **network_info}
         return StepOutput(costs, total, rewards, per_agent, shared, dso_reward, dso_info)
 
     def _tariff(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -302,6 +311,26 @@ class Simulation:
             penalty[bad] = rule.penalty(net_kw[bad], load_kw[bad])
             s.v_min[bad], s.v_max[bad] = V_FLOOR_PU, V_CEIL_PU
         return penalty, ok, upstream_kw, losses_kw
+
+    def _network_costs(self, pf, converged, retail, live
+                       ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """``network_losses`` / ``network_violation`` (B, N) and the DSO's shares (B,), per
+        row: each allocation linearises that row's solved state (one Jacobian per row)."""
+        nc = self.network_costs
+        if nc is None:
+            return {}, {}
+        B, N = self.B, self.params.n_agents
+        terms = {k: np.zeros((B, N)) for k in NETWORK_COST_TERMS}
+        info = {k: np.zeros(B) for k in NETWORK_DSO_KEYS}
+        for b in np.flatnonzero(live):
+            row, shared = nc.step_voltages(pf.V[b], bool(converged[b]), float(retail[b]),
+                                           self.params.dt)
+            for i, t in enumerate(row):
+                for k in NETWORK_COST_TERMS:
+                    terms[k][b, i] = t[k]
+            for k in NETWORK_DSO_KEYS:
+                info[k][b] = shared[k]
+        return terms, info
 
     def _storage_terminal(self, last: np.ndarray) -> np.ndarray:
         """storage_terminal_price x stored energy lost over the episode, on last steps."""

@@ -20,10 +20,9 @@ from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.options import check_seeds, reset_options
 
 # what the batch does not model (each raises ValueError naming it)
-UNSUPPORTED = ("render_mode", "network_costs", "network_fee_per_kwh_per_ohm")
+UNSUPPORTED = ("render_mode",)
 MAX_SERIES_BYTES = 4 * 2**30
 # the flat rows of the info schema (powergrid.core.infos) the batch reports
-_INFO_FIELDS = flat_fields(microgrid_schema(()))
 _DSO_FIELDS = flat_fields(operator_schema())
 
 
@@ -57,7 +56,9 @@ class VectorMicrogrids:
       ``bought_kwh``, ``sold_kwh``, ``net_kw``, ``load_kw``, ``clearing_price`` (NaN when
       nothing cleared), ``pf_converged``, ``v_min_pu``, ``v_max_pu``,
       ``action_clipped``, ``device_limited``, ``upstream_import_kw``,
-      ``network_losses_kw``, ``autoreset``. Bad shapes, NaN/inf, missing or unknown
+      ``network_losses_kw``, ``autoreset``; with ``network_costs`` also
+      ``costs["network_losses"]``, ``costs["network_violation"]``,
+      ``network_losses_dso_kw`` and ``network_violation_dso``. Bad shapes, NaN/inf, missing or unknown
       agents raise ``ValueError`` naming the agent.
 
     Autoreset (Gymnasium ``AutoresetMode.NEXT_STEP``, the default of gymnasium vector
@@ -88,10 +89,6 @@ class VectorMicrogrids:
             raise ValueError(f"VectorMicrogrids does not support render_mode="
                              f"{cfg.render_mode!r} (unsupported: {UNSUPPORTED}); render a "
                              "MultiAgentMicrogrids instead")
-        if cfg.network_costs or cfg.network_fee_per_kwh_per_ohm:
-            raise ValueError("VectorMicrogrids does not support network_costs / "
-                             f"network_fee_per_kwh_per_ohm yet (unsupported: {UNSUPPORTED}); "
-                             "use MultiAgentMicrogrids for those")
         # Episode series hold ~(3 N + 6) float64 per env and step: refuse what cannot fit.
         series_bytes = num_envs * (cfg.max_episode_steps + 1) * (3 * len(cfg.microgrids) + 6) * 8
         if series_bytes > MAX_SERIES_BYTES:
@@ -117,6 +114,8 @@ class VectorMicrogrids:
                                    for a, sp in self._obs_spaces.items()}
         self.action_spaces = {a: batch_space(sp, num_envs) for a, sp in self._act_spaces.items()}
         self.sim = Simulation(tpl, num_envs)
+        self._info_fields = flat_fields(microgrid_schema(
+            (), network_costs=self.sim.network_costs is not None))
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._days_split = tpl._days_split
         self._split = cfg.split
@@ -178,9 +177,9 @@ class VectorMicrogrids:
         rewards, infos = {}, {}
         for i, a in enumerate(self.microgrid_agents):
             values = ({k: v[:, i].copy() for k, v in out.per_agent.items()} | out.shared
-                      if out is not None else {f.flat: zero[:, i] for f in _INFO_FIELDS})
+                      if out is not None else {f.flat: zero[:, i] for f in self._info_fields})
             values["action_clipped"] = clipped[:, i]
-            infos[a] = {**flat(_INFO_FIELDS, values, auto), "autoreset": auto.copy(),
+            infos[a] = {**flat(self._info_fields, values, auto), "autoreset": auto.copy(),
                         "start_day": start_day}
             rewards[a] = np.where(auto, 0.0, out.rewards[:, i]) if out is not None else zero[:, i]
         if sim.has_dso:

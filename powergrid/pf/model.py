@@ -175,6 +175,16 @@ class NetworkModel:
         V[self.pq] = v_pq
         return V
 
+    def voltages_from(self, vm_pu: np.ndarray, va_degree: np.ndarray) -> np.ndarray:
+        """Internal bus voltages (n,) from a solver's pandapower-ordered magnitudes and
+        angles (the slack at its set voltage)."""
+        V = np.empty(self.n, dtype=complex)
+        ok = self.bus_map >= 0
+        V[self.bus_map[ok]] = (np.asarray(vm_pu)[ok]
+                               * np.exp(1j * np.deg2rad(np.asarray(va_degree)[ok])))
+        V[self.slack] = self.v_slack
+        return V
+
     # ------------------------------------------------------------------ build
     @classmethod
     def from_net(cls, net_in: pp.pandapowerNet) -> NetworkModel:

@@ -69,13 +69,7 @@ class Sensitivity:
 
     def voltages(self, vm_pu: np.ndarray, va_degree: np.ndarray) -> np.ndarray:
         """Internal complex voltages (n,) from pandapower-ordered magnitudes and angles."""
-        md = self.model
-        V = np.empty(md.n, dtype=complex)
-        V[md.slack] = md.v_slack
-        ok = self._live
-        V[md.bus_map[ok]] = np.asarray(vm_pu)[ok] * np.exp(1j * np.deg2rad(np.asarray(va_degree)[ok]))
-        V[md.slack] = md.v_slack
-        return V
+        return self.model.voltages_from(vm_pu, va_degree)
 
     def at(self, vm_pu: np.ndarray, va_degree: np.ndarray) -> OperatingPoint:
         """Factorise the Jacobian at one solved state."""

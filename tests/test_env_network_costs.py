@@ -103,6 +103,17 @@ def test_network_cost_config_is_validated():
         MultiAgentMicrogrids(loss_price=-0.1)
 
 
-def test_vector_env_rejects_network_costs_until_the_one_core_step():
-    with pytest.raises(ValueError, match="network_costs"):
-        powergrid.envs.VectorMicrogrids(2, {"network_costs": True})
+def test_vector_env_allocates_the_network_losses_of_every_row():
+    cfg = get("p2p-3mg-v2").config(max_episode_steps=4, loss_price=0.2)
+    vec = powergrid.envs.VectorMicrogrids(3, cfg)
+    vec.reset(seed=1)
+    rng = np.random.default_rng(1)
+    for _ in range(4):
+        acts = {a: rng.uniform(-1, 1, (3, *vec.single_action_space(a).shape))
+                for a in vec.possible_agents}
+        *_, infos = vec.step(acts)
+        mg = [infos[a] for a in vec.microgrid_agents]
+        ok = mg[0]["pf_converged"]
+        allocated_kw = sum(i["costs"]["network_losses"] for i in mg) / (0.2 * vec.config.dt_hours)
+        np.testing.assert_allclose((allocated_kw + mg[0]["network_losses_dso_kw"])[ok],
+                                   mg[0]["network_losses_kw"][ok], rtol=1e-9, atol=1e-9)

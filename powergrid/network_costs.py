@@ -225,11 +225,14 @@ class NetworkCosts:
                               voltage_penalty_per_pu, overload_penalty_per_pct)
 
     def evaluate_voltages(self, V: np.ndarray, voltage_band: tuple[float, float],
-                          voltage_penalty_per_pu: float, overload_penalty_per_pct: float
-                          ) -> NetworkCostResult:
-        """The same from internal complex bus voltages ``(n,)`` (a batch row's state)."""
+                          voltage_penalty_per_pu: float, overload_penalty_per_pct: float,
+                          losses_mw: float | None = None) -> NetworkCostResult:
+        """The same from internal complex bus voltages ``(n,)`` (a batch row's state);
+        ``losses_mw``, when given, is the total to allocate (the solver's reported losses,
+        so the shares sum to what the infos show), else the losses at ``V``."""
         op = self.sens.at_voltages(V)
-        return self._allocate(op, op.losses_mw() * 1e3, op.bus_vm(), op.branch_loading(),
+        losses = op.losses_mw() if losses_mw is None else float(losses_mw)
+        return self._allocate(op, losses * 1e3, op.bus_vm(), op.branch_loading(),
                               voltage_band, voltage_penalty_per_pu, overload_penalty_per_pct)
 
     def _allocate(self, op: OperatingPoint, losses_kw: float, vm: np.ndarray,
@@ -333,14 +336,15 @@ class EnvNetworkCosts:
         return self._terms(self.costs.evaluate(pf, *self._rates), retail_price, dt_hours)
 
     def step_voltages(self, V: np.ndarray | None, converged: bool, retail_price: float,
-                      dt_hours: float) -> tuple[list[dict[str, float]], dict[str, float]]:
+                      dt_hours: float, losses_mw: float | None = None
+                      ) -> tuple[list[dict[str, float]], dict[str, float]]:
         """:meth:`step` from a row's internal complex voltages (batched envs)."""
         if not self.settings.network_costs:
             return [], {}
         if not converged or V is None:
             return self._failed()
-        return self._terms(self.costs.evaluate_voltages(V, *self._rates), retail_price,
-                           dt_hours)
+        return self._terms(self.costs.evaluate_voltages(V, *self._rates, losses_mw=losses_mw),
+                           retail_price, dt_hours)
 
     def _failed(self) -> tuple[list[dict[str, float]], dict[str, float]]:
         return [dict(z) for z in self._zero], dict.fromkeys(NETWORK_DSO_KEYS, 0.0)

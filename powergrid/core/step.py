@@ -324,7 +324,7 @@ class Simulation:
         info = {k: np.zeros(B) for k in NETWORK_DSO_KEYS}
         for b in np.flatnonzero(live):
             row, shared = nc.step_voltages(pf.V[b], bool(converged[b]), float(retail[b]),
-                                           self.params.dt)
+                                           self.params.dt, float(pf.losses_mw[b]))
             for i, t in enumerate(row):
                 for k in NETWORK_COST_TERMS:
                     terms[k][b, i] = t[k]

@@ -40,6 +40,8 @@ COST_TERMS: tuple[tuple[str, float], ...] = (
     ("network_losses", 1.0), ("network_violation", 1.0),
 )
 COST_SIGNS: dict[str, float] = dict(COST_TERMS)
+# the cost terms a device books its ``cost`` under (its class's ``cost_term``)
+DEVICE_COSTS: tuple[str, ...] = ("generation", "degradation", "other_devices")
 COST_NAMES: tuple[str, ...] = tuple(COST_SIGNS)
 
 

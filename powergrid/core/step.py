@@ -3,7 +3,7 @@
 dispatch -> orders -> clearing -> settlement -> power flow -> safety -> costs ->
 observations. Each stage is a method over (B, ...) arrays; a stage that cannot be
 batched (custom devices, protocols, the broker, pandapower) runs per row through the
-objects the scalar env uses (:class:`~powergrid.core.devices.RowDevice`, one
+objects the scalar env uses (:class:`~powergrid.devices.batched.PerRowDevices`, one
 ``Coordination`` per row, :class:`~powergrid.core.powerflow.RowPowerFlow`), so every
 configuration runs in the batch. A new stage or cost term is one method plus one row in
 ``powergrid.core.layout.COST_TERMS``.
@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heron.protocols.horizontal import P2PTradingProtocol
-from powergrid.core.devices import ArrayDevice, RowDevice, batched, check_finite
-from powergrid.core.layout import common_features, cost_total
+from powergrid.core.layout import DEVICE_COSTS, common_features, cost_total
 from powergrid.core.market import MarketResult, clear_batch, row_orders, settle_rows
 from powergrid.core.params import CoreParams
 from powergrid.core.powerflow import make_batch_power_flow
 from powergrid.core.state import CoreState
 from powergrid.core.storage import storage_terminal, stored_kwh
-from powergrid.devices import ESS, Generator
+from powergrid.devices import ESS
+from powergrid.devices.batched import BatchContext, BatchedDevice, batched
 from powergrid.envs.coordination import DSO, Coordination
 from powergrid.envs.safety import V_CEIL_PU, V_FLOOR_PU
 from powergrid.envs.series import episode_series_batch, price_band
@@ -40,6 +40,18 @@ if TYPE_CHECKING:
 # the float32 observations bit-identical.
 HOUR_SIN = np.array([math.sin(2 * math.pi * h / 24) for h in range(24)])
 HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
+
+
+def check_finite(agent: str, devices: Sequence[BatchedDevice]) -> None:
+    """Stop before a device's NaN/inf power or cost reaches money (as the scalar env)."""
+    for d in devices:
+        for what in ("p_kw", "cost"):
+            values = getattr(d, what)
+            if not np.isfinite(values).all():
+                bad = values[~np.isfinite(values)][0]
+                raise ValueError(
+                    f"device {d.name!r} of agent {agent!r} returned {what}={bad!r} from "
+                    f"step(); a device must give finite power (kW) and cost ($)")
 
 
 @dataclass
@@ -67,8 +79,7 @@ class Simulation:
         self._retail_price, self._feed_in_price = template.retail_price, template.feed_in_price
         self._days_split = template._days_split
         self.devices = [[batched(d, B) for d in template.devices(a)] for a in self.agents]
-        self._buckets = [[0 if isinstance(d, Generator) else 1 if isinstance(d, ESS) else 2
-                          for d in template.devices(a)] for a in self.agents]
+        self._buckets = [[DEVICE_COSTS.index(d.cost_term) for d in devs] for devs in self.devices]
         self._rows = [[net.device_rows[(a, d.name)] for d in template.devices(a)]
                       for a in self.agents]
         self._ess = [[bd for bd, d in zip(devs, template.devices(a)) if isinstance(d, ESS)]
@@ -113,7 +124,8 @@ class Simulation:
             return
         shape = (p.steps + 1, p.n_agents)
         days, noise = np.empty(len(rows), int), np.empty((len(rows), *shape))
-        row_devices = [d for devs in self.devices for d in devs if isinstance(d, RowDevice)]
+        devices = [d for devs in self.devices for d in devs]
+        row_devices = [d for d in devices if not d.compiled]
         for k, b in enumerate(rows):
             rng = rngs[b]
             days[k] = (self._days_split.draw(rng, split) if start_days[b] is None
@@ -121,10 +133,9 @@ class Simulation:
             for d in row_devices:  # a custom device may draw from the env's RNG
                 d.reset(self._arange == b, rngs)
             noise[k] = rng.standard_normal(shape)
-        for devs in self.devices:
-            for d in devs:
-                if isinstance(d, ArrayDevice):
-                    d.reset(mask)
+        for d in devices:
+            if d.compiled:
+                d.reset(mask)
         self.pf.reset(mask)
         ser = episode_series_batch(self.config, self.profiles, self._retail_price,
                                    self._feed_in_price, self.config.microgrids, days, noise)
@@ -213,10 +224,11 @@ class Simulation:
         dev_cost = np.zeros((3, B, p.n_agents))
         limited = np.zeros((B, p.n_agents), bool)
         sgen_p, storage_p = np.zeros((B, p.n_sgen)), np.zeros((B, p.n_storage))
+        ctx = BatchContext(hour=hours, dt_hours=p.dt, pv_per_kw=pv, live=live)
         for i, devs in enumerate(self.devices):
             out, k = 0.0, 0
             for d, bucket, (element, row) in zip(devs, self._buckets[i], self._rows[i]):
-                power = d.step(acts[i][:, k:k + d.action_dim], p.dt, pv, hours, live)
+                power = d.step(acts[i][:, k:k + d.action_dim], ctx)
                 k += d.action_dim
                 out = out + power
                 dev_cost[bucket, :, i] += d.cost
@@ -225,7 +237,7 @@ class Simulation:
                     storage_p[:, row] = -d.p_kw * 1e-3  # pandapower storage: + = charging
                 else:
                     sgen_p[:, row] = d.p_kw * 1e-3
-            if any(isinstance(d, RowDevice) for d in devs):
+            if not all(d.compiled for d in devs):
                 check_finite(self.agents[i], devs)
             net_kw[:, i] = out - load_kw[:, i]
         return net_kw, dev_cost, limited, sgen_p, storage_p

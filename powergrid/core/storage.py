@@ -7,12 +7,13 @@ from typing import Any
 
 
 def stored_kwh(ess_groups: Sequence[Sequence[Any]]) -> list[Any]:
-    """Per microgrid, the energy in its ESS devices (soc x capacity), kWh.
+    """Per microgrid, the energy in its ESS devices (``stored_kwh()``: soc x capacity), kWh.
 
-    A device's ``soc`` is a float (scalar env) or a (B,) array (vector env); the sum is
-    the same expression either way, so a batch row equals the scalar env bit for bit.
+    A device's ``stored_kwh()`` is a float (scalar device) or a (B,) array (batched
+    device, ``powergrid.devices.batched``); the sum is the same expression either way, so
+    a batch row equals the scalar env bit for bit.
     """
-    return [sum(d.soc * d.params.capacity_kwh for d in ess) for ess in ess_groups]
+    return [sum(d.stored_kwh() for d in ess) for ess in ess_groups]
 
 
 def storage_terminal(price: float, start: Sequence[Any], now: Sequence[Any]) -> list[Any]:

@@ -16,7 +16,8 @@ The interface (stable; the core reads nothing else):
 - ``reset(mask, rngs)``: rows where ``mask`` (B,) bool is True (all if None) return to the
   initial state; ``rngs[b]`` is row b's ``np.random.Generator`` (the built-ins ignore it).
 - ``step(actions, ctx) -> (B,)``: ``actions`` (B, action_dim) float, ``ctx`` a
-  :class:`BatchContext`; returns what each row's scalar ``step`` returned (its p_kw).
+  :class:`BatchContext`; returns what each row's scalar ``step`` returned (its p_kw). Rows
+  outside ``ctx.live`` may be skipped (they are reset before their next use).
 - ``p_kw``, ``cost``, ``clipped``: (B,) float kW, float $ for the step, bool; after a step.
 - ``observe() -> (B, len(obs_labels))``: float64, in ``obs_labels`` order.
 - ``info() -> {key: (B,)}``: the per-device infos (``p_kw``, ``cost``; ``soc`` for the ESS,
@@ -63,6 +64,9 @@ class BatchContext:
     hour: np.ndarray  # (B,) int: hour of day in which the step starts, per row
     dt_hours: float
     pv_per_kw: np.ndarray  # (B,) float: available PV per kW installed, mean over the step
+    # (B,) bool: the rows whose episode runs (None: all). A device may skip the others:
+    # their next event is a reset (the vector env's autoreset), so they keep their state.
+    live: np.ndarray | None = None
 
     def row(self, b: int) -> StepContext:
         return StepContext(hour=int(self.hour[b]), dt_hours=self.dt_hours,
@@ -78,6 +82,9 @@ class BatchedDevice(ABC):
     action_labels: tuple[str, ...] = ()
     obs_labels: tuple[str, ...] = ()
     cost_term: CostTerm = "other_devices"
+    # True for the compiled built-ins: they ignore ``rngs`` (the core resets them in one
+    # call) and give finite p_kw/cost for finite actions (the core skips its finite check)
+    compiled: ClassVar[bool] = False
     num_envs: int
     p_kw: np.ndarray
     cost: np.ndarray
@@ -171,10 +178,11 @@ class PerRowDevices(BatchedDevice):
 
     def step(self, actions: np.ndarray, ctx: BatchContext) -> np.ndarray:
         a = self._actions(actions)
-        out = np.empty(self.num_envs)
-        for b, d in enumerate(self.devices):
-            out[b] = d.step(a[b], ctx.row(b))
-        self._read_state(range(self.num_envs))
+        out = self.p_kw.copy()
+        rows = range(self.num_envs) if ctx.live is None else np.flatnonzero(ctx.live)
+        for b in rows:
+            out[b] = self.devices[b].step(a[b], ctx.row(b))
+        self._read_state(rows)
         return out
 
     def observe(self) -> np.ndarray:
@@ -271,6 +279,7 @@ class _CompiledTwin(BatchedDevice):
     which is what a step costs at B = 1. The initial rows copy the given device's state.
     """
 
+    compiled: ClassVar[bool] = True
     device_type: ClassVar[type[PowerDevice]]
     params_type: ClassVar[type[DeviceParams]]
     fields: ClassVar[tuple[str, ...]] = ()  # scalar attribute per state row after p_kw, cost

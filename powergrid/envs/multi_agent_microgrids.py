@@ -15,14 +15,14 @@ from heron.agents import Agent
 from heron.market import Order
 from heron.protocols.base import HorizontalProtocol
 from powergrid.core.infos import device_info_keys, microgrid_schema, nested, operator_schema
-from powergrid.core.layout import COMMON_OBS, common_features, cost_total
+from powergrid.core.layout import COMMON_OBS, DEVICE_COSTS, common_features, cost_total
 from powergrid.core.layout import COST_SIGNS as COST_SIGNS  # re-exported: public name
 from powergrid.core.market import EPS_KWH as EPS_KWH  # re-exported: public name
 from powergrid.core.market import money, row_orders
 from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.data import load_profiles
 from powergrid.data.user import user_profiles
-from powergrid.devices import ESS, Generator, PowerDevice, StepContext
+from powergrid.devices import ESS, PowerDevice, StepContext
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
@@ -46,8 +46,8 @@ from powergrid.pf import NetworkModel, PFResult, make_solver
 
 
 def _cost_bucket(device: PowerDevice) -> int:
-    """Cost column of a device: generation, degradation (storage) or other (custom devices)."""
-    return 0 if isinstance(device, Generator) else 1 if isinstance(device, ESS) else 2
+    """Cost column of a device (its ``cost_term``): generation, degradation, other."""
+    return DEVICE_COSTS.index(device.cost_term)
 
 
 class MultiAgentMicrogrids(ParallelEnv):

@@ -8,9 +8,10 @@ the README's ten evaluation days (seed k for the k-th day, as ``powergrid.baseli
 
 ``--feeder`` instead measures the oracle on the shared IEEE-34 feeder
 (``feeder_stress.STRESSED_FEEDER``, or ``--configs`` scenario ids on ``network="ieee34"``):
-per day the network-blind and the network-aware (hard limits) optimum replayed in the AC
-env — cost, steps with a violation, safety penalty, max |V_lin - V_ac|, the model's cost
-minus the replay's, seconds — next to the rule-based policy's cost.
+per day the network-blind and the network-aware (hard limits; with network costs in the
+config also priced) optimum replayed in the AC env — cost, steps with a violation, safety
+penalty, network costs, max |V_lin - V_ac|, the model's cost minus the replay's, seconds —
+next to the rule-based policy's cost.
 
     nice -n 10 python benchmarks/bench_oracle.py --feeder --days 5
 """
@@ -26,7 +27,7 @@ import numpy as np
 from powergrid import scenarios
 from powergrid.baselines import RuleBasedPolicy, run_episode
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
-from powergrid.evaluation import OracleResult, optimum
+from powergrid.evaluation import optimum, replay_cost
 from powergrid.progress import progress
 
 EVAL_DAYS = (0, 40, 80, 121, 161, 202, 242, 283, 323, 364)
@@ -36,16 +37,6 @@ def config_of(name: str) -> dict:
     """``default`` = the env's defaults; otherwise a scenario id (with split=None)."""
     base = {"max_episode_steps": 24} if name == "default" else scenarios[name].config()
     return {**base, "split": None}
-
-
-def replay_error(config: dict, result: OracleResult) -> float:
-    env = MultiAgentMicrogrids(config)
-    env.reset(seed=result.seed, options={"start_day": result.day})
-    total = 0.0
-    for step in result.actions:
-        _, rewards, _, _, _ = env.step(step)
-        total -= sum(rewards.values())
-    return abs(total - result.cost)
 
 
 def bench(name: str, days: tuple[int, ...], show_progress: bool = True) -> dict:
@@ -61,11 +52,10 @@ def bench(name: str, days: tuple[int, ...], show_progress: bool = True) -> dict:
         opt = optimum(config, day, seed=k)
         t_opt = time.perf_counter() - t0
         no_trade = optimum(config, day, seed=k, trading=False)
-        no_trade_config = {**config, "horizontal_protocol": None}
         rows.append({"day": day, "optimum": opt.cost, "no_trade_optimum": no_trade.cost,
                      "rule_based": sum(rule.values()), "gap": max(opt.gap, no_trade.gap),
-                     "replay_error": max(replay_error(config, opt),
-                                         replay_error(no_trade_config, no_trade)),
+                     "replay_error": max(abs(replay_cost(config, r) - r.cost)
+                                         for r in (opt, no_trade)),
                      "seconds": t_opt, "solve_seconds": opt.solve_time_s,
                      "ratio_to_rule_episode": t_opt / t_rule})
     col = {key: np.array([r[key] for r in rows]) for key in rows[0]}
@@ -80,28 +70,39 @@ def bench(name: str, days: tuple[int, ...], show_progress: bool = True) -> dict:
 
 def bench_feeder(name: str, config: dict, days: tuple[int, ...],
                  show_progress: bool = True) -> dict:
-    """Blind vs network-aware optimum on a shared-feeder config, replayed in the AC env."""
+    """Blind vs network-aware optimum on a shared-feeder config, replayed in the AC env.
+
+    Variants: ``none`` (limits and network costs blind), ``hard`` (hard limits, network
+    costs left to the replay) and, when the config charges network costs, ``priced``
+    (hard limits and the network costs optimised: the oracle's default there).
+    """
+    variants = {"none": {"limits": "none", "network_costs": False},
+                "hard": {"limits": "hard", "network_costs": False}}
+    if MultiAgentMicrogrids(config).config.network_costs:
+        variants["priced"] = {"limits": "hard"}
     rows = []
     for k, day in enumerate(progress(days, desc=f"bench_oracle {name}", unit="day",
                                      disable=not show_progress)):
         env = MultiAgentMicrogrids(config)
         rule, _ = run_episode(env, RuleBasedPolicy(env), seed=k, options={"start_day": day})
         row = {"day": day, "rule_based": sum(rule.values())}
-        for limits in ("none", "hard"):
+        for variant, kwargs in variants.items():
             t0 = time.perf_counter()
-            r = optimum(config, day, seed=k, limits=limits)
-            row[limits] = {"cost": r.cost, "violation_steps": r.network.violation_steps,
-                           "safety_penalty": r.safety_penalty,
-                           "v_error_max_pu": r.network.v_error_max_pu,
-                           "model_minus_replay": r.model_cost - r.cost,
-                           "linearisations": r.network.linearisations,
-                           "seconds": time.perf_counter() - t0}
+            r = optimum(config, day, seed=k, **kwargs)
+            row[variant] = {"cost": r.cost, "violation_steps": r.network.violation_steps,
+                            "safety_penalty": r.safety_penalty,
+                            "network_cost": r.network.network_cost,
+                            "v_error_max_pu": r.network.v_error_max_pu,
+                            "model_minus_replay": r.model_cost - r.cost,
+                            "linearisations": r.network.linearisations,
+                            "seconds": time.perf_counter() - t0}
         rows.append(row)
-    out = {"config": name, "days": list(days),
+    out = {"config": name, "days": list(days), "variants": list(variants),
            "mean_rule_based": float(np.mean([r["rule_based"] for r in rows]))}
-    for limits in ("none", "hard"):
+    for limits in variants:
         col = {key: np.array([r[limits][key] for r in rows]) for key in rows[0][limits]}
         out[limits] = {"mean_cost": float(col["cost"].mean()),
+                       "mean_network_cost": float(col["network_cost"].mean()),
                        "days_with_violation": int((col["violation_steps"] > 0).sum()),
                        "violation_steps": int(col["violation_steps"].sum()),
                        "mean_safety_penalty": float(col["safety_penalty"].mean()),
@@ -128,14 +129,15 @@ def feeder_main(args: argparse.Namespace, days: tuple[int, ...]) -> None:
         return
     print(f"{len(days)} days {list(days)}, seed k for the k-th day")
     print(f"{'config':16s} {'oracle':6s} {'$/day':>8s} {'rule $':>8s} {'days viol':>9s} "
-          f"{'steps':>5s} {'safety $':>8s} {'|V_lin-V_ac|':>12s} {'model-AC $':>10s} "
-          f"{'s/day':>6s} {'max s':>6s}")
+          f"{'steps':>5s} {'safety $':>8s} {'network $':>9s} {'|V_lin-V_ac|':>12s} "
+          f"{'model-AC $':>10s} {'s/day':>6s} {'max s':>6s}")
     for r in results:
-        for limits in ("none", "hard"):
+        for limits in r["variants"]:
             x = r[limits]
             print(f"{r['config']:16s} {limits:6s} {x['mean_cost']:8.2f} "
                   f"{r['mean_rule_based']:8.2f} {x['days_with_violation']:9d} "
                   f"{x['violation_steps']:5d} {x['mean_safety_penalty']:8.3f} "
+                  f"{x['mean_network_cost']:9.2f} "
                   f"{x['max_v_error_pu']:12.1e} {x['max_abs_model_minus_replay']:10.3f} "
                   f"{x['mean_seconds']:6.1f} {x['max_seconds']:6.1f}")
 

@@ -16,9 +16,12 @@ the injections, so by Euler's theorem ``sum_u m_u ~ 2 L``: marginal charges over
 They are scaled by one common factor ``L / sum_u m_u`` so the shares sum to the actual
 losses ``L`` while keeping the marginal proportions (the usual normalisation of MLF-based
 loss allocation). With line charging the losses are not exactly quadratic, so the factor is
-computed, not fixed at 1/2; if ``sum_u m_u`` does not have the sign of ``L`` (or is ~0) the
-shares fall back to ``|m_u|`` proportions (equal shares if every ``m_u`` is 0). A share can
-be negative: a user whose injection reduces the losses is credited. Microgrids pay
+computed, not fixed at 1/2; if ``sum_u m_u`` does not have the sign of ``L`` or is smaller
+than ``L`` (a factor above 1: users' charges of opposite signs cancel, and scaling them up
+would charge or credit a user many times the whole network's losses) the shares fall back
+to ``|m_u|`` proportions (equal shares if every ``m_u`` is 0). So no share exceeds
+``max(|m_u|, |L|)`` in size. A share can be negative: a user whose injection reduces the
+losses is credited. Microgrids pay
 ``network_losses = share x dt x loss price`` ($; the loss price is the step's retail price
 unless configured); the DSO's share (its own loads' losses) is reported, charged to nobody.
 
@@ -80,7 +83,8 @@ def allocate_losses(losses: np.ndarray | float, marginal: np.ndarray) -> np.ndar
         raise ValueError(f"marginal must be (..., U) over losses {L.shape}, got {m.shape}")
     total = m.sum(axis=-1)
     scale = np.maximum(np.abs(m).sum(axis=-1), np.abs(L))
-    proportional = (total * L > 0) & (np.abs(total) > _TINY * np.maximum(scale, 1.0))
+    proportional = ((total * L > 0) & (np.abs(total) > _TINY * np.maximum(scale, 1.0))
+                    & (np.abs(total) >= np.abs(L)))
     absm = np.abs(m)
     abs_total = absm.sum(axis=-1)
     U = m.shape[-1]

@@ -58,6 +58,20 @@ def test_loss_shares_treat_users_symmetrically(losses, marginal, data):
     assert twins[0] == twins[1]
 
 
+@settings(max_examples=300, deadline=None)
+@given(st.floats(0.0, 1e3), users.flatmap(lambda U: arrays(float, U, elements=finite)))
+def test_no_loss_share_exceeds_its_marginal_charge_or_the_losses(losses, marginal):
+    # cancelling marginal charges (sum << L) must not be scaled up into huge charges/credits
+    shares = allocate_losses(losses, marginal)
+    bound = np.maximum(np.abs(marginal), losses)
+    assert np.all(np.abs(shares) <= bound * (1 + 1e-9) + 1e-12)
+
+
+def test_nearly_cancelling_marginal_charges_fall_back_to_magnitudes():
+    np.testing.assert_allclose(allocate_losses(10.0, np.array([100.0, -95.0])),
+                               [10.0 * 100 / 195, 10.0 * 95 / 195])
+
+
 def test_loss_shares_keep_marginal_proportions_and_credit_loss_reducers():
     shares = allocate_losses(10.0, np.array([6.0, 18.0, -4.0]))  # marginal sum 20 = 2 L
     np.testing.assert_allclose(shares, [3.0, 9.0, -2.0])

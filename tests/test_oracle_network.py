@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 from benchmarks.feeder_stress import STRESSED_FEEDER
+from powergrid import scenarios
 from powergrid.baselines import RuleBasedPolicy, run_episode
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
-from powergrid.evaluation import optimum
+from powergrid.evaluation import optimum, replay_cost
+from powergrid.network_costs import NETWORK_COST_TERMS
 
 # a stressed day: the network-blind optimum overloads a PCC transformer in the AC replay
 DAY = 80
@@ -20,16 +22,6 @@ V_TOLERANCE_PU = 1e-3  # documented: |V_lin - V_ac| at the optimum (measured ~1e
 @functools.cache
 def solved(limits: str):
     return optimum(STRESSED_FEEDER, DAY, seed=0, limits=limits)
-
-
-def replayed_cost(result) -> float:
-    env = MultiAgentMicrogrids(STRESSED_FEEDER)
-    env.reset(seed=result.seed, options={"start_day": result.day})
-    total = 0.0
-    for step in result.actions:
-        _, rewards, _, _, _ = env.step(step)
-        total -= sum(rewards.values())
-    return total
 
 
 def test_the_network_blind_optimum_violates_a_limit_on_the_stressed_day():
@@ -66,7 +58,7 @@ def test_linear_voltages_are_close_to_ac_at_the_optimum():
 
 def test_the_reported_cost_is_the_ac_env_cost_of_the_actions():
     result = solved("hard")
-    assert replayed_cost(result) == pytest.approx(result.cost, abs=1e-6)
+    assert replay_cost(STRESSED_FEEDER, result) == pytest.approx(result.cost, abs=1e-6)
 
 
 def test_model_cost_and_replay_differ_only_by_the_network_penalty():
@@ -123,4 +115,52 @@ def test_a_day_no_plan_can_meet_is_solved_with_priced_limits_and_reported():
     result = optimum(config, DAY, seed=0)
     assert result.network.model_violation > 0.0
     assert result.network.violations["pcc"] > 0
-    assert replayed_cost(result) == pytest.approx(result.cost, abs=1e-6)
+    assert replay_cost(STRESSED_FEEDER, result) == pytest.approx(result.cost, abs=1e-6)
+
+
+# ---------------------------------------------------------------------- network costs
+V2 = {**scenarios.get("p2p-2mg-v2").config(), "split": None}  # network_costs=True
+V2_DAY = 80
+
+
+@functools.cache
+def on_v2(network_costs: bool):
+    return optimum(V2, V2_DAY, seed=0, network_costs=network_costs)
+
+
+def test_network_costs_are_priced_by_default_when_the_config_charges_them():
+    assert optimum(V2, V2_DAY, seed=0).cost == pytest.approx(on_v2(True).cost, abs=1e-9)
+
+
+def test_pricing_the_network_costs_lowers_the_replayed_cost_on_a_v2_day():
+    priced, blind = on_v2(True), on_v2(False)
+    assert priced.cost < blind.cost
+    assert priced.network.network_cost < blind.network.network_cost
+    assert priced.network.violation_steps == 0
+
+
+def test_the_network_cost_aware_optimum_costs_no_more_than_the_rule_based_policy_on_v2():
+    env = MultiAgentMicrogrids(V2)
+    rule, _ = run_episode(env, RuleBasedPolicy(env), seed=0, options={"start_day": V2_DAY})
+    assert on_v2(True).cost <= sum(rule.values())
+
+
+def test_the_replayed_network_costs_are_reported_and_close_to_the_model():
+    result = on_v2(True)
+    report = result.network
+    assert report.network_cost == pytest.approx(
+        sum(result.cost_terms[k] for k in NETWORK_COST_TERMS), abs=1e-9)
+    assert report.network_cost > 0.0
+    assert abs(report.model_network_cost - report.network_cost) <= 0.05 * report.network_cost
+    assert replay_cost(V2, result) == pytest.approx(result.cost, abs=1e-6)
+
+
+def test_network_cost_blind_optimum_models_none_but_the_replay_charges_them():
+    report = on_v2(False).network
+    assert report.model_network_cost == 0.0
+    assert report.network_cost > 0.0
+
+
+def test_pricing_network_costs_the_config_does_not_charge_raises_value_error():
+    with pytest.raises(ValueError, match="network_costs"):
+        optimum({**V2, "network_costs": False}, V2_DAY, network_costs=True)

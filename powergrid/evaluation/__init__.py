@@ -20,12 +20,13 @@ from powergrid.evaluation.runner import EvaluationResult, evaluate, run_policy_e
 
 __all__ = ["BASELINES", "Baseline", "Episode", "EpisodeMetrics", "EvaluationResult",
            "OraclePolicy", "OracleResult", "episode_metrics", "evaluate", "gains_from_trade",
-           "get_baseline", "gini", "optimum", "relative_metrics", "run_policy_episode", "score"]
+           "get_baseline", "gini", "optimum", "relative_metrics", "replay_cost",
+           "run_policy_episode", "score"]
 
 
 def __getattr__(name: str):
     # the MILP (scipy) loads only when asked for
-    if name in ("optimum", "OracleResult"):
+    if name in ("optimum", "OracleResult", "replay_cost"):
         from powergrid.evaluation import oracle
 
         return getattr(oracle, name)

@@ -95,7 +95,10 @@ _CROSSING_RULES = (UniformPrice, PayAsBid, ContinuousDoubleAuction)
 _INITIAL_TANGENTS = 16
 _MAX_REFINEMENTS = 20  # LP re-solves with tangents added at the solution
 _MAX_MILP_SOLVES = 3
-_PF_AGREE_PU = 1e-5  # the oracle's and the env's AC solves of one set-point (solver tolerance)
+_PF_AGREE_PU = 1e-5
+_MAX_COST_ROUNDS = 6    # MILPs pricing the network costs, in a trust region (kW) around the
+_TRUST_KW = 40.0        # best plan so far: starting at _TRUST_KW, halted below _TRUST_MIN_KW
+_TRUST_MIN_KW = 2.0  # the oracle's and the env's AC solves of one set-point (solver tolerance)
 
 
 @dataclass(frozen=True)
@@ -491,7 +494,7 @@ def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceM
 
 def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = True,
             split: str | None = None, rel_gap: float = 1e-6,
-            limits: str | None = None) -> OracleResult:
+            limits: str | None = None, network_costs: bool | None = None) -> OracleResult:
     """Perfect-foresight optimum of the episode starting on ``day`` with ``seed``.
 
     ``env_or_scenario``: a ``MultiAgentMicrogrids`` (only its config is used), an env
@@ -502,7 +505,9 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
     ``limits``: the network model (``powergrid.evaluation.oracle_network``): ``"hard"``
     (every voltage and loading limit a constraint; the default on ``network="ieee34"``),
     ``"penalty"`` (the env's safety penalty as a linear cost) or ``"none"`` (network-blind;
-    the default on ``"tied"``, whose limits never bind).
+    the default on ``"tied"``, whose limits never bind). ``network_costs``: optimise the
+    env's network costs (allocated losses, shared-network violations; default: when the
+    config charges them); False leaves them to the replay (they are still in ``cost``).
     """
     env = _make_env(env_or_scenario, trading, split)
     n_days = env.profiles.n_days
@@ -512,17 +517,29 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
         limits = "none" if env.config.network == "tied" else "hard"
     if limits not in LIMITS:
         raise ValueError(f"limits must be one of {LIMITS}, got {limits!r}")
+    if network_costs is None:
+        network_costs = env.config.network_costs
+    if not isinstance(network_costs, bool) or (network_costs and not env.config.network_costs):
+        raise ValueError(f"network_costs must be None, False or (when the config has "
+                         f"network_costs=True) True, got {network_costs!r}")
     _check_supported(env)
     t0 = time.perf_counter()
     env.reset(seed=seed, options={"start_day": int(day)})  # ValueError if not in the split
     cfg = env.config
     n_steps, dt = cfg.max_episode_steps, cfg.dt_hours
     tariffs = _tariffs(env, n_steps)
-    flow = FeederFlow(env) if cfg.network != "tied" or limits != "none" else None
+    loss_price = None
+    if network_costs:  # the env prices allocated losses at loss_price, else the retail price
+        loss_price = (tariffs.retail if cfg.loss_price is None
+                      else np.full(n_steps, float(cfg.loss_price)))
+    flow = (FeederFlow(env) if cfg.network != "tied" or limits != "none" or network_costs
+            else None)
 
     lin: Linearisation | None = None
     rounds, elastic = 0, False
+    trust: float | None = None  # kW around the best plan, once network costs are priced
     tangents: dict[tuple[str, str], list[list[float]]] = {}
+    plans: list[_Round] = []
     while True:  # sequential linearisation of the network at the plan (none: one pass)
         m = _Milp()
         models = _device_models(m, env, n_steps, dt, float(cfg.storage_terminal_price),
@@ -530,7 +547,10 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
         volume = _market(m, env, models, tariffs, n_steps, dt)
         inj = _injections(models, n_steps)
         rows = (add_network_rows(m, inj, _ranges(m, inj), lin, flow, env.microgrid_agents,
-                                 cfg, limits, elastic) if lin is not None else NetworkRows())
+                                 cfg, limits, elastic) if lin is not None
+                else NetworkRows())
+        if trust is not None:
+            _trust_region(m, inj, lin.p0, trust)
         try:
             x, lower, refinements, status = _solve(m, models, rows, rel_gap, int(day))
         except _Infeasible:
@@ -541,27 +561,56 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
         tangents = {(a, d.name): dm.points for a in env.possible_agents
                     for d, dm in zip(env.devices(a), models[a])
                     if isinstance(dm, _GeneratorModel)}
-        if limits == "none":
+        if flow is None:
+            plans.append(_Round(m, models, rows, volume, x, lower, refinements, status, lin))
             break
         if lin is not None:
             x = _closest(m, models, rows, x, inj, lin.p0)
         plan = _plan(x, inj)
-        if rounds >= _MAX_LINEARISATIONS or settled(
-                limits, ac_check(flow, lin, plan, cfg), rows.penalty(x), rows.violation(x)):
+        ac = ac_check(flow, lin, plan, cfg, loss_price)
+        best_before = _best_round(plans, limits) if plans else None
+        plans.append(_Round(m, models, rows, volume, x, lower, refinements, status, lin, ac,
+                            plan))
+        if rounds >= _MAX_LINEARISATIONS + (_MAX_COST_ROUNDS if network_costs else 0):
             break
-        lin, rounds = linearise(flow, plan), rounds + 1
+        if trust is None:  # limits alone (the network-cost-blind plan is a candidate)
+            if limits == "none" and not network_costs:
+                break
+            if lin is None or not settled(limits, ac, rows.penalty(x), rows.violation(x)):
+                if rounds < _MAX_LINEARISATIONS:
+                    lin, rounds = linearise(flow, plan, cfg), rounds + 1
+                    continue
+            if not network_costs:
+                break
+            trust = _TRUST_KW
+        else:  # a trust region: grow it after a better plan, shrink it after a worse one
+            better = _best_round(plans, limits) is not best_before
+            trust = trust * 2.0 if better else trust / 4.0
+            if trust < _TRUST_MIN_KW:
+                break
+        best = _best_round(plans, limits)
+        if best.lin is None or best.lin.charges is None or best is not best_before:
+            lin = linearise(flow, best.plan, cfg, loss_price)  # the network costs' tangent
+        rounds += 1
     solve_time = time.perf_counter() - t0
+    best = _best_round(plans, limits)
+    rounds = plans.index(best)  # the linearisations its model was built on
+    m, models, rows, volume, x, lower, refinements, status, lin = (
+        best.m, best.models, best.rows, best.volume, best.x, best.lower, best.refinements,
+        best.status, best.lin)
 
-    model_cost = _model_cost(x, m, models, rows.columns()) + rows.penalty(x)
-    model_penalty = rows.penalty(x)
+    base_cost = _model_cost(x, m, models, rows.columns())  # devices and market, exact
+    model_penalty, model_network = rows.penalty(x), rows.network_cost(x)
+    model_cost = base_cost + model_penalty + model_network
     actions, cost_per_agent, terms, traded, safety, replayed, monitor = _replay(
         env, x, models, tariffs, volume, seed, int(day))
     cost = float(sum(cost_per_agent.values()))
-    # network costs (powergrid.network_costs) are not in the model: measured in the replay
-    unmodelled = safety + sum(terms.get(k, 0.0) for k in NETWORK_COST_TERMS)
-    if abs((cost - unmodelled) - (model_cost - model_penalty)) > 1e-6 * max(1.0, abs(cost)):
+    # the network's terms are linear models of the AC env's (the replay's are reported)
+    replay_network = sum(terms.get(k, 0.0) for k in NETWORK_COST_TERMS)
+    unmodelled = safety + replay_network
+    if abs((cost - unmodelled) - base_cost) > 1e-6 * max(1.0, abs(cost)):
         raise RuntimeError(f"oracle model disagrees with the env on day {day}: model cost "
-                           f"{model_cost - model_penalty:.9f} $, env replay "
+                           f"{base_cost:.9f} $, env replay "
                            f"{cost - unmodelled:.9f} $ without safety penalties and network "
                            f"costs (the env's "
                            f"physics, market or reward changed; extend "
@@ -569,13 +618,72 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
     network = None
     if flow is not None:
         network = _network_report(flow, lin, replayed, monitor, cfg, limits, rounds,
-                                  model_penalty, rows.violation(x), int(day))
+                                  model_penalty, rows.violation(x), int(day),
+                                  model_network, replay_network)
     return OracleResult(cost=cost, cost_per_agent=cost_per_agent, actions=actions,
                         mip_objective=float(lower), gap=cost - float(lower),
                         status=status, solve_time_s=solve_time, day=int(day),
                         seed=seed, trading=env.protocol is not None, traded_kwh=traded,
                         safety_penalty=safety, refinements=refinements, cost_terms=terms,
                         model_cost=model_cost, network=network)
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One MILP of the sequential linearisation, its solution and that plan's AC check."""
+
+    m: _Milp
+    models: dict[str, list[_DeviceModel]]
+    rows: NetworkRows
+    volume: list[int | None]
+    x: np.ndarray
+    lower: float
+    refinements: int
+    status: str
+    lin: Linearisation | None
+    ac: dict[str, Any] | None = None
+    plan: np.ndarray | None = None  # every device's kW, (T, n_dev)
+
+    def ac_cost(self) -> float:
+        """The env's cost of this plan: devices and market exact, network terms in AC."""
+        assert self.ac is not None
+        return (_model_cost(self.x, self.m, self.models, self.rows.columns())
+                + float(self.ac["penalty"]) + float(self.ac["network_cost"]))
+
+
+def _best_round(plans: list[_Round], limits: str) -> _Round:
+    """The cheapest plan in the AC env among those its limits admit (else the last).
+
+    Why: each round's plan is optimal for the network linearised at the previous one, not
+    for the AC network, so a later round is not always cheaper in the env; every plan's AC
+    state is known (``ac_check``), so the oracle returns the best. Admitted: a converged
+    power flow on every step and, with ``limits="hard"``, every limit met.
+    """
+    if plans[-1].ac is None:
+        return plans[-1]
+
+    def admitted(r: _Round) -> bool:
+        ok = bool(np.all(r.ac["converged"]))
+        return ok and (limits != "hard" or float(r.ac["excess"]) == 0.0)
+
+    ok = [r for r in plans if admitted(r)]
+    return min(ok, key=_Round.ac_cost) if ok else plans[-1]
+
+
+def replay_cost(env_or_scenario: Any, result: OracleResult) -> float:
+    """The env's total cost ($) of stepping ``result.actions`` from the result's reset.
+
+    Recomputes ``result.cost`` independently of the oracle (in a fresh env of the same
+    config, without a market if ``result.trading`` is False): tests and benchmarks check
+    the two agree.
+    """
+    env = _make_env(env_or_scenario, result.trading, None)
+    env.reset(seed=result.seed, options={"start_day": result.day})
+    total = 0.0
+    for step in result.actions:
+        _, rewards, _, _, _ = env.step(step)
+        total -= sum(rewards.values())
+    return total
 
 
 class _Infeasible(Exception):
@@ -623,6 +731,19 @@ def _solve(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
             break  # else: re-solve the MILP with the new tangents for a tighter bound
     assert x is not None
     return x, float(lower), refinements, status
+
+
+def _trust_region(m: _Milp, inj: list[list[list[tuple[int, float]]]], p0: np.ndarray,
+                  trust_kw: float) -> None:
+    """Every device within ``trust_kw`` of its set-point in ``p0`` (T, n_dev), every step.
+
+    Why: the network costs' tangent (a ratio of marginal charges) holds only near its base
+    point; a plan far from it is priced wrongly, so each priced round moves at most this
+    far from the best plan so far (a trust region, grown or shrunk by the AC replay).
+    """
+    for t, step in enumerate(inj):
+        for k, terms in enumerate(step):
+            m.row(terms, lb=float(p0[t, k]) - trust_kw, ub=float(p0[t, k]) + trust_kw)
 
 
 def _closest(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
@@ -692,7 +813,8 @@ def _plan(x: np.ndarray, inj: list[list[list[tuple[int, float]]]]) -> np.ndarray
 def _network_report(flow: FeederFlow, lin: Linearisation | None, replayed: np.ndarray,
                     monitor: list[dict[str, tuple[bool, float, float]]], cfg: EnvConfig,
                     limits: str, rounds: int, model_penalty: float, model_violation: float,
-                    day: int) -> NetworkReport:
+                    day: int, model_network: float = 0.0,
+                    replay_network: float = 0.0) -> NetworkReport:
     """AC state of the replayed set-points against the linear model's.
 
     The oracle's own power flow of the replay must show the env's voltages (else the
@@ -718,7 +840,8 @@ def _network_report(flow: FeederFlow, lin: Linearisation | None, replayed: np.nd
         violation_steps=int(ac["violation_steps"]), violations=dict(ac["violations"]),
         v_range_pu=tuple(ac["v_range_pu"]),
         line_loading_max_pct=float(ac["line_loading_max_pct"]),
-        pcc_loading_max_pct=float(ac["pcc_loading_max_pct"]))
+        pcc_loading_max_pct=float(ac["pcc_loading_max_pct"]),
+        model_network_cost=model_network, network_cost=replay_network)
 
 
 def _model_cost(x: np.ndarray, m: _Milp, models: dict[str, list[_DeviceModel]],

@@ -13,8 +13,15 @@ to every device's active injection:
 Loads, the feeder's own loads and everything reactive stay at their series values (the
 env gives devices no Q set-point today). The first base point is the network-blind
 optimum; the MILP is then re-solved with the rows linearised at its own previous solution
-(sequential linear programming) until ``max |V_lin - V_ac|`` at the solution is below
-``_V_TOL_PU`` or ``_MAX_LINEARISATIONS`` rounds are done; the last round is returned.
+(sequential linear programming) until the AC state of the plan confirms the limits
+(``settled``) or ``_MAX_LINEARISATIONS`` rounds are done.
+
+Network costs (the config's ``network_costs``, ``powergrid.network_costs``): the losses
+the env allocates to the microgrids are linearised through the env's own allocation rule
+(:class:`NetworkCharges`, ``_loss_rows``), the shared elements' violations priced at the
+microgrids' share of the push; the oracle (``powergrid.evaluation.oracle``) solves these
+rounds in a trust region around the best plan so far and returns the plan that is
+cheapest in the AC env (see docs/evaluation.md).
 
 Limits (``limits=``):
 
@@ -40,11 +47,15 @@ reported cost, and the gap (voltage error, cost of the model vs the replay) is r
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
+from powergrid.network_costs import NetworkCosts
 from powergrid.pf import make_solver
+from powergrid.pf.base import PFResult
+from powergrid.pf.model import NetworkModel
 
 _H_KW = 1.0                # finite-difference step, kW
 _V_TOL_PU = 1e-4           # stop linearising once the model's voltages are this close to AC
@@ -53,6 +64,7 @@ _MARGIN_PU = 1e-3          # hard limits: inside the band by this much (linearis
 _MARGIN_PCT = 0.5          # hard limits: loadings at most 100 - this
 _HARD_PER_PU = 1e5         # $/pu-step of an elastic slack on a hard voltage limit
 _HARD_PER_PCT = 1e3        # $/%-step of an elastic slack on a hard loading limit
+_NETWORK_TOL = 1e-3        # stop once the model's network costs are this close (relative)
 _NEAR_LIMIT_PCT = 50.0    # loading errors are reported where model or AC reach this
 LIMITS = ("hard", "penalty", "none")
 
@@ -71,6 +83,9 @@ class FeederFlow:
         nw = env.network
         self.network = nw
         self.solver = make_solver(nw.net, env.config.power_flow)
+        # the env's own allocation rules of losses and violations (powergrid.network_costs)
+        self.costs = NetworkCosts(nw, getattr(self.solver, "model", None)
+                                  or NetworkModel.from_net(nw.net))
         agents = env.possible_agents
         owner = np.zeros(len(nw.load_share), dtype=np.intp)
         for i, a in enumerate(agents):
@@ -89,6 +104,9 @@ class FeederFlow:
                 self.devices.append((a, d.name, element, row))
                 owners.append(i)
         self.device_owner = np.array(owners, dtype=np.intp)
+        bus_row = nw.net.bus.index.get_indexer
+        self.device_bus = np.array([bus_row([nw.net[element].bus.iat[row]])[0]
+                                    for _, _, element, row in self.devices], dtype=np.intp)
         self.load_kw = self._load_kw
         self.n_sgen, self.n_storage = len(nw.net.sgen), len(nw.net.storage)
         # the quantities the oracle limits, as index arrays into the PF result
@@ -99,6 +117,8 @@ class FeederFlow:
         self.feeder_lines = np.array([k for k in range(len(nw.net.line))
                                       if k not in mg_line_set], dtype=np.intp)
         self.pcc = np.array([nw.pcc_trafo_rows[a] for a in agents], dtype=np.intp)
+        # the shared network's other transformers (regulators, feeder transformers)
+        self.feeder_trafos = np.setdiff1d(self.costs.feeder_trafos, self.pcc)
 
     def solve(self, steps: np.ndarray, p_kw: np.ndarray):
         """AC power flow of steps ``steps`` (B,) at device set-points ``p_kw`` (B, n_dev)."""
@@ -119,6 +139,31 @@ class FeederFlow:
 
 # ---------------------------------------------------------------------- linearisation
 @dataclass(frozen=True)
+class NetworkCharges:
+    """What the env charges the microgrids for the network around a base point, per step.
+
+    ``charged_kw`` is the part of the network's losses the env allocates to the
+    microgrids together (``allocate_losses``; the rest is the DSO's, charged to nobody)
+    and ``d_charged`` its central-difference tangent per kW of each device, through the
+    env's own allocation rule at every perturbed point: the shares move with the
+    injections as much as the losses do (by Euler, ``sum_u m_u ~ 2 L``), so marginal loss
+    factors alone (the losses' own tangent) would misprice a microgrid's export. Priced
+    at ``loss_price`` $/kWh. ``*_share`` are the microgrids' part of the push on each
+    shared element (``allocate_violations``, exact sensitivities at the base point): the
+    share of a violation's penalty they would pay.
+    """
+
+    charged_kw: np.ndarray    # (T,)
+    d_charged: np.ndarray     # (T, n_dev) kW/kW
+    loss_price: np.ndarray    # (T,) $/kWh
+    over_share: np.ndarray    # (T, n_feeder_bus)
+    under_share: np.ndarray   # (T, n_feeder_bus)
+    line_share: np.ndarray    # (T, n_feeder_line)
+    pcc_share: np.ndarray     # (T, n_mg)
+    trafo_share: np.ndarray   # (T, n_feeder_trafo)
+
+
+@dataclass(frozen=True)
 class Linearisation:
     """Per step: base set-points and the AC state there, with its sensitivities."""
 
@@ -130,6 +175,9 @@ class Linearisation:
     d_line: np.ndarray  # (T, n_line, n_dev) % per kW
     d_pcc: np.ndarray   # (T, n_mg, n_dev) % per kW
     converged: np.ndarray  # (T,) the base point's power flow converged
+    trafo0: np.ndarray | None = None    # (T, n_feeder_trafo) %, the other shared trafos
+    d_trafo: np.ndarray | None = None   # (T, n_feeder_trafo, n_dev)
+    charges: NetworkCharges | None = None  # the env's network costs, if modelled
 
     def vm(self, p: np.ndarray) -> np.ndarray:
         """Linear-model voltages (T, n_bus) at set-points ``p`` (T, n_dev)."""
@@ -150,14 +198,19 @@ def _loadings(flow: FeederFlow, res, n: int) -> tuple[np.ndarray, np.ndarray, np
     return line, trafo[:, flow.pcc], p_from
 
 
-def linearise(flow: FeederFlow, p0: np.ndarray) -> Linearisation:
+def linearise(flow: FeederFlow, p0: np.ndarray, cfg=None,
+              loss_price: np.ndarray | None = None) -> Linearisation:
     """AC state and central-difference sensitivities at ``p0`` (T, n_dev), one batch.
 
     Loadings (``|I| / I_max``, a kink at zero flow) are linearised signed by the direction
     of active power *at the base point* (PCCs: the microgrid's net position): smooth
     where a flow is large, and a flat tangent (never a too-steep one) where it is near
     zero, so a limit row never forbids a plan the AC flow allows; a plan that reverses a
-    flow is re-linearised at itself by the next round.
+    flow is re-linearised at itself by the next round. The other shared transformers
+    (regulators; they carry the feeder's flow one way) are linearised unsigned.
+
+    ``loss_price`` (T,) $/kWh: also the env's network costs at the base point
+    (:class:`NetworkCharges`, exact sensitivities; ``cfg`` gives the penalty rates).
     """
     n_t, n_dev = p0.shape
     k = 1 + 2 * n_dev
@@ -179,24 +232,90 @@ def linearise(flow: FeederFlow, p0: np.ndarray) -> Linearisation:
     vm0, d_vm = split(res.vm_pu)
     line0, d_line = split(line, line_dir)
     pcc0, d_pcc = split(pcc, pcc_dir)
+    trafo = np.asarray(res.trafo_loading_percent, float).reshape(n_t * k, -1)
+    trafo0, d_trafo = split(trafo[:, flow.feeder_trafos])
     conv = np.asarray(res.converged, bool).reshape(n_t, -1).all(axis=1)
-    return Linearisation(p0, vm0, line0, pcc0, d_vm, d_line, d_pcc, conv)
+    charges = None
+    if loss_price is not None:
+        charged = _charged_losses(flow, res, cfg).reshape(n_t, k)
+        c0, d_c = split(charged)
+        charges = _charges(flow, res, np.arange(n_t) * k, conv, cfg,
+                           np.asarray(loss_price, float), c0[:, 0], d_c[:, 0])
+    return Linearisation(p0, vm0, line0, pcc0, d_vm, d_line, d_pcc, conv, trafo0, d_trafo,
+                         charges)
+
+
+def _by_user(d: tuple[np.ndarray, np.ndarray], pq: tuple[np.ndarray, np.ndarray],
+             onehot: np.ndarray) -> np.ndarray:
+    """Per-user contributions ``(E, N + 1)`` as ``allocate_violations`` weighs them."""
+    return (d[0] * pq[0] + d[1] * pq[1]) @ onehot
+
+
+def _charged_losses(flow: FeederFlow, res: PFResult, cfg) -> np.ndarray:
+    """The losses the env allocates to the microgrids together (kW), per batch row."""
+    rates = (tuple(cfg.voltage_band), cfg.voltage_penalty_per_pu,
+             cfg.line_overload_penalty_per_pct)
+    conv = np.atleast_1d(np.asarray(res.converged, bool))
+    out = np.zeros(len(conv))
+    for b in np.flatnonzero(conv):
+        out[b] = float(flow.costs.evaluate(_row(res, b), *rates).loss_share_kw.sum())
+    return out
+
+
+def _charges(flow: FeederFlow, res: PFResult, base: np.ndarray, conv: np.ndarray, cfg,
+             loss_price: np.ndarray, charged: np.ndarray, d_charged: np.ndarray
+             ) -> NetworkCharges:
+    """The microgrids' shares of each shared element's push at the base point of every
+    step (row ``base[t]`` of the batched solve ``res``)."""
+    costs, sens = flow.costs, flow.costs.sens
+    n_t, n_mg = len(base), len(flow.pcc)
+    n_line = len(flow.network.net.line)
+    out = {name: np.zeros((n_t, n)) for name, n in (
+        ("over_share", len(flow.feeder_buses)), ("under_share", len(flow.feeder_buses)),
+        ("line_share", len(flow.feeder_lines)), ("pcc_share", n_mg),
+        ("trafo_share", len(flow.feeder_trafos)))}
+
+    def mg_part(x: np.ndarray) -> np.ndarray:
+        """Microgrids' share of the positive push on each element (rows of x: (E, N + 1))."""
+        push = np.maximum(x, 0.0)
+        total = push.sum(axis=1)
+        return np.where(total > 0, push[:, :n_mg].sum(axis=1) / np.where(total > 0, total, 1),
+                        0.0)
+
+    for t in np.flatnonzero(conv):
+        row = _row(res, base[t])
+        op = sens.at(row.vm_pu, row.va_degree)
+        pq = op.injections()
+        x = _by_user(op.voltage(flow.feeder_buses, "pq"), pq, costs.onehot)
+        out["over_share"][t], out["under_share"][t] = mg_part(x), mg_part(-x)
+        for name, rows in (("line_share", flow.feeder_lines), ("pcc_share", n_line + flow.pcc),
+                           ("trafo_share", n_line + flow.feeder_trafos)):
+            if len(rows):
+                out[name][t] = mg_part(_by_user(op.loading(rows, "pq"), pq, costs.onehot))
+    return NetworkCharges(charged, d_charged, loss_price, out["over_share"],
+                          out["under_share"], out["line_share"], out["pcc_share"],
+                          out["trafo_share"])
 
 
 # ---------------------------------------------------------------------- MILP rows
 @dataclass
 class NetworkRows:
-    """The network's slack columns in the MILP and what the env charges for them."""
+    """The network's columns in the MILP and what the env charges for them."""
 
     env_price: dict[int, float] = field(default_factory=dict)  # column -> $ per unit
     hard: list[int] = field(default_factory=list)              # elastic slacks of hard limits
+    network_price: dict[int, float] = field(default_factory=dict)  # network costs' columns
 
     def columns(self) -> set[int]:
-        return set(self.env_price) | set(self.hard)
+        return set(self.env_price) | set(self.hard) | set(self.network_price)
 
     def penalty(self, x: np.ndarray) -> float:
         """The env's safety penalty of solution ``x`` in the linear model ($)."""
         return float(sum(price * x[j] for j, price in self.env_price.items()))
+
+    def network_cost(self, x: np.ndarray) -> float:
+        """The env's network costs (losses, violations) of ``x`` in the linear model ($)."""
+        return float(sum(price * x[j] for j, price in self.network_price.items()))
 
     def violation(self, x: np.ndarray) -> float:
         """Elastic slack used on hard limits (pu + %, summed): 0 when every limit holds."""
@@ -212,47 +331,91 @@ def add_network_rows(m, injections: list[list[list[tuple[int, float]]]],
     Hard limits are plain rows unless ``elastic`` (then each has a priced slack and the
     env's own penalty rows are written too): the oracle tries plain rows first, since a
     plan within every hard limit pays no penalty, and prices them only if the day has no
-    such plan.
+    such plan. With ``lin.charges`` (network costs modelled) the shared elements'
+    violations are priced as the env charges them (wherever a slack is priced) and each
+    step's charged losses are a priced column (``_loss_rows``).
 
     ``injections[t][k]``: the MILP terms of device k's kW at step t; ``ranges`` (T, n_dev,
     2) each device's [min, max] kW at step t (to skip rows that cannot bind).
     """
     out = NetworkRows()
+    charges = lin.charges
+    dt = cfg.dt_hours
+    if charges is not None:
+        _loss_rows(m, out, injections, lin, dt)
     if limits == "none":
         return out
     lo, hi = cfg.voltage_band
     hard = limits == "hard"
     strict = hard and not elastic
     v_price, l_price = cfg.voltage_penalty_per_pu, cfg.line_overload_penalty_per_pct
-    # (index, env price): the env charges its microgrids' own buses and lines only
-    buses = [(b, v_price) for a in agents for b in flow.mg_buses[a]]
-    lines = [(k, l_price) for a in agents for k in flow.mg_lines[a]]
-    trafos: list[tuple[int, float]] = []
-    if hard:
-        buses += [(b, 0.0) for b in flow.feeder_buses]
-        lines += [(k, 0.0) for k in flow.feeder_lines]
-        trafos = [(i, 0.0) for i in range(len(flow.pcc))]
     margin_v, margin_l = (_MARGIN_PU, _MARGIN_PCT) if hard else (0.0, 0.0)
+    # the env charges its microgrids' own buses and lines (safety penalty) and, with
+    # network costs, the shared ones (their share of each violation); hard limits all
     for t in range(lin.p0.shape[0]):
         writer = _StepRows(m, out, injections[t], lin.p0[t], ranges[t], strict)
-        for idx, price in buses:
-            y0, g = float(lin.vm0[t, idx]), lin.d_vm[t, idx]
-            for bound, sign in ((hi, 1.0), (lo, -1.0)):  # over- and undervoltage
-                if price and not strict:  # the env's own penalty, beyond the band's edge
-                    writer.limit(y0, g, bound, sign, price, 0.0)
-                if hard:   # a hard limit inside the band
-                    writer.limit(y0, g, bound - sign * margin_v, sign, 0.0, _HARD_PER_PU)
-        for table, y0s, grads in ((lines, lin.line0[t], lin.d_line[t]),
-                                  (trafos, lin.pcc0[t], lin.d_pcc[t])):
-            for idx, price in table:
+        share = functools.partial(_share, charges, t)
+        voltage_tables = [(np.concatenate([flow.mg_buses[a] for a in agents]), False,
+                           None, None),
+                          (flow.feeder_buses, True, share("over_share"), share("under_share"))]
+        for buses, feeder, over, under in voltage_tables:
+            for j, idx in enumerate(buses):
+                y0, g = float(lin.vm0[t, idx]), lin.d_vm[t, idx]
+                for bound, sign, part in ((hi, 1.0, over), (lo, -1.0, under)):
+                    writer.write(y0, g, bound, sign, margin_v, hard, _HARD_PER_PU,
+                                 *_prices(v_price, feeder, part, j))
+        mg_lines = np.concatenate([flow.mg_lines[a] for a in agents])
+        loading_tables = [(mg_lines, lin.line0[t], lin.d_line[t], False, None),
+                          (flow.feeder_lines, lin.line0[t], lin.d_line[t], True,
+                           share("line_share")),
+                          (np.arange(len(flow.pcc)), lin.pcc0[t], lin.d_pcc[t], True,
+                           share("pcc_share"))]
+        if lin.trafo0 is not None:
+            loading_tables.append((np.arange(len(flow.feeder_trafos)), lin.trafo0[t],
+                                   lin.d_trafo[t], True, share("trafo_share")))
+        for rows, y0s, grads, feeder, part in loading_tables:
+            for j, idx in enumerate(rows):
                 y0, g = float(y0s[idx]), grads[idx]
                 for sign in (1.0, -1.0):  # |signed loading| <= 100
-                    if price and not strict:
-                        writer.limit(y0, g, sign * 100.0, sign, price, 0.0)
-                    if hard:
-                        writer.limit(y0, g, sign * (100.0 - margin_l), sign, 0.0,
-                                     _HARD_PER_PCT)
+                    writer.write(y0, g, sign * 100.0, sign, margin_l, hard, _HARD_PER_PCT,
+                                 *_prices(l_price, feeder, part, j))
     return out
+
+
+def _share(charges: NetworkCharges | None, t: int, name: str) -> np.ndarray | None:
+    return None if charges is None else getattr(charges, name)[t]
+
+
+def _prices(rate: float, feeder: bool, part: np.ndarray | None, j: int
+            ) -> tuple[float, float]:
+    """(safety penalty, network charge) per unit beyond a limit, as the env charges them."""
+    if not feeder:
+        return rate, 0.0      # a microgrid's own bus or line: its safety penalty
+    if part is None:
+        return 0.0, 0.0       # the shared network, not charged (network costs off)
+    return 0.0, rate * float(part[j])
+
+
+def _loss_rows(m, out: NetworkRows, injections: list[list[list[tuple[int, float]]]],
+               lin: Linearisation, dt: float) -> None:
+    """Per step a column (kW) of the losses charged to the microgrids, on its tangent.
+
+    Not cuts from below: the losses are convex in the injections, but their allocation
+    (a ratio of marginal charges) is not, and the env can even credit the microgrids
+    (a negative share when together they reduce the losses).
+    """
+    c = lin.charges
+    assert c is not None
+    for t, step in enumerate(injections):
+        if not lin.converged[t]:
+            continue
+        price = float(c.loss_price[t] * dt)
+        col = m.var(-np.inf, np.inf, cost=price)
+        out.network_price[col] = price
+        g = c.d_charged[t]
+        terms = [(j, -float(g[k]) * v) for k in np.flatnonzero(g) for j, v in step[k]]
+        const = float(c.charged_kw[t] - g @ lin.p0[t])
+        m.row([(col, 1.0)] + terms, lb=const, ub=const)
 
 
 class _StepRows:
@@ -267,8 +430,16 @@ class _StepRows:
         self.strict = strict
         self.dp = ranges - p0[:, None]  # (n_dev, 2): how far each device can move
 
+    def write(self, y0: float, g: np.ndarray, bound: float, sign: float, margin: float,
+              hard: bool, hard_price: float, env_price: float, network_price: float) -> None:
+        """The priced rows beyond the limit itself and the hard one inside it."""
+        if (env_price or network_price) and not self.strict:
+            self.limit(y0, g, bound, sign, env_price, 0.0, network_price)
+        if hard:
+            self.limit(y0, g, bound - sign * margin, sign, 0.0, hard_price)
+
     def limit(self, y0: float, g: np.ndarray, bound: float, sign: float,
-              env_price: float, hard_price: float) -> None:
+              env_price: float, hard_price: float, network_price: float = 0.0) -> None:
         reach = y0 * sign + float(np.max(sign * g[:, None] * self.dp, axis=1).sum())
         if reach <= sign * bound:
             return  # no plan can reach this limit in the linear model: no row
@@ -278,10 +449,12 @@ class _StepRows:
         if self.strict:
             self.m.row(terms, ub=sign * bound - const)
             return
-        col = self.m.var(cost=env_price + hard_price)
+        col = self.m.var(cost=env_price + hard_price + network_price)
         self.m.row(terms + [(col, -1.0)], ub=sign * bound - const)
         if env_price:
             self.out.env_price[col] = env_price
+        if network_price:
+            self.out.network_price[col] = network_price
         if hard_price:
             self.out.hard.append(col)
 
@@ -310,11 +483,17 @@ class NetworkReport:
     v_range_pu: tuple[float, float]
     line_loading_max_pct: float
     pcc_loading_max_pct: float
+    model_network_cost: float = 0.0  # the linear model's network costs of the plan ($)
+    network_cost: float = 0.0        # the AC replay's (network_losses + network_violation)
 
 
 def ac_check(flow: FeederFlow, lin: Linearisation | None, p: np.ndarray,
-             cfg) -> dict[str, object]:
-    """AC state of plan ``p`` (T, n_dev): violations, the env's penalty, the model's error."""
+             cfg, loss_price: np.ndarray | None = None) -> dict[str, object]:
+    """AC state of plan ``p`` (T, n_dev): violations, the env's penalty, the model's error.
+
+    With ``loss_price`` (T,) also ``network_cost``: what the env charges the microgrids for
+    losses and shared-network violations at that state ($, ``powergrid.network_costs``).
+    """
     n_t = p.shape[0]
     steps = np.arange(n_t)
     res = flow.solve(steps, p)
@@ -322,6 +501,7 @@ def ac_check(flow: FeederFlow, lin: Linearisation | None, p: np.ndarray,
     line = np.asarray(res.line_loading_percent, float).reshape(n_t, -1)
     trafo = np.asarray(res.trafo_loading_percent, float).reshape(n_t, -1)
     pcc = trafo[:, flow.pcc]
+    xfm = trafo[:, flow.feeder_trafos]
     conv = np.asarray(res.converged, bool).reshape(n_t)
     lo, hi = cfg.voltage_band
     mg_buses = np.concatenate(list(flow.mg_buses.values()))
@@ -335,6 +515,7 @@ def ac_check(flow: FeederFlow, lin: Linearisation | None, p: np.ndarray,
         "feeder_line": (line[:, flow.feeder_lines] > 100.0).any(axis=1)
         if len(flow.feeder_lines) else np.zeros(n_t, bool),
         "pcc": (pcc > 100.0).any(axis=1),
+        "feeder_trafo": (xfm > 100.0).any(axis=1),
         "pf_failed": ~conv,
     }
     any_step = np.zeros(n_t, bool)
@@ -346,7 +527,8 @@ def ac_check(flow: FeederFlow, lin: Linearisation | None, p: np.ndarray,
                .sum(axis=1) + cfg.line_overload_penalty_per_pct
                * np.maximum(line[:, mg_lines] - 100.0, 0).sum(axis=1))
     excess = (np.maximum(v - hi, 0).sum() + np.maximum(lo - v, 0).sum()
-              + np.maximum(line - 100.0, 0).sum() + np.maximum(pcc - 100.0, 0).sum())
+              + np.maximum(line - 100.0, 0).sum() + np.maximum(pcc - 100.0, 0).sum()
+              + np.maximum(xfm - 100.0, 0).sum())
     out: dict[str, object] = {
         "vm": vm, "converged": conv,
         "violations": {k: int(h.sum()) for k, h in kinds.items()},
@@ -356,6 +538,7 @@ def ac_check(flow: FeederFlow, lin: Linearisation | None, p: np.ndarray,
         "line_loading_max_pct": float(line.max()),
         "pcc_loading_max_pct": float(pcc.max()),
         "v_error_max_pu": 0.0, "loading_error_max_pct": 0.0,
+        "network_cost": 0.0 if loss_price is None else network_cost(flow, res, cfg, loss_price),
     }
     if lin is not None:
         out["v_error_max_pu"] = float(np.abs(lin.vm(p) - vm)[conv].max(initial=0.0))
@@ -368,15 +551,39 @@ def ac_check(flow: FeederFlow, lin: Linearisation | None, p: np.ndarray,
     return out
 
 
+def _row(res: PFResult, b: int) -> PFResult:
+    """Row ``b`` of a batched power-flow result."""
+    return PFResult(**{f.name: np.asarray(getattr(res, f.name))[b] for f in fields(PFResult)})
+
+
+def network_cost(flow: FeederFlow, res: PFResult, cfg, loss_price: np.ndarray) -> float:
+    """The env's network costs of the microgrids ($) over the steps of a batched solve."""
+    rates = (tuple(cfg.voltage_band), cfg.voltage_penalty_per_pu,
+             cfg.line_overload_penalty_per_pct)
+    total = 0.0
+    for t in np.flatnonzero(np.atleast_1d(res.converged)):
+        alloc = flow.costs.evaluate(_row(res, t), *rates)
+        total += (float(alloc.loss_share_kw.sum()) * cfg.dt_hours * float(loss_price[t])
+                  + float(alloc.violation_penalty.sum()))
+    return total
+
+
 def settled(limits: str, ac: dict[str, object], model_penalty: float,
-            model_violation: float) -> bool:
+            model_violation: float, model_network: float | None = None) -> bool:
     """Whether the AC state of a plan confirms its linear model (so linearising stops).
 
     ``"hard"``: the AC plan meets every limit (or the day is infeasible in the model and
     the AC plan violates no more than the model said); ``"penalty"``: the AC env charges
-    no more than the model's penalty (+ 1 cent).
+    no more than the model's penalty (+ 1 cent); ``"none"``: always. With
+    ``model_network`` (network costs modelled) also: the AC network costs are within
+    ``_NETWORK_TOL`` of the model's.
     """
+    if model_network is not None and abs(float(ac["network_cost"]) - model_network) > (
+            _NETWORK_TOL * max(1.0, abs(float(ac["network_cost"])))):
+        return False
     if limits == "hard":
         return float(ac["excess"]) == 0.0 or (
             model_violation > 0.0 and float(ac["excess"]) <= model_violation)
+    if limits == "none":
+        return True
     return float(ac["penalty"]) <= model_penalty + 0.01 and bool(np.all(ac["converged"]))

@@ -39,6 +39,9 @@ class RuleBasedPolicy:
       the daily high; otherwise idle;
     - PV: never curtail;
     - market: bid/offer at mid-band (price action 0), i.e. halfway between feed-in and retail;
+      in the ahead market (``quantity`` in the action) it commits the net position it
+      forecasts for the delivery step (its own set-points there at nominal power, minus
+      the observed load forecast, plus the PV forecast), a naive forecast-following rule;
     - an operator agent ("DSO", price action only) keeps its price at mid-range.
 
     Features are looked up by label (``env.obs_labels``), so extra features such as an
@@ -56,15 +59,23 @@ class RuleBasedPolicy:
     def act(self, agent: str, obs: np.ndarray) -> np.ndarray:
         feat = dict(zip(self.env.obs_labels[agent], obs.tolist()))
         retail, pv = feat.get("retail_price", 0.0), feat.get("pv_now", 0.0)
-        price = feat.get("signal_price", retail)
-        has_pv = "pv_available" in feat
         hour = math.degrees(math.atan2(feat.get("hour_sin", 0.0), feat.get("hour_cos", 1.0)))
+        labels = self.env.action_labels[agent]
+        action = self._devices(labels, retail, feat.get("signal_price", retail), pv,
+                               (hour % 360) / 15.0, "pv_available" in feat)
+        if "quantity" in labels:  # the ahead market: commit the forecast net position
+            action[labels.index("quantity")] = self._forecast_quantity(agent, feat, hour)
+        return action
+
+    def _devices(self, labels: Sequence[str], retail: float, price: float, pv: float,
+                 hour: float, has_pv: bool) -> np.ndarray:
+        """Device components (market components 0: mid-band price, no quantity)."""
         # only the morning valley: energy bought late at night would outlive the episode
-        cheap_morning = retail <= self.low + PRICE_TOL and (hour % 360) / 15.0 < 12.0
-        action = np.zeros(len(self.env.action_labels[agent]), np.float32)
-        for k, label in enumerate(self.env.action_labels[agent]):
+        cheap_morning = retail <= self.low + PRICE_TOL and hour < 12.0
+        action = np.zeros(len(labels), np.float32)
+        for k, label in enumerate(labels):
             kind = label.split(".")[-1]
-            if label.endswith("price"):
+            if label.endswith("price") or "." not in label:
                 action[k] = 0.0
             elif kind == "curtail":
                 action[k] = -1.0
@@ -75,6 +86,34 @@ class RuleBasedPolicy:
             elif cheap_morning or (has_pv and pv >= self.sunny):
                 action[k] = -1.0  # charge when cheap (before the peak) or on own surplus PV
         return action
+
+    def _forecast_quantity(self, agent: str, feat: dict[str, float], hour: float) -> float:
+        """Naive forecast-following commitment: the net position the rule expects at the
+        delivery step (its own set-points there at nominal power, the PV and load
+        forecasts), as the ``quantity`` action. Ignores ramps and SOC limits."""
+        from powergrid.core.ahead import QUANTITY_PEAKS  # lazy: core imports the envs
+
+        cfg = self.env.config
+        spec = next(m for m in cfg.microgrids if m.name == agent)
+        lead_h = cfg.gate_lead_steps * cfg.dt_hours
+        labels = self.env.action_labels[agent]
+        pv = feat.get("pv_ahead", 0.0)
+        plan = self._devices(labels, feat["retail_ahead"], feat["retail_ahead"], pv,
+                             ((hour + 15.0 * lead_h) % 360) / 15.0, "pv_available" in feat)
+        params = {p.name: p for p in spec.devices}
+        kw = -feat["load_ahead"] * spec.peak_load_kw
+        for a, label in zip(plan.tolist(), labels):
+            dev = params.get(label.split(".")[0])
+            if dev is None:
+                continue
+            if label.endswith("curtail"):
+                kw += pv * dev.capacity_kw * (1.0 - max(a, 0.0))
+            elif "gen" in label:
+                kw += dev.p_max_kw if a > 0 else 0.0
+            elif hasattr(dev, "capacity_kwh"):  # storage: + discharges
+                kw += a * dev.p_max_kw
+        max_kwh = QUANTITY_PEAKS * spec.peak_load_kw * cfg.dt_hours
+        return float(np.clip(kw * cfg.dt_hours / max_kwh, -1.0, 1.0))
 
     def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {a: self.act(a, o) for a, o in obs.items()}

@@ -7,13 +7,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from heron.market import OrderBook, UniformPrice
+from heron.market import OrderBook, Side, UniformPrice
 from heron.market.ahead import (
     BidCurve,
     CommitmentLedger,
     GateSchedule,
     ImbalancePrices,
     decode_ahead_action,
+    decode_ahead_batch,
     settle_imbalance,
 )
 
@@ -268,3 +269,37 @@ def test_orders_are_for_lead_steps_ahead_and_none_past_the_episode_end():
 def test_an_order_trades_exactly_when_its_latency_is_below_the_gate_lead(lead, s, latency):
     gates = GateSchedule(lead, horizon=48)
     assert gates.in_time(s, latency) == (latency < lead)
+
+
+# ------------------------------------------------------------------ batched decoding
+
+unit = st.integers(-12, 12).map(lambda v: v / 10)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.lists(unit, min_size=4, max_size=4), min_size=1, max_size=4),
+       st.integers(0, 30).map(lambda v: v / 100), st.integers(0, 30).map(lambda v: v / 100))
+def test_batched_decoding_places_the_orders_of_each_agents_bid_curve(rows, a, b):
+    acts = np.array(rows)[None]          # (1, N, 1 + 3)
+    low, high = min(a, b), max(a, b)
+    side, quantity, price = decode_ahead_batch(acts, 5.0, low, high)
+    got = [(int(s), q, p) for s, q, p in zip(side[0], quantity[0], price[0]) if s != 0]
+    want = []
+    for k, row in enumerate(rows):
+        curve = decode_ahead_action(f"a{k}", row, 5.0, low, high)
+        if curve is not None:
+            want += [(1 if c[1] is Side.BUY else -1, c[2], c[3]) for c in curve.orders()]
+    assert got == want
+
+
+def test_batched_decoding_posts_nothing_in_an_empty_band_or_below_the_minimum():
+    acts = np.array([[[1.0, 0.5], [-0.001, 0.5]]])
+    side, _, _ = decode_ahead_batch(acts, 1.0, 0.3, 0.2)
+    assert not side.any()
+    side, _, _ = decode_ahead_batch(acts, 1.0, 0.1, 0.2, min_quantity=0.01)
+    assert side.tolist() == [[-1, 0]]
+
+
+def test_batched_decoding_refuses_nan():
+    with pytest.raises(ValueError, match="finite"):
+        decode_ahead_batch(np.array([[[np.nan, 0.5]]]), 1.0, 0.1, 0.2)

@@ -90,6 +90,10 @@ def _check_infos(iv: dict, ic: dict, i: int, rel: float = 0.0) -> None:
     for k in ("safety_penalty", "tracking_penalty"):
         assert iv["costs"][k][i] == pytest.approx(ic["costs"][k], abs=1e-6), k
     assert iv["costs"]["total"][i] == pytest.approx(ic["costs"]["total"], abs=1e-6, rel=rel)
+    if "imbalance" in ic["costs"]:  # the ahead market
+        assert iv["costs"]["imbalance"][i] == pytest.approx(ic["costs"]["imbalance"], abs=1e-9)
+        for k in ("shortfall_kwh", "excess_kwh"):
+            assert iv[k][i] == pytest.approx(ic["market"][k], abs=1e-9), k
     m = ic["market"]
     assert iv["bought_kwh"][i] == pytest.approx(m["bought_kwh"], abs=1e-9)
     assert iv["sold_kwh"][i] == pytest.approx(m["sold_kwh"], abs=1e-9)
@@ -141,6 +145,26 @@ def test_trading_fee_key_and_fixed_start_day():
 def test_storage_terminal_term_and_train_split_match_scalar():
     stats = run_both({"max_episode_steps": 12, "storage_terminal_price": 0.08,
                       "microgrids": three_microgrids(), "split": "train"}, seed=5)
+    assert stats["traded"] > 0
+
+
+@pytest.mark.parametrize("ahead", [
+    {"gate_lead_steps": 1},
+    {"gate_lead_steps": 3, "bid_curve_points": 3, "clearing": "pay_as_bid"},
+    {"gate_lead_steps": 2, "clearing": "cda", "dt_hours": 0.5},
+])
+def test_ahead_market_batch_path_matches_scalar(ahead):
+    stats = run_both({"max_episode_steps": 10, "market_timing": "ahead",
+                      "microgrids": three_microgrids(), **ahead}, seed=2)
+    assert stats["traded"] > 0
+
+
+def test_ahead_market_per_row_path_matches_scalar():
+    # a pair fee clears per row through each row's Coordination, as distributed mode does
+    fees = PairFees(("MG1", "MG2"), [[0.0, 0.01], [0.003, 0.0]])
+    stats = run_both({"max_episode_steps": 10, "market_timing": "ahead", "gate_lead_steps": 2,
+                      "horizontal_protocol": P2PTradingProtocol(pair_fee=fees),
+                      "centralized": False, "latency_steps": 1, "bid_curve_points": 2}, seed=4)
     assert stats["traded"] > 0
 
 

@@ -64,6 +64,7 @@ __all__ = [
     "ImbalancePrices",
     "ImbalanceSettlement",
     "decode_ahead_action",
+    "decode_ahead_batch",
     "settle_imbalance",
 ]
 
@@ -328,3 +329,39 @@ def decode_ahead_action(agent: str, action, max_quantity: float, price_low: floa
         levels = levels[::-1]
     share = abs(q) * max_quantity / levels.size
     return BidCurve(agent, side, tuple(levels.tolist()), (share,) * levels.size)
+
+
+def decode_ahead_batch(actions, max_quantity, price_low, price_high,
+                       min_quantity: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`decode_ahead_action` for ``(B, N, 1 + k)`` actions at once, as order books.
+
+    Returns ``(side, quantity, price)`` of shape ``(B, N * k)`` in the layout of
+    :mod:`heron.market.batched` (slot ``i * k + l`` is agent ``i``'s level ``l``; side +1
+    buy, -1 sell, 0 none): the same orders as :meth:`BidCurve.orders` of each agent's
+    decoded curve. ``max_quantity`` broadcasts to ``(B, N)``; so do the price bands, and a
+    row whose band is empty (``low > high``) or whose total is ``<= min_quantity`` posts no
+    order. NaN/inf actions raise.
+    """
+    a = np.asarray(actions, dtype=float)
+    if a.ndim != 3 or a.shape[2] < 2:
+        raise ValueError(f"ahead actions must be (B, N, 1 + k) with k >= 1, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("ahead actions must be finite")
+    B, N, k = a.shape[0], a.shape[1], a.shape[2] - 1
+    max_q = np.broadcast_to(np.asarray(max_quantity, float), (B, N))
+    low = np.broadcast_to(np.asarray(price_low, float), (B, N))
+    high = np.broadcast_to(np.asarray(price_high, float), (B, N))
+    if not (np.all(np.isfinite(max_q)) and np.all(max_q > 0)):
+        raise ValueError("max_quantity must be finite and > 0")
+    q = np.clip(a[:, :, 0], -1.0, 1.0)
+    total = np.abs(q) * max_q
+    live = (q != 0.0) & (low <= high) & (total > min_quantity)
+    levels = np.sort(low[..., None] + np.clip(a[:, :, 1:], 0.0, 1.0)
+                     * (high - low)[..., None], axis=-1)
+    buy = q < 0
+    levels = np.where(buy[..., None], levels[..., ::-1], levels)
+    side = np.where(live, np.where(buy, 1, -1), 0)
+    share = total / k
+    return (np.repeat(side, k, axis=1).astype(np.int64),
+            np.repeat(np.where(live, share, 0.0), k, axis=1),
+            np.where(live[..., None], levels, 0.0).reshape(B, N * k))

@@ -54,13 +54,17 @@ def device_info_keys(device: PowerDevice) -> tuple[str, ...]:
     return ("p_kw", "cost", *extra)
 
 
+AHEAD_TERMS = ("imbalance",)
+
+
 def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | None = None,
-                     consensus: bool = False, network_costs: bool = False
-                     ) -> tuple[InfoField, ...]:
+                     consensus: bool = False, network_costs: bool = False,
+                     ahead: bool = False) -> tuple[InfoField, ...]:
     """Rows of one microgrid's infos, in the order ``step()`` reports them.
 
     ``vertical`` is the constant part of the vertical protocol's info (protocol, mode)
-    plus its measured keys mapped to None; ``consensus`` adds the consensus record.
+    plus its measured keys mapped to None; ``consensus`` adds the consensus record;
+    ``ahead`` the ahead market's imbalance term and volumes.
     """
     rows: list[InfoField] = [
         _f("hour", neutral=0), _f("day", neutral=0),
@@ -71,6 +75,9 @@ def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | 
         _f("market", "clearing_price", neutral=None, flat=True, idle=NAN),
         _f("market", "volume_kwh"),
         _f("market", "bought_kwh", flat=True), _f("market", "sold_kwh", flat=True)]
+    if ahead:  # delivered this step: shortfall bought / excess sold at imbalance prices
+        rows += [_f("market", "shortfall_kwh", flat=True),
+                 _f("market", "excess_kwh", flat=True)]
     if consensus:
         rows += [_f("market", "consensus", k, neutral=v) for k, v in (
             ("price", NAN), ("iterations", 0), ("converged", False), ("residual", NAN),
@@ -78,7 +85,8 @@ def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | 
     rows += [
         _f("grid_import_kwh", flat=True), _f("grid_export_kwh", flat=True),
         _f("retail_price"), _f("feed_in_price")]
-    terms = [k for k in COST_NAMES if network_costs or k not in NETWORK_COST_TERMS]
+    terms = [k for k in COST_NAMES if (network_costs or k not in NETWORK_COST_TERMS)
+             and (ahead or k not in AHEAD_TERMS)]
     rows += [_f("costs", k, flat=f"costs/{k}") for k in (*terms, "total")]
     rows += [
         _f("action_clipped", neutral=False, flat=True, idle=False, dtype=bool),

@@ -36,6 +36,8 @@ COST_TERMS: tuple[tuple[str, float], ...] = (
     ("grid_export_revenue", -1.0), ("p2p_payment", 1.0), ("p2p_revenue", -1.0),
     ("fees", 1.0), ("safety_penalty", 1.0), ("tracking_penalty", 1.0),
     ("storage_terminal", 1.0),
+    # only with market_timing="ahead" (powergrid.core.ahead): deviation from the commitment
+    ("imbalance", 1.0),
     # only with network_costs=True (powergrid.network_costs)
     ("network_losses", 1.0), ("network_violation", 1.0),
 )

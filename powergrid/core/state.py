@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from powergrid.core.ahead import AheadState
 
 
 @dataclass
@@ -34,6 +38,7 @@ class CoreState:
     last_losses_kw: np.ndarray  # of the last converged solve
     stored_start: np.ndarray    # kWh in storage at the episode start
     needs_reset: np.ndarray     # episode over: the next step autoresets the row
+    ahead: AheadState | None = None  # the ahead market's books and commitments
 
     @classmethod
     def empty(cls, num_envs: int, n_agents: int, steps: int) -> CoreState:

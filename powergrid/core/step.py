@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from heron.protocols.horizontal import P2PTradingProtocol
+from powergrid.core import ahead as ahead_market
 from powergrid.core.layout import DEVICE_COSTS, common_features, cost_total
 from powergrid.core.market import MarketResult, clear_batch, row_orders, settle_rows
 from powergrid.core.params import CoreParams
@@ -110,6 +111,9 @@ class Simulation:
         self.has_dso = template._coord.has_dso
         self.extra_obs = len(template._coord.extra_obs)
         self.state = CoreState.empty(B, p.n_agents, p.steps)
+        self.ahead = ahead_market.AheadParams.build(cfg)
+        if self.ahead is not None:
+            self.state.ahead = ahead_market.AheadState.empty(B, p.n_agents, p.steps, self.ahead)
         self._arange = np.arange(B)
 
     # ------------------------------------------------------------------ reset
@@ -148,6 +152,11 @@ class Simulation:
         s.v_min[rows], s.v_max[rows], s.last_losses_kw[rows] = 1.0, 1.0, 0.0
         s.needs_reset[rows] = False
         s.stored_start[rows] = self.stored_kwh()[rows]
+        if self.ahead is not None:  # forecasts follow the load noise in each row's RNG
+            s.ahead.reset_rows(rows)
+            for k, b in enumerate(rows):
+                s.ahead.load_fc[b], s.ahead.pv_fc[b] = ahead_market.draw_forecasts(
+                    self.ahead, ser.load_kw[k], ser.pv_per_kw[k], rngs[b])
         if self.coords is not None:
             for b in rows:
                 c = self.coords[b]
@@ -168,22 +177,32 @@ class Simulation:
         retail, feed_in = self._tariff(live)
         load_kw = s.load_kw[r, t]
         net_kw, dev_cost, limited, sgen_p, storage_p = self._dispatch(acts, live, load_kw)
-        market = self._market(acts, net_kw, retail, feed_in, live)
+        settled = None
+        if self.ahead is None:
+            market = self._market(acts, net_kw, retail, feed_in, live)
+        else:  # deliver the commitment due now, then clear the gate of the next step
+            market, settled = ahead_market.deliver(s.ahead, self.ahead, net_kw * p.dt,
+                                                   retail, feed_in)
+            self._trade_ahead(acts, live)
         exchange = net_kw * p.dt - market.sold + market.bought  # > 0 export, < 0 import
         tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
         pf = self._power_flow(load_kw, sgen_p, storage_p, live)
         penalty, converged, upstream_kw, losses_kw = self._safety(pf, net_kw, load_kw)
         network_terms, network_info = self._network_costs(pf, converged, retail, live)
         grid_export, grid_import = np.maximum(exchange, 0.0), np.maximum(-exchange, 0.0)
+        # at the tariff: everything, or (ahead) the residual beyond the imbalance volumes
+        tariff_kwh = exchange if settled is None else settled.residual
         costs = {
             "generation": dev_cost[0], "degradation": dev_cost[1], "other_devices": dev_cost[2],
-            "grid_import": grid_import * retail[:, None],
-            "grid_export_revenue": grid_export * feed_in[:, None],
+            "grid_import": np.maximum(-tariff_kwh, 0.0) * retail[:, None],
+            "grid_export_revenue": np.maximum(tariff_kwh, 0.0) * feed_in[:, None],
             "p2p_payment": market.paid, "p2p_revenue": market.received, "fees": market.fees,
             "safety_penalty": penalty, "tracking_penalty": tracking,
             "storage_terminal": self._storage_terminal(t + 1 >= p.steps),
             **network_terms,
         }
+        if settled is not None:
+            costs["imbalance"] = settled.imbalance_cost
         total = cost_total(costs)
         rewards = -total
         if p.share_reward:
@@ -197,6 +216,8 @@ class Simulation:
                      "load_kw": load_kw, "v_min_pu": s.v_min.copy(), "v_max_pu": s.v_max.copy(),
                      "device_limited": limited,
                      **{f"costs/{k}": v for k, v in costs.items()}, "costs/total": total}
+        if settled is not None:
+            per_agent |= {"shortfall_kwh": settled.shortfall, "excess_kwh": settled.excess}
         shared = {"clearing_price": market.price, "pf_converged": converged,
                   "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
                   **network_info}
@@ -258,6 +279,21 @@ class Simulation:
                                    bands, p.dt)
             results[b] = c.clear(orders[b])
         return settle_rows(self.agents, results, orders)
+
+    def _trade_ahead(self, acts, live) -> None:
+        """Orders for delivery t + k from the market components; clear the gate of t + 1."""
+        p, s, ap = self.params, self.state, self.ahead
+        n_market = 1 + ap.levels
+        market_acts = np.stack([acts[i][:, -n_market:] for i in range(p.n_agents)], 1)
+        retail_d, feed_in_d = ahead_market.delivery_tariff(s.retail, s.feed_in, s.t, ap.lead)
+        if self.batch_market:
+            low, high = price_band(feed_in_d[:, None], retail_d[:, None], self._fee)
+            low, high = (np.broadcast_to(x, (self.B, p.n_agents)) for x in (low, high))
+            ahead_market.trade_batch(s.ahead, ap, self._rule, self._fee, s.t, p.steps,
+                                     market_acts, low, high, live)
+        else:
+            ahead_market.trade_rows(s.ahead, ap, self.agents, self.coords, s.t, p.steps,
+                                    market_acts, retail_d, feed_in_d, live)
 
     def _settle(self, exchange, net_kw, acts, live):
         """Coordination's settlement per row: tracking penalties, the operator's reward."""
@@ -364,6 +400,8 @@ class Simulation:
                   "hour_sin": HOUR_SIN[hours], "hour_cos": HOUR_COS[hours],
                   "retail_price": s.retail[r, t], "feed_in_price": s.feed_in[r, t],
                   "last_clearing_price": s.last_price}
+        ahead_cols = (None if self.ahead is None else ahead_market.observe(
+            s.ahead, self.ahead, s.t, s.retail, s.feed_in, s.load_kw, p.peak_kw))
         out = []
         for i, a in enumerate(self.agents):
             peak = p.peak_kw[i]
@@ -372,7 +410,10 @@ class Simulation:
                 "load_next": s.load_forecast[r, t + 1, i] / peak,
                 "last_p2p_kwh": s.last_p2p[:, i] / peak, "last_grid_kwh": s.last_grid[:, i] / peak,
                 "v_min_pu": s.v_min[:, i], "v_max_pu": s.v_max[:, i]})
-            parts = [np.stack(cols, 1), *(d.observe() for d in self.devices[i])]
+            parts = [np.stack(cols, 1)]
+            if ahead_cols is not None:
+                parts.append(np.stack([ahead_cols[k][:, i] for k in ahead_market.AHEAD_LABELS], 1))
+            parts += [d.observe() for d in self.devices[i]]
             if self.extra_obs:
                 parts.append(np.array([c.extra_obs_values(a) for c in self.coords], float))
             out.append(np.concatenate(parts, axis=1))

@@ -34,10 +34,11 @@ Calibration (:func:`calibrate`, reproduced by ``tests/test_forecast.py``)
     weekend). PV comes from a TMY3 weather year: its errors are weather.
 
 Use
-    Not yet in the observations: the ahead market (issue 17) will put ``forecast(...)`` of
-    load and PV for each delivery hour into the observation at gate closure and reveal the
-    actual values at delivery. Today's observed load "forecast" is the noise-free profile
-    (the realised load adds ``load_noise_std``).
+    With ``market_timing="ahead"`` the env observes ``forecast(...)`` of load and PV for the
+    delivery step (``powergrid.core.ahead``: drawn at reset from the env's RNG, lead
+    ``gate_lead_steps`` steps) and the actual load at delivery. The real-time market's
+    observed load "forecast" is the noise-free profile (the realised load adds
+    ``load_noise_std``).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from heron.market import CLEARING_RULES
+from heron.market import CLEARING_RULES, ImbalancePrices
 from heron.protocols.base import HorizontalProtocol, VerticalProtocol
 from heron.validation import Range
 from powergrid.data.user import UserSeries
@@ -35,6 +35,8 @@ DEVICE_TYPES: dict[str, type[DeviceParams]] = {
 }
 LOAD_PROFILES = ("commercial", "residential")
 POWER_FLOWS = ("fast", "pandapower")
+MARKET_TIMINGS = ("real_time", "ahead")  # when orders are placed (powergrid.core.ahead)
+MAX_BID_CURVE_POINTS = 8
 BROKERS = ("memory", "zmq")  # distributed mode's transport: in-process, or ZeroMQ processes
 DAY_OF_YEAR = Range(0, 364, integer=True)  # the shipped profiles cover 365 days
 VOLTAGE_PU = Range(0.0, 2.0, low_open=True, unit="pu")
@@ -156,6 +158,13 @@ class EnvConfig:
     network_costs: bool = False
     loss_price: float | None = None
     network_fee_per_kwh_per_ohm: float = 0.0
+    # the market's timing (powergrid.core.ahead): "real_time" trades each step's net position
+    # in that step (the seed's behaviour); "ahead" trades delivery step t + gate_lead_steps at
+    # step t on forecasts, commits the trades and settles deviations at imbalance_prices
+    market_timing: str = "real_time"
+    gate_lead_steps: int = 1
+    imbalance_prices: ImbalancePrices = field(default_factory=ImbalancePrices)
+    bid_curve_points: int = 1  # price levels of an ahead order (one quantity split over them)
 
     def __post_init__(self) -> None:
         if not isinstance(self.centralized, bool | np.bool_):
@@ -205,6 +214,7 @@ class EnvConfig:
         if self.broker not in BROKERS:
             _bad("broker", self.broker, f"one of {BROKERS}")
         self._check_network()
+        self._check_market_timing()
         for key in ("retail_price", "feed_in_price"):
             self._check_tariff(key)
         band = self.voltage_band
@@ -223,6 +233,47 @@ class EnvConfig:
             _bad("network_fee_per_kwh_per_ohm", self.network_fee_per_kwh_per_ohm,
                  "0 unless horizontal_protocol is None or a P2PTradingProtocol (which charges "
                  "the fee)")
+
+    def _check_market_timing(self) -> None:
+        if self.market_timing not in MARKET_TIMINGS:
+            _bad("market_timing", self.market_timing, f"one of {MARKET_TIMINGS}"
+                 + _did_you_mean(self.market_timing, MARKET_TIMINGS))
+        prices = self.imbalance_prices
+        if isinstance(prices, Mapping):
+            try:
+                prices = ImbalancePrices(**_checked_kwargs(ImbalancePrices, prices,
+                                                           "imbalance_prices"))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"config key 'imbalance_prices' is invalid: {exc}") from None
+        if not isinstance(prices, ImbalancePrices):
+            _bad("imbalance_prices", prices, "an ImbalancePrices or a dict of its fields "
+                 "(buy_markup, sell_markdown)")
+        object.__setattr__(self, "imbalance_prices", prices)
+        for key, hi in (("gate_lead_steps", MAX_EPISODE_STEPS),
+                        ("bid_curve_points", MAX_BID_CURVE_POINTS)):
+            v = Range(1, hi, integer=True).coerce(getattr(self, key))
+            if v is None:
+                _bad(key, getattr(self, key), f"an integer in [1, {hi}]")
+            object.__setattr__(self, key, int(v))
+        if self.market_timing == "real_time":
+            changed = [k for k, default in (("gate_lead_steps", 1), ("bid_curve_points", 1),
+                                            ("imbalance_prices", ImbalancePrices()))
+                       if getattr(self, k) != default]
+            if changed:
+                raise ValueError(f"config key(s) {changed} describe the ahead market; set "
+                                 f"'market_timing': 'ahead'")
+            return
+        if self.gate_lead_steps >= self.max_episode_steps:
+            _bad("gate_lead_steps", self.gate_lead_steps,
+                 f"below max_episode_steps = {self.max_episode_steps} (else no delivery step "
+                 f"of the episode can be traded)")
+        proto = self.horizontal_protocol
+        if proto is None:
+            _bad("market_timing", "ahead", "'real_time' when horizontal_protocol is None (an "
+                 "ahead market needs a trading protocol)")
+        if not callable(getattr(proto, "clear", None)):
+            _bad("market_timing", "ahead", f"'real_time' with {type(proto).__name__} (the "
+                 "ahead market clears order books: use a P2PTradingProtocol)")
 
     def _check_network(self) -> None:
         if self.network not in NETWORKS:

@@ -44,6 +44,9 @@ Distributed mode
     the operator broadcasts its signals. An order is valid only for the hour it was made
     for (gate closure: energy for a past hour cannot be delivered any more), so an order
     arriving late is discarded and counted as ``stale``; a dropped order never arrives.
+    In the ahead market (``market_timing="ahead"``) an order for delivery step ``d`` is
+    valid until the gate of ``d`` closes at step ``d - 1``: sent at ``d - k`` with latency
+    ``L`` it trades iff ``L < k`` (``gate_lead_steps``).
     Either way that microgrid settles its whole imbalance with the grid. The market's books
     are authoritative: a lost confirmation does not undo a trade. Agents act on the last
     signal they received (before the first, on the base price); the operator bills at the
@@ -225,6 +228,7 @@ class Coordination:
         if self.horizontal is not None:
             self.horizontal.reset()
         self._hours, self._retail, self._feed_in = list(hours), retail, feed_in
+        self._pending: dict[int, list[Order]] = {}  # ahead market: orders by delivery step
         self._last_agg = 0.0
         self._dso_reward, self._dso_info = 0.0, {}
         self._known_price: dict[str, float] = {}
@@ -324,6 +328,37 @@ class Coordination:
             result = self._consensus_clear(orders)
         else:
             result = self.horizontal.clear(orders, agents=self.agents)  # type: ignore[attr-defined]
+        if self.broker is not None:
+            for tr in result.trades:
+                for party in (tr.buyer, tr.seller):
+                    self._send(Message(MARKET, party, "trade", tr, self._t))
+        return result
+
+    def submit_ahead(self, orders: list[Order], delivery: int) -> None:
+        """Ahead market: place this step's orders for step ``delivery`` (held by the market
+        until its gate, or sent to it through the broker)."""
+        if self.broker is None:
+            self._pending.setdefault(delivery, []).extend(orders)
+            return
+        for o in orders:
+            self._send(Message(o.agent, MARKET, "order", (delivery, o), self._t))
+
+    def clear_gate(self, delivery: int) -> ClearingResult | None:
+        """Ahead market: at the gate of step ``delivery`` (the step before it), clear every
+        order for it that has reached the market; one arriving after its gate is stale."""
+        if self.horizontal is None:
+            return None
+        if self.broker is not None:
+            self.broker.deliver(self._t)
+            for m in self.broker.receive(MARKET, "order"):
+                step, order = m.payload
+                self._comm[m.sender]["delivered"] += 1
+                if step - 1 < self._t:
+                    self._comm[m.sender]["stale"] += 1  # its gate has closed
+                else:
+                    self._pending.setdefault(step, []).append(order)
+        orders = self._pending.pop(delivery, [])
+        result = self.horizontal.clear(orders, agents=self.agents)  # type: ignore[attr-defined]
         if self.broker is not None:
             for tr in result.trades:
                 for party in (tr.buyer, tr.seller):

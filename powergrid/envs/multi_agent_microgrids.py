@@ -14,6 +14,7 @@ from pettingzoo import ParallelEnv
 from heron.agents import Agent
 from heron.market import Order
 from heron.protocols.base import HorizontalProtocol
+from powergrid.core import ahead as ahead_market
 from powergrid.core.infos import device_info_keys, microgrid_schema, nested, operator_schema
 from powergrid.core.layout import COMMON_OBS, DEVICE_COSTS, common_features, cost_total
 from powergrid.core.layout import COST_SIGNS as COST_SIGNS  # re-exported: public name
@@ -77,6 +78,14 @@ class MultiAgentMicrogrids(ParallelEnv):
     | price           | limit = feed-in + fee/2      | limit = retail - fee/2  |
 
     (No order is posted in an hour whose tariff spread is below the trading fee.)
+
+    With ``market_timing="ahead"`` the market components are ``quantity`` (-1 buy, +1 sell
+    2 x peak load x dt kWh, 0 no order) then ``price`` (or ``price_1..k``, a bid curve)
+    within the band of the delivery step ``t + gate_lead_steps``: orders are placed ahead,
+    committed at the gate and deviations charged as ``costs["imbalance"]``; six
+    observation features (``load_ahead``, ``pv_ahead``, ``retail_ahead``,
+    ``feed_in_ahead``, ``committed_now``, ``load_last``) follow the common ones. See
+    ``powergrid.core.ahead`` and docs/environment.md.
 
     Out-of-range finite values are clipped (``infos[a]["action_clipped"]``); NaN/inf,
     a wrong shape, a missing or unknown agent, or a non-real dtype (complex, str, dates,
@@ -161,8 +170,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         self.vertical_protocol = copy.deepcopy(cfg.vertical_protocol)
 
         self.possible_agents = [m.name for m in cfg.microgrids]
+        self._ahead = ahead_market.AheadParams.build(cfg)  # None: the real-time market
+        market_labels = ("price",) if self._ahead is None else self._ahead.action_labels
         self._agents: dict[str, Agent] = {
-            m.name: Agent(m.name, [d.build() for d in m.devices], extra_action_labels=("price",))
+            m.name: Agent(m.name, [d.build() for d in m.devices], extra_action_labels=market_labels)
             for m in cfg.microgrids}
         self._specs = {m.name: m for m in cfg.microgrids}
         # The microgrids; an operator agent (DSO), if any, is appended last. Coordination is
@@ -231,6 +242,11 @@ class MultiAgentMicrogrids(ParallelEnv):
         if self.vertical_protocol is not None:
             self.vertical_protocol.reset()
         self._build_episode_series()
+        if self._ahead is not None:  # the batched stage's state with B = 1
+            self._ahead_state = ahead_market.AheadState.empty(
+                1, len(self._mg), self.config.max_episode_steps, self._ahead)
+            fc = ahead_market.draw_forecasts(self._ahead, self._load_kw, self._pv, self._rng)
+            self._ahead_state.load_fc[0], self._ahead_state.pv_fc[0] = fc
         self._coord.reset(seed, self._hours, self._retail, self._feed_in)
         n = len(self._mg)
         self._last_price = 0.0
@@ -257,12 +273,18 @@ class MultiAgentMicrogrids(ParallelEnv):
         # the operator's price signal (if any) replaces the tariff of this hour
         retail, feed_in = self._coord.tariff(t, float(self._retail[t]), float(self._feed_in[t]))
         net_kw, dev_cost, limited = self._dispatch(acts, t)
-        orders = self._orders(acts, net_kw, feed_in, retail)
-        market = self._clear(orders)
+        settled = None
+        if self._ahead is None:
+            orders = self._orders(acts, net_kw, feed_in, retail)
+            market = self._clear(orders)
+        else:
+            orders, market, settled = self._trade_ahead(acts, net_kw, retail, feed_in, t)
         sold = [market.sold(a) if market else 0.0 for a in self._mg]
         bought = [market.bought(a) if market else 0.0 for a in self._mg]
         # residual settled with the upstream grid: > 0 export, < 0 import
         exchange = [n * dt - s + b for n, s, b in zip(net_kw, sold, bought)]
+        # at the tariff: everything, or (ahead) the residual beyond the imbalance volumes
+        tariff_kwh = exchange if settled is None else settled.residual[0].tolist()
         tracking = self._coord.settle(np.array(exchange), np.array(net_kw) * dt, acts.get(DSO))
         pf = self._solve_power_flow(t)
         safety, (upstream_kw, losses_kw) = self._safety(pf, net_kw, t)
@@ -277,14 +299,16 @@ class MultiAgentMicrogrids(ParallelEnv):
             gen, deg, other = dev_cost[i]
             costs = {
                 "generation": gen, "degradation": deg, "other_devices": other,
-                "grid_import": grid_import * retail,
-                "grid_export_revenue": grid_export * feed_in,
+                "grid_import": max(-tariff_kwh[i], 0.0) * retail,
+                "grid_export_revenue": max(tariff_kwh[i], 0.0) * feed_in,
                 "p2p_payment": pay, "p2p_revenue": rev, "fees": fees,
                 "safety_penalty": safety[i]["penalty"],
                 "tracking_penalty": float(tracking[i]),
                 "storage_terminal": terminal[i],
                 **(network_terms[i] if network_terms else {}),
             }
+            if settled is not None:
+                costs["imbalance"] = float(settled.imbalance_cost[0, i])
             costs["total"] = total = cost_total(costs)
             rewards[a] = -total
             infos[a] = {
@@ -299,6 +323,9 @@ class MultiAgentMicrogrids(ParallelEnv):
                     "clearing_price": price,
                     "volume_kwh": market.volume if market else 0.0,
                     "bought_kwh": bought[i], "sold_kwh": sold[i],
+                    **({} if settled is None else {
+                        "shortfall_kwh": float(settled.shortfall[0, i]),
+                        "excess_kwh": float(settled.excess[0, i])}),
                 },
                 "grid_import_kwh": grid_import, "grid_export_kwh": grid_export,
                 "retail_price": retail, "feed_in_price": feed_in,
@@ -381,6 +408,21 @@ class MultiAgentMicrogrids(ParallelEnv):
                           [self._coord.band(a, feed_in, retail) for a in self._mg],
                           self.config.dt_hours)
 
+    def _trade_ahead(self, acts: dict[str, np.ndarray], net_kw: list[float], retail: float,
+                     feed_in: float, t: int):
+        """The ahead market's core stages with B = 1: deliver what is due at ``t`` (its
+        ClearingResult and imbalance settlement), then place and clear the next orders."""
+        ap, st, T = self._ahead, self._ahead_state, self.config.max_episode_steps
+        due, settled = ahead_market.deliver(st, ap, np.array([net_kw]) * self.config.dt_hours,
+                                            np.array([retail]), np.array([feed_in]))
+        market_acts = np.stack([acts[a][-(1 + ap.levels):] for a in self._mg])[None]
+        steps = np.array([t])
+        retail_d, feed_in_d = ahead_market.delivery_tariff(self._retail[None],
+                                                           self._feed_in[None], steps, ap.lead)
+        placed = ahead_market.trade_rows(st, ap, self._mg, [self._coord], steps, T,
+                                         market_acts, retail_d, feed_in_d, np.array([True]))
+        return placed[0], due.results[0], settled
+
     def state(self) -> np.ndarray:
         if not self._started:
             raise RuntimeError("state() called before reset(): there is no episode yet; "
@@ -415,8 +457,9 @@ class MultiAgentMicrogrids(ParallelEnv):
             devices: list[Feature] = [
                 (label, lo, hi, "") for d in ag.devices
                 for label, (lo, hi) in zip(d.obs_labels, d.observation_bounds())]
+            ahead = () if self._ahead is None else ahead_market.AHEAD_OBS
             labels, low, high = resolve(
-                (*COMMON_OBS, *devices, *self._coord.extra_obs), cap, dt)
+                (*COMMON_OBS, *ahead, *devices, *self._coord.extra_obs), cap, dt)
             self.obs_labels[a] = labels
             self.observation_spaces[a] = box(low, high)
         self.observation_spaces = unify_same_shape(self.observation_spaces, self._mg)
@@ -512,7 +555,9 @@ class MultiAgentMicrogrids(ParallelEnv):
             vertical, consensus = self._coord.info_schema()
             network = self._network_costs is not None
             self._info_schema = {a: microgrid_schema(self._agents[a].devices, vertical,
-                                                     consensus, network) for a in self._mg}
+                                                     consensus, network,
+                                                     self._ahead is not None)
+                                 for a in self._mg}
             if self._coord.has_dso:
                 self._info_schema[DSO] = operator_schema()
         infos = {a: nested(self._info_schema[a]) for a in self.agents}
@@ -680,6 +725,11 @@ class MultiAgentMicrogrids(ParallelEnv):
             "last_clearing_price": self._last_price,
             "last_p2p_kwh": self._last_p2p[i] / peak, "last_grid_kwh": self._last_grid[i] / peak,
             "v_min_pu": self._v_min[i], "v_max_pu": self._v_max[i]})
+        if self._ahead is not None:
+            cols = ahead_market.observe(self._ahead_state, self._ahead, np.array([self._t]),
+                                        self._retail[None], self._feed_in[None],
+                                        self._load_kw[None], self._peak)
+            feats.extend(float(cols[k][0, i]) for k in ahead_market.AHEAD_LABELS)
         for d in self._agents[agent].devices:
             feats.extend(d.observe())
         feats.extend(self._coord.extra_obs_values(agent))  # [] unless a vertical protocol

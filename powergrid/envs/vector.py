@@ -115,7 +115,7 @@ class VectorMicrogrids:
         self.action_spaces = {a: batch_space(sp, num_envs) for a, sp in self._act_spaces.items()}
         self.sim = Simulation(tpl, num_envs)
         self._info_fields = flat_fields(microgrid_schema(
-            (), network_costs=self.sim.network_costs is not None))
+            (), network_costs=self.sim.network_costs is not None, ahead=self.sim.ahead is not None))
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
         self._days_split = tpl._days_split
         self._split = cfg.split

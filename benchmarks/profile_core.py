@@ -17,7 +17,7 @@ import numpy as np
 from powergrid.envs.vector import VectorMicrogrids
 
 STAGES = ("_tariff", "_dispatch", "_market", "_settle", "_power_flow", "_safety",
-          "_storage_terminal", "observe", "reset_rows")
+          "_network_costs", "_storage_terminal", "observe", "reset_rows")
 
 
 def profile(num_envs: int, steps: int) -> dict[str, float]:

@@ -286,7 +286,9 @@ def test_vector_env_equals_scalar_env_on_a_failed_step():
             assert r_v[a][0] == pytest.approx(r_s[a], abs=1e-6)
             np.testing.assert_allclose(obs_v[a][0], obs_s[a], atol=1e-5)
             for k in ("pf_converged", "v_min_pu", "v_max_pu", "network_losses_kw",
-                      "upstream_import_kw"):
+                      "upstream_import_kw", "voltage_violation_pu", "line_loading_max_pct",
+                      "pcc_loading_pct", "feeder_v_min_pu", "feeder_v_max_pu",
+                      "pcc_loading_max_pct", "soc_violation"):
                 assert i_v[a][k][0] == pytest.approx(i_s[a][k], abs=1e-6), (a, k)
     assert failed >= 1
 

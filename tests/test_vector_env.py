@@ -102,8 +102,11 @@ def _check_infos(iv: dict, ic: dict, i: int, rel: float = 0.0) -> None:
     assert iv["clearing_price"][i] == pytest.approx(price, abs=1e-12, nan_ok=True)
     for k in ("grid_import_kwh", "grid_export_kwh", "net_kw", "load_kw"):
         assert iv[k][i] == pytest.approx(ic[k], abs=1e-9), k
-    for k in ("v_min_pu", "v_max_pu", "upstream_import_kw", "network_losses_kw"):
+    for k in ("v_min_pu", "v_max_pu", "upstream_import_kw", "network_losses_kw",
+              "voltage_violation_pu", "line_loading_max_pct", "pcc_loading_pct",
+              "feeder_v_min_pu", "feeder_v_max_pu", "pcc_loading_max_pct"):
         assert iv[k][i] == pytest.approx(ic[k], abs=1e-6), k
+    assert iv["soc_violation"][i] == ic["soc_violation"]
     for k in set(NETWORK_COST_TERMS) & set(ic["costs"]):
         assert iv["costs"][k][i] == pytest.approx(ic["costs"][k], abs=1e-6, rel=rel), k
     for k in set(NETWORK_DSO_KEYS) & set(ic):

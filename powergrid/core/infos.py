@@ -93,9 +93,10 @@ def microgrid_schema(devices: Sequence[PowerDevice], vertical: dict[str, Any] | 
         _f("device_limited", neutral=False, flat=True, idle=False, dtype=bool),
         _f("pf_converged", neutral=False, flat=True, idle=True, dtype=bool),
         _f("v_min_pu", flat=True, idle=1.0), _f("v_max_pu", flat=True, idle=1.0),
-        _f("voltage_violation_pu"), _f("line_loading_max_pct"), _f("pcc_loading_pct"),
-        _f("feeder_v_min_pu"), _f("feeder_v_max_pu"), _f("pcc_loading_max_pct"),
-        _f("soc_violation", neutral=False),
+        _f("voltage_violation_pu", flat=True), _f("line_loading_max_pct", flat=True),
+        _f("pcc_loading_pct", flat=True), _f("feeder_v_min_pu", flat=True, idle=1.0),
+        _f("feeder_v_max_pu", flat=True, idle=1.0), _f("pcc_loading_max_pct", flat=True),
+        _f("soc_violation", neutral=False, flat=True, idle=False, dtype=bool),
         _f("upstream_import_kw", flat=True), _f("network_losses_kw", flat=True)]
     if network_costs:
         rows += [_f(k, flat=True) for k in NETWORK_DSO_KEYS]

@@ -37,6 +37,7 @@ class CoreParams:
     feeder_buses: np.ndarray
     bus_rows: tuple[np.ndarray, ...]   # per microgrid
     line_rows: tuple[np.ndarray, ...]
+    pcc_rows: np.ndarray            # (N,) trafo row of each microgrid's PCC transformer
 
     @classmethod
     def build(cls, cfg: EnvConfig, network: MicrogridNetwork, agents: list[str]) -> CoreParams:
@@ -61,4 +62,5 @@ class CoreParams:
             feeder_buses=np.asarray(network.feeder_bus_rows, np.intp),
             bus_rows=tuple(np.asarray(network.bus_rows[a]) for a in agents),
             line_rows=tuple(np.asarray(network.line_rows[a]) for a in agents),
+            pcc_rows=np.array([network.pcc_trafo_rows[a] for a in agents], np.intp),
         )

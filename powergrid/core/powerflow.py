@@ -11,7 +11,7 @@ outputs the env never reads (angles, branch flows). This kernel runs the *same* 
 fixed point (the same sparse LU sweeps of ``model.lu`` in the same order, same start,
 tolerance and stopping rule, one warm start per env, so a converged row's voltages equal
 ``FastSolver``'s bit for bit) in numba with the batch as the innermost, vectorisable loop, and computes only bus
-voltages, line loadings and the slack exchange. Rows that fail to converge are re-solved
+voltages, line and transformer loadings and the slack exchange. Rows that fail to converge are re-solved
 through ``FastSolver.solve`` (with its Newton fallback), as the scalar env would.
 Without numba everything goes through ``FastSolver.solve``.
 """
@@ -37,6 +37,7 @@ class BatchPF(NamedTuple):
     line_loading: np.ndarray  # (B, n_line) percent
     p_slack_mw: np.ndarray    # (B,)
     losses_mw: np.ndarray     # (B,)
+    trafo_loading: np.ndarray  # (B, n_trafo) percent
     # (B, n) internal complex bus voltages of the model, when built with voltages=True
     # (what network costs linearise around); rows that did not converge hold NaN
     V: np.ndarray | None = None
@@ -58,6 +59,7 @@ class BatchPowerFlow:
         self._w = model.w
         self._n_bus = model.n_bus
         self._n_line = model.n_line
+        self._n_branch = model.n_line + model.n_trafo
         self._V = np.empty((2, len(self._w), num_envs))
         self.reset(np.ones(num_envs, bool))
 
@@ -76,10 +78,12 @@ class BatchPowerFlow:
         B = X.shape[0]
         conv = np.zeros(B, np.bool_)
         vm = np.zeros((B, self._n_bus))
-        loading = np.zeros((B, self._n_line))
+        loading = np.zeros((B, self._n_branch))  # lines, then trafos
         slack = np.zeros((2, B))
         _solve_kernel(X, self._V, conv, vm, loading, slack, _CHUNK, *self._args)
-        out = BatchPF(conv, vm, loading, slack[0], slack[1], self._kernel_voltages(conv))
+        nl = self._n_line
+        out = BatchPF(conv, vm, loading[:, :nl], slack[0], slack[1], loading[:, nl:],
+                      self._kernel_voltages(conv))
         bad = np.flatnonzero(~conv)
         if len(bad):
             self._patch(out, bad, load_p, load_q, sgen_p, storage_p)
@@ -93,6 +97,7 @@ class BatchPowerFlow:
         out.line_loading[rows] = sub.line_loading
         out.p_slack_mw[rows] = sub.p_slack_mw
         out.losses_mw[rows] = sub.losses_mw
+        out.trafo_loading[rows] = sub.trafo_loading
         if out.V is not None:
             out.V[rows] = sub.V
         # A failed iterate is no warm start (FastSolver restarts from w too).
@@ -116,7 +121,8 @@ class BatchPowerFlow:
         V = (result_voltages(self.model, conv, r.vm_pu, r.va_degree) if self.voltages
              else None)
         return BatchPF(conv, r.vm_pu, r.line_loading_percent,
-                       np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float), V)
+                       np.asarray(r.p_slack_mw, float), np.asarray(r.losses_mw, float),
+                       r.trafo_loading_percent, V)
 
 
 class RowPowerFlow:
@@ -143,7 +149,8 @@ class RowPowerFlow:
         s0 = self.solvers[0]
         V = None if self.model is None else np.full((B, self.model.n), np.nan, complex)
         out = BatchPF(np.zeros(B, bool), np.ones((B, len(s0.net.bus))),
-                      np.zeros((B, len(s0.net.line))), np.zeros(B), np.zeros(B), V)
+                      np.zeros((B, len(s0.net.line))), np.zeros(B), np.zeros(B),
+                      np.zeros((B, len(s0.net.trafo))), V)
         for i, solver in enumerate(self.solvers):
             if live is not None and not live[i]:
                 continue
@@ -151,6 +158,7 @@ class RowPowerFlow:
             out.converged[i] = bool(r.converged)
             out.vm_pu[i], out.line_loading[i] = r.vm_pu, r.line_loading_percent
             out.p_slack_mw[i], out.losses_mw[i] = r.p_slack_mw, r.losses_mw
+            out.trafo_loading[i] = r.trafo_loading_percent
             if V is not None:
                 V[i] = result_voltages(self.model, out.converged[i:i + 1], r.vm_pu[None],
                                        r.va_degree[None])[0]
@@ -339,8 +347,7 @@ if HAVE_NUMBA:
                     if pw[q]:
                         af *= math.hypot(Vr[f], Vi[f])
                         at *= math.hypot(Vr[t], Vi[t])
-                    if dest[q] < n_line:
-                        loading[b, dest[q]] = max(af, at)
+                    loading[b, dest[q]] = max(af, at)  # lines, then trafos
                 # slack injection V_s * conj(Y_s . V) plus the demand at the slack bus
                 yr = 0.0
                 yi = 0.0

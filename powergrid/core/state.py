@@ -36,6 +36,7 @@ class CoreState:
     v_min: np.ndarray           # own feeder, last power flow
     v_max: np.ndarray
     last_losses_kw: np.ndarray  # of the last converged solve
+    last_pcc: np.ndarray        # (B, N) PCC loading %, of the last converged solve
     stored_start: np.ndarray    # kWh in storage at the episode start
     needs_reset: np.ndarray     # episode over: the next step autoresets the row
     ahead: AheadState | None = None  # the ahead market's books and commitments
@@ -50,5 +51,6 @@ class CoreState:
             load_forecast=np.zeros((B, T1, N)), load_kw=np.zeros((B, T1, N)),
             feeder_load_pu=np.zeros((B, T1)), last_price=np.zeros(B),
             last_p2p=np.zeros((B, N)), last_grid=np.zeros((B, N)), v_min=np.ones((B, N)),
-            v_max=np.ones((B, N)), last_losses_kw=np.zeros(B), stored_start=np.zeros((B, N)),
+            v_max=np.ones((B, N)), last_losses_kw=np.zeros(B), last_pcc=np.zeros((B, N)),
+            stored_start=np.zeros((B, N)),
             needs_reset=np.zeros(B, bool))

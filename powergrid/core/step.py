@@ -30,7 +30,7 @@ from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.devices import ESS
 from powergrid.devices.batched import BatchContext, BatchedDevice, batched
 from powergrid.envs.coordination import DSO, Coordination
-from powergrid.envs.safety import V_CEIL_PU, V_FLOOR_PU
+from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
 from powergrid.envs.series import episode_series_batch, price_band
 from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
 
@@ -53,6 +53,14 @@ def check_finite(agent: str, devices: Sequence[BatchedDevice]) -> None:
                 raise ValueError(
                     f"device {d.name!r} of agent {agent!r} returned {what}={bad!r} from "
                     f"step(); a device must give finite power (kW) and cost ($)")
+
+
+@dataclass
+class SafetyMetrics:
+    """The safety stage's infos: (B, N) per agent, (B,) shared."""
+
+    per_agent: dict[str, np.ndarray]
+    shared: dict[str, np.ndarray]
 
 
 @dataclass
@@ -85,6 +93,9 @@ class Simulation:
                       for a in self.agents]
         self._ess = [[bd for bd, d in zip(devs, template.devices(a)) if isinstance(d, ESS)]
                      for a, devs in zip(self.agents, self.devices)]
+        self._soc_bounds = [[(d.params.soc_min - 1e-9, d.params.soc_max + 1e-9)
+                             for d in template.devices(a) if isinstance(d, ESS)]
+                            for a in self.agents]
         # network costs linearise each row's solved state (powergrid.network_costs)
         nc = template._network_costs
         self.network_costs = nc if nc is not None and nc.settings.network_costs else None
@@ -150,6 +161,7 @@ class Simulation:
         s.feeder_load_pu[rows] = self.profiles.load("residential")[ser.days, ser.hours]
         s.last_price[rows], s.last_p2p[rows], s.last_grid[rows] = 0.0, 0.0, 0.0
         s.v_min[rows], s.v_max[rows], s.last_losses_kw[rows] = 1.0, 1.0, 0.0
+        s.last_pcc[rows] = 0.0
         s.needs_reset[rows] = False
         s.stored_start[rows] = self.stored_kwh()[rows]
         if self.ahead is not None:  # forecasts follow the load noise in each row's RNG
@@ -187,7 +199,7 @@ class Simulation:
         exchange = net_kw * p.dt - market.sold + market.bought  # > 0 export, < 0 import
         tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
         pf = self._power_flow(load_kw, sgen_p, storage_p, live)
-        penalty, converged, upstream_kw, losses_kw = self._safety(pf, net_kw, load_kw)
+        penalty, converged, upstream_kw, losses_kw, safety = self._safety(pf, net_kw, load_kw)
         network_terms, network_info = self._network_costs(pf, converged, retail, live)
         grid_export, grid_import = np.maximum(exchange, 0.0), np.maximum(-exchange, 0.0)
         # at the tariff: everything, or (ahead) the residual beyond the imbalance volumes
@@ -214,13 +226,13 @@ class Simulation:
         per_agent = {"grid_import_kwh": grid_import, "grid_export_kwh": grid_export,
                      "bought_kwh": market.bought, "sold_kwh": market.sold, "net_kw": net_kw,
                      "load_kw": load_kw, "v_min_pu": s.v_min.copy(), "v_max_pu": s.v_max.copy(),
-                     "device_limited": limited,
+                     "device_limited": limited, **safety.per_agent,
                      **{f"costs/{k}": v for k, v in costs.items()}, "costs/total": total}
         if settled is not None:
             per_agent |= {"shortfall_kwh": settled.shortfall, "excess_kwh": settled.excess}
         shared = {"clearing_price": market.price, "pf_converged": converged,
                   "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
-                  **network_info}
+                  **safety.shared, **network_info}
         return StepOutput(costs, total, rewards, per_agent, shared, dso_reward, dso_info)
 
     def _tariff(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -332,12 +344,13 @@ class Simulation:
         p, s = self.params, self.state
         lo, hi = p.voltage_band
         penalty = np.empty((self.B, p.n_agents))
-        l_max = np.empty_like(penalty)
+        l_max, v_violation = np.empty_like(penalty), np.empty_like(penalty)
         for i, (buses, lines) in enumerate(zip(p.bus_rows, p.line_rows)):
             vm, ld = pf.vm_pu[:, buses], pf.line_loading[:, lines]
-            v_violation = np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0), axis=1)
+            v_violation[:, i] = np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0),
+                                       axis=1)
             overload = np.sum(np.maximum(ld - 100.0, 0.0), axis=1)
-            penalty[:, i] = (p.voltage_penalty_per_pu * v_violation
+            penalty[:, i] = (p.voltage_penalty_per_pu * v_violation[:, i]
                              + p.line_overload_penalty_per_pct * overload)
             s.v_min[:, i], s.v_max[:, i], l_max[:, i] = vm.min(1), vm.max(1), ld.max(1)
         v_lo, v_hi = s.v_min.min(1), s.v_max.max(1)
@@ -358,7 +371,39 @@ class Simulation:
         if bad.any():  # the collapse state, never the solver's iterate
             penalty[bad] = rule.penalty(net_kw[bad], load_kw[bad])
             s.v_min[bad], s.v_max[bad] = V_FLOOR_PU, V_CEIL_PU
-        return penalty, ok, upstream_kw, losses_kw
+        metrics = self._safety_metrics(pf, ok, net_kw, load_kw, v_violation, l_max)
+        return penalty, ok, upstream_kw, losses_kw, metrics
+
+    def _safety_metrics(self, pf, ok, net_kw, load_kw, v_violation, l_max) -> SafetyMetrics:
+        """The safety infos: own feeder's voltage violation and worst line, PCC loading, SOC
+        out of bounds; the shared feeder's voltage range. Failed rows show the collapse
+        state of ``powergrid.envs.safety`` (PCC: the last converged loading or the demanded
+        stress, whichever is higher)."""
+        p, s, B = self.params, self.state, self.B
+        pcc = pf.trafo_loading[:, p.pcc_rows]
+        if len(p.feeder_buses):
+            fv = pf.vm_pu[:, p.feeder_buses]
+            f_lo, f_hi = fv.min(1), fv.max(1)
+        else:
+            f_lo, f_hi = np.ones(B), np.ones(B)
+        bad = ~ok
+        if bad.any():
+            rule = p.failure
+            pcc[bad] = np.maximum(s.last_pcc[bad], 100.0 * rule.stress(net_kw[bad], load_kw[bad]))
+            v_violation[bad] = rule.voltage_violation_pu
+            l_max[bad] = LOADING_CEIL_PCT
+            f_lo[bad], f_hi[bad] = V_FLOOR_PU, V_CEIL_PU
+        s.last_pcc = np.where(ok[:, None], pcc, s.last_pcc)
+        soc_violation = np.zeros((B, p.n_agents), bool)
+        for i, (ess, bounds) in enumerate(zip(self._ess, self._soc_bounds)):
+            for d, (lo, hi) in zip(ess, bounds):
+                soc = d.info()["soc"]
+                soc_violation[:, i] |= ~((lo <= soc) & (soc <= hi))
+        return SafetyMetrics(
+            {"voltage_violation_pu": v_violation, "line_loading_max_pct": l_max,
+             "pcc_loading_pct": pcc, "soc_violation": soc_violation},
+            {"feeder_v_min_pu": f_lo, "feeder_v_max_pu": f_hi,
+             "pcc_loading_max_pct": pcc.max(1)})
 
     def _network_costs(self, pf, converged, retail, live
                        ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:

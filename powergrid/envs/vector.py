@@ -55,6 +55,8 @@ class VectorMicrogrids:
       (every term and ``total``), ``grid_import_kwh``, ``grid_export_kwh``,
       ``bought_kwh``, ``sold_kwh``, ``net_kw``, ``load_kw``, ``clearing_price`` (NaN when
       nothing cleared), ``pf_converged``, ``v_min_pu``, ``v_max_pu``,
+      ``voltage_violation_pu``, ``line_loading_max_pct``, ``pcc_loading_pct``,
+      ``feeder_v_min_pu``, ``feeder_v_max_pu``, ``pcc_loading_max_pct``, ``soc_violation``,
       ``action_clipped``, ``device_limited``, ``upstream_import_kw``,
       ``network_losses_kw``, ``autoreset``; with ``network_costs`` also
       ``costs["network_losses"]``, ``costs["network_violation"]``,

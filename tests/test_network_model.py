@@ -87,6 +87,7 @@ def test_batch_power_flow_equals_fast_solver_bit_for_bit(solver):
             assert out.converged[b] and one.converged
             np.testing.assert_array_equal(out.vm_pu[b], one.vm_pu)
             np.testing.assert_array_equal(out.line_loading[b], one.line_loading_percent)
+            np.testing.assert_array_equal(out.trafo_loading[b], one.trafo_loading_percent)
             assert out.p_slack_mw[b] == one.p_slack_mw and out.losses_mw[b] == one.losses_mw
 
 

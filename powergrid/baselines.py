@@ -91,7 +91,7 @@ class RuleBasedPolicy:
         """Naive forecast-following commitment: the net position the rule expects at the
         delivery step (its own set-points there at nominal power, the PV and load
         forecasts), as the ``quantity`` action. Ignores ramps and SOC limits."""
-        from powergrid.core.ahead import QUANTITY_PEAKS  # lazy: core imports the envs
+        from powergrid.core.ahead import max_commit_kwh  # lazy: core imports the envs
 
         cfg = self.env.config
         spec = next(m for m in cfg.microgrids if m.name == agent)
@@ -112,8 +112,7 @@ class RuleBasedPolicy:
                 kw += dev.p_max_kw if a > 0 else 0.0
             elif hasattr(dev, "capacity_kwh"):  # storage: + discharges
                 kw += a * dev.p_max_kw
-        max_kwh = QUANTITY_PEAKS * spec.peak_load_kw * cfg.dt_hours
-        return float(np.clip(kw * cfg.dt_hours / max_kwh, -1.0, 1.0))
+        return float(np.clip(kw * cfg.dt_hours / max_commit_kwh(spec, cfg.dt_hours), -1.0, 1.0))
 
     def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {a: self.act(a, o) for a, o in obs.items()}

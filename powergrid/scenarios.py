@@ -283,6 +283,15 @@ register(Scenario(
     {**_COMMON, "microgrids": market_microgrids(),
      "horizontal_protocol": P2PTradingProtocol()}))
 
+register(Scenario(
+    "market-4mg-ahead-v1", 1,
+    "market-4mg-v1 traded ahead of delivery: orders for step t+1 are placed at t on "
+    "forecasts (quantity and price), committed at the gate, and deviations at delivery are "
+    "settled at imbalance prices (docs/market.md, 'Ahead market').",
+    {**_COMMON, "microgrids": market_microgrids(),
+     "horizontal_protocol": P2PTradingProtocol(), "market_timing": "ahead",
+     "gate_lead_steps": 1}))
+
 
 class _Registry(types.ModuleType):
     """Lets the module act as the registry: ``list(powergrid.scenarios)``, ``id in ...``."""

@@ -244,3 +244,17 @@ def test_rule_based_baseline_commits_its_forecast_net_position():
             deviation += m["shortfall_kwh"] + m["excess_kwh"]
     assert committed > 0
     assert deviation < 0.2 * committed  # it follows its forecast, errors and all
+
+
+# ------------------------------------------------------------------ the scenario
+
+def test_ahead_scenario_is_market_4mg_traded_ahead_and_the_leaderboard_stays_real_time():
+    import powergrid
+
+    ahead, real = (powergrid.scenarios[s].config() for s in ("market-4mg-ahead-v1",
+                                                             "market-4mg-v1"))
+    assert ahead.pop("market_timing") == "ahead" and ahead.pop("gate_lead_steps") == 1
+    assert repr(ahead) == repr(real)
+    assert "market_timing" not in powergrid.scenarios["p2p-2mg-v1"].config()
+    env = powergrid.make("market-4mg-ahead-v1")
+    assert env.action_labels["MG3"] == ("pv.curtail", "quantity", "price")

@@ -47,12 +47,25 @@ from powergrid.data.forecast import forecast
 from powergrid.envs.spaces import EXCHANGE_BOUND, PER_PEAK, PRICE, Feature
 
 if TYPE_CHECKING:
-    from powergrid.envs.config import EnvConfig
+    from powergrid.envs.config import EnvConfig, MicrogridSpec
     from powergrid.envs.coordination import Coordination
 
-# q = +-1 commits this many peak-hours per step of the agent's peak load (the shipped
-# devices move at most 1.7 peak-hours per hour, see powergrid.envs.spaces)
-QUANTITY_PEAKS = 2.0
+# q = +-1 commits the largest net position a microgrid can reach in a step: its load at
+# LOAD_HEADROOM x peak (the realised load adds noise) plus every device's rating
+LOAD_HEADROOM = 1.2
+
+
+def max_commit_kwh(spec: MicrogridSpec, dt_hours: float) -> float:
+    """kWh a ``quantity`` action of +-1 commits: ``dt x (1.2 x peak load + sum of device
+    ratings)`` (``p_max_kw``, else ``inverter_kw`` or ``capacity_kw`` of PV), so every
+    reachable net position can be committed."""
+    rated = 0.0
+    for d in spec.devices:
+        kw = getattr(d, "p_max_kw", None)
+        if kw is None:
+            kw = getattr(d, "inverter_kw", None) or getattr(d, "capacity_kw", 0.0)
+        rated += float(kw)
+    return dt_hours * (LOAD_HEADROOM * spec.peak_load_kw + rated)
 
 # (label, low, high, unit) of the ahead market's features, after COMMON_OBS
 AHEAD_OBS: tuple[Feature, ...] = (
@@ -84,8 +97,7 @@ class AheadParams:
         dt = float(cfg.dt_hours)
         return cls(lead=cfg.gate_lead_steps, levels=cfg.bid_curve_points,
                    prices=cfg.imbalance_prices,
-                   max_kwh=np.array([QUANTITY_PEAKS * m.peak_load_kw * dt
-                                     for m in cfg.microgrids]),
+                   max_kwh=np.array([max_commit_kwh(m, dt) for m in cfg.microgrids]),
                    lead_hours=max(1, math.ceil(cfg.gate_lead_steps * dt - 1e-9)),
                    load_kinds=tuple(f"load_{m.load_profile}" for m in cfg.microgrids))
 

@@ -79,9 +79,9 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     (No order is posted in an hour whose tariff spread is below the trading fee.)
 
-    With ``market_timing="ahead"`` the market components are ``quantity`` (-1 buy, +1 sell
-    2 x peak load x dt kWh, 0 no order) then ``price`` (or ``price_1..k``, a bid curve)
-    within the band of the delivery step ``t + gate_lead_steps``: orders are placed ahead,
+    With ``market_timing="ahead"`` the market components are ``quantity`` (-1 buy, +1
+    sell ``max_commit_kwh`` = dt x (1.2 x peak load + device ratings), 0 no order) then
+    ``price`` (or ``price_1..k``, a bid curve) within the band of the delivery step ``t + gate_lead_steps``: orders are placed ahead,
     committed at the gate and deviations charged as ``costs["imbalance"]``; six
     observation features (``load_ahead``, ``pv_ahead``, ``retail_ahead``,
     ``feed_in_ahead``, ``committed_now``, ``load_last``) follow the common ones. See

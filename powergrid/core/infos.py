@@ -135,20 +135,29 @@ def flat_fields(fields: Iterable[InfoField]) -> tuple[InfoField, ...]:
     return tuple(f for f in fields if f.flat is not None)
 
 
-def flat(fields: Iterable[InfoField], values: dict[str, np.ndarray],
-         idle: np.ndarray | None = None) -> dict[str, Any]:
-    """The vector rendering: ``values[flat name]`` (B,) arrays, ``costs/*`` nested under
-    ``costs``; rows where ``idle`` is True get each field's idle value."""
-    out: dict[str, Any] = {"costs": {}}
-    any_idle = idle is not None and bool(idle.any())
-    for f in fields:
-        if f.flat is None:
-            continue
-        v = values[f.flat]
-        if any_idle:
-            v = np.where(idle, f.idle, v).astype(f.dtype)
-        if f.flat.startswith("costs/"):
-            out["costs"][f.flat[6:]] = v
-        else:
-            out[f.flat] = v
-    return out
+class FlatRenderer:
+    """The vector rendering of a schema, planned once (it runs every step).
+
+    ``render(values, idle)``: ``values[flat name]`` (B,) arrays, ``costs/*`` nested under
+    ``costs``; rows where ``idle`` is True get each field's idle value.
+    """
+
+    def __init__(self, fields: Iterable[InfoField]) -> None:
+        self.fields = flat_fields(fields)
+        self._plan = tuple((f.flat, f.flat[6:] if f.flat.startswith("costs/") else None,
+                            f.idle, f.dtype) for f in self.fields)
+
+    def render(self, values: dict[str, np.ndarray], idle: np.ndarray | None = None
+               ) -> dict[str, Any]:
+        out: dict[str, Any] = {"costs": {}}
+        costs = out["costs"]
+        any_idle = idle is not None and bool(idle.any())
+        for name, cost, idle_value, dtype in self._plan:
+            v = values[name]
+            if any_idle:
+                v = np.where(idle, idle_value, v).astype(dtype)
+            if cost is None:
+                out[name] = v
+            else:
+                costs[cost] = v
+        return out

@@ -1,7 +1,7 @@
 """ONE step pipeline over (params, state, actions) for B envs at once.
 
-dispatch -> orders -> clearing -> settlement -> power flow -> safety -> costs ->
-observations. Each stage is a method over (B, ...) arrays; a stage that cannot be
+dispatch -> orders -> clearing -> settlement -> power flow -> safety -> network costs ->
+costs -> observations. Each stage is a method over (B, ...) arrays; a stage that cannot be
 batched (custom devices, protocols, the broker, pandapower) runs per row through the
 objects the scalar env uses (:class:`~powergrid.devices.batched.PerRowDevices`, one
 ``Coordination`` per row, :class:`~powergrid.core.powerflow.RowPowerFlow`), so every

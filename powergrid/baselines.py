@@ -152,7 +152,8 @@ def no_trade_env_factory(config: dict | None = None) -> Callable[[], Any]:
     whole net position with the upstream grid. Pair it with ``RuleBasedPolicy`` for the
     "no-trade" row of a comparison (``evaluate(no_trade_env_factory(), RuleBasedPolicy, days)``).
     """
+    from powergrid.envs.config import no_trade_overrides
     from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 
-    cfg = {**dict(config or {}), "horizontal_protocol": None}
+    cfg = {**dict(config or {}), **no_trade_overrides()}
     return lambda: MultiAgentMicrogrids(cfg)

@@ -258,3 +258,11 @@ def test_ahead_scenario_is_market_4mg_traded_ahead_and_the_leaderboard_stays_rea
     assert "market_timing" not in powergrid.scenarios["p2p-2mg-v1"].config()
     env = powergrid.make("market-4mg-ahead-v1")
     assert env.action_labels["MG3"] == ("pv.curtail", "quantity", "price")
+
+
+def test_the_no_trade_baseline_of_an_ahead_scenario_is_the_real_time_grid_only_env():
+    import powergrid
+    from powergrid.baselines import no_trade_env_factory
+
+    env = no_trade_env_factory(powergrid.scenarios["market-4mg-ahead-v1"].config())()
+    assert env.protocol is None and env.config.market_timing == "real_time"

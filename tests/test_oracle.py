@@ -232,3 +232,38 @@ def test_actions_are_valid_for_the_action_spaces():
         for a, act in step.items():
             assert act.shape == env.action_space(a).shape
             assert np.all(np.abs(act) <= 1.0)
+
+
+# ------------------------------------------------------------------ the ahead market
+
+def test_ahead_market_oracle_commits_its_plan_with_zero_imbalance_and_replays():
+    sid = "market-4mg-ahead-v1"
+    day = scenarios[sid].test_days[3]
+    result = optimum(sid, day, seed=1, split="test")
+    config = scenarios[sid].config()
+    assert_replays(config, result, {"split": "test"})
+    assert abs(result.cost_terms["imbalance"]) < 1e-9
+    assert result.traded_kwh > 0
+    env = MultiAgentMicrogrids(config)
+    env.reset(seed=1, options={"start_day": day, "split": "test"})
+    for step in result.actions:  # every commitment is delivered as planned
+        _, _, _, _, infos = env.step(step)
+        for i in infos.values():
+            assert i["market"]["shortfall_kwh"] < 1e-9 and i["market"]["excess_kwh"] < 1e-9
+    real_time = optimum("market-4mg-v1", day, seed=1, split="test")
+    no_trade = optimum(sid, day, seed=1, split="test", trading=False)
+    assert real_time.mip_objective <= result.cost <= no_trade.cost + 1e-6
+
+
+def test_ahead_market_oracle_with_a_longer_lead_and_a_bid_curve_replays():
+    config = {**BASE, "market_timing": "ahead", "gate_lead_steps": 3, "bid_curve_points": 2}
+    result = optimum(config, 121, seed=3)
+    assert_replays(config, result)
+    assert abs(result.cost_terms["imbalance"]) < 1e-9
+
+
+def test_ahead_market_oracle_refuses_a_vertical_protocol():
+    config = {**BASE, "market_timing": "ahead",
+              "vertical_protocol": tariff_price_signal([0.2] * 24, mode="fixed")}
+    with pytest.raises(NotImplementedError, match="ahead market with a vertical protocol"):
+        optimum(config, 0)

@@ -59,6 +59,14 @@ NUMERIC_KEYS: dict[str, tuple[Range, bool]] = {
 }
 
 
+def no_trade_overrides() -> dict[str, Any]:
+    """Config overrides that turn any env into its no-trade twin (no market, so nothing is
+    traded ahead either): the grid-only baseline of every comparison."""
+    return {"horizontal_protocol": None, "clearing": None, "trading_fee": None,
+            "market_timing": "real_time", "gate_lead_steps": 1, "bid_curve_points": 1,
+            "imbalance_prices": ImbalancePrices()}
+
+
 @dataclass(frozen=True)
 class MicrogridSpec:
     """One microgrid: an IEEE-13 feeder whose standard loads are scaled to ``peak_load_kw``."""

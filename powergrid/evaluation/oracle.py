@@ -41,6 +41,13 @@ computed step by step from the live device state while stepping them in a fresh 
 ``cost`` IS the env's cost of those actions; it must equal the model's exact cost of its
 solution (checked, or ``RuntimeError``), and ``gap = cost - mip_objective``.
 
+The ahead market (``market_timing="ahead"``, lead ``k``): with perfect foresight each
+microgrid commits at ``t - k`` exactly the net position its plan has at ``t`` (sellers at
+the bottom of the delivery step's band, buyers at its top), so the book of every step
+crosses as in real time, no committed position is missed (an unfilled seller or buyer
+only settles its rest at the tariff) and the imbalance is 0; the model is the real-time
+one without trades in the first ``k`` steps (nothing can be committed for them).
+
 The power flow: on the tied network it is not modelled (``limits="none"``; its safety
 penalty is 0 on every day, and a replay that incurred one would report it in
 ``safety_penalty``). On the shared IEEE-34 feeder its limits bind, so the MILP gets the AC
@@ -74,7 +81,7 @@ from scipy.sparse import coo_array
 from heron.market import ContinuousDoubleAuction, McAfee, PayAsBid, UniformPrice
 from heron.protocols import P2PTradingProtocol, PriceSignalProtocol
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
-from powergrid.envs.config import EnvConfig
+from powergrid.envs.config import EnvConfig, no_trade_overrides
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.evaluation.oracle_network import (
     _MAX_LINEARISATIONS,
@@ -392,7 +399,7 @@ def _make_env(env_or_scenario: Any, trading: bool, split: str | None) -> MultiAg
                         f"EnvConfig) or a scenario id, got {type(env_or_scenario).__name__}")
     cfg = cfg.replace(split=split)
     if not trading:
-        cfg = cfg.replace(horizontal_protocol=None, clearing=None, trading_fee=None)
+        cfg = cfg.replace(**no_trade_overrides())
     return MultiAgentMicrogrids(cfg)  # a fresh env: the caller's env is never stepped
 
 
@@ -402,6 +409,10 @@ def _check_supported(env: MultiAgentMicrogrids) -> None:
         raise NotImplementedError("distributed mode with latency_steps/drop_prob: late or "
                                   "dropped orders are not modelled by the oracle")
     proto = env.protocol
+    if cfg.market_timing == "ahead" and env.vertical_protocol is not None:
+        raise NotImplementedError("the ahead market with a vertical protocol: orders are "
+                                  "priced on the delivery step's tariff, settled at the "
+                                  "operator's, which the oracle does not model")
     if proto is not None:
         if type(proto) is not P2PTradingProtocol:
             raise NotImplementedError(f"horizontal protocol {type(proto).__name__}: the oracle "
@@ -440,7 +451,10 @@ def _tariffs(env: MultiAgentMicrogrids, n_steps: int) -> _Tariffs:
     fee = proto.trading_fee
     # spread < fee: the env's fee-adjusted band is empty and nobody posts an order; spread
     # == fee: every limit is the same price, orders cross and trade at zero net gain
-    return _Tariffs(retail, feed_in, fee, retail - feed_in > fee)
+    trades = retail - feed_in > fee
+    if env.config.market_timing == "ahead":  # nothing is committed for the first k steps
+        trades[:env.config.gate_lead_steps] = False
+    return _Tariffs(retail, feed_in, fee, trades)
 
 
 def _device_models(m: _Milp, env: MultiAgentMicrogrids, n_steps: int, dt: float,
@@ -861,6 +875,48 @@ def _model_cost(x: np.ndarray, m: _Milp, models: dict[str, list[_DeviceModel]],
     return float(market + devices)
 
 
+def _limit(net_kwh: float, cross: bool) -> float:
+    """Price action of an order of ``net_kwh``: sellers at the bottom of the band and buyers
+    at its top when the book is to cross (else the other way round)."""
+    if abs(net_kwh) <= EPS_KWH:
+        return 0.0  # no order
+    if net_kwh > 0:
+        return -1.0 if cross else 1.0
+    return 1.0 if cross else -1.0
+
+
+@dataclass(frozen=True)
+class _AheadReplay:
+    """The ahead market's actions of a plan: commit each step's planned net position."""
+
+    net_kwh: np.ndarray   # (T, N) planned net export per step
+    max_kwh: np.ndarray   # (N,) kWh of quantity action 1
+    lead: int
+    levels: int
+
+    @classmethod
+    def build(cls, env: MultiAgentMicrogrids, x: np.ndarray,
+              models: dict[str, list[_DeviceModel]]) -> _AheadReplay:
+        from powergrid.core.ahead import max_commit_kwh
+
+        cfg, s = env.config, env.series
+        T, dt = cfg.max_episode_steps, cfg.dt_hours
+        net = np.array([[sum(c * x[j] for dm in models[a] for j, c in dm.injection(t))
+                         - float(s.load_kw[t, i]) for i, a in enumerate(env.possible_agents)]
+                        for t in range(T)]) * dt
+        return cls(net, np.array([max_commit_kwh(m, dt) for m in cfg.microgrids]),
+                   cfg.gate_lead_steps, cfg.bid_curve_points)
+
+    def market(self, i: int, t: int, tariffs: _Tariffs) -> list[float]:
+        """``[quantity, price x levels]`` of microgrid ``i`` at step ``t``."""
+        d = t + self.lead
+        if d >= len(self.net_kwh):
+            return [0.0] * (1 + self.levels)
+        net = float(self.net_kwh[d, i])
+        q = net / self.max_kwh[i] if abs(net) > EPS_KWH else 0.0
+        return [q] + [_limit(net, bool(tariffs.trades[d]))] * self.levels
+
+
 def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_DeviceModel]],
             tariffs: _Tariffs, volume: list[int | None], seed: int, day: int):
     """Step the inverse-mapped actions in ``env``; returns them with the env's costs."""
@@ -870,6 +926,7 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
     terms: dict[str, float] = {}
     actions: list[dict[str, np.ndarray]] = []
     traded = safety = 0.0
+    ahead = _AheadReplay.build(env, x, models) if env.config.market_timing == "ahead" else None
     replayed: list[list[float]] = []  # every device's kW as the env set it
     monitor: list[dict[str, tuple[bool, float, float]]] = []  # the env's own voltages
     for t in range(env.config.max_episode_steps):
@@ -885,14 +942,10 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
                 comps.extend(act)
                 out += copy.deepcopy(d).step(np.array(act), ctx)  # the side of this order
             net_kwh = (out - load[i]) * dt
-            cross = bool(tariffs.trades[t])
-            if abs(net_kwh) <= EPS_KWH:
-                price = 0.0  # no order
-            elif net_kwh > 0:
-                price = -1.0 if cross else 1.0  # seller at the bottom of the band (or top)
-            else:
-                price = 1.0 if cross else -1.0
-            step[a] = np.array(comps + [price])
+            if ahead is not None:  # commit the plan's net position of step t + k now
+                step[a] = np.array(comps + ahead.market(i, t, tariffs))
+                continue
+            step[a] = np.array(comps + [_limit(net_kwh, bool(tariffs.trades[t]))])
         actions.append(step)
         _, _, _, _, infos = env.step(step)
         for a in env.possible_agents:

@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 
-from powergrid.envs.config import EnvConfig
+from powergrid.envs.config import EnvConfig, no_trade_overrides
 from powergrid.envs.days import check_split
 from powergrid.evaluation.episode import Episode
 from powergrid.evaluation.kpis import EpisodeMetrics, episode_metrics, relative_metrics
@@ -182,7 +182,7 @@ _LOCAL: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 def _play(task: _Task) -> EpisodeMetrics | str:
     key = (task.scenario.id, task.policy.name, id(task.policy.factory))
     if key not in _LOCAL:
-        overrides = {} if task.policy.trading else {"horizontal_protocol": None}
+        overrides = {} if task.policy.trading else no_trade_overrides()
         env = make(task.scenario, **overrides)
         _LOCAL[key] = (env, task.policy.factory(env))
     env, policy = _LOCAL[key]

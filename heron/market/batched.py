@@ -29,7 +29,7 @@ from numba import njit
 if TYPE_CHECKING:
     from heron.market.clearing import ClearingRule
 
-__all__ = ["BatchClearing", "clear_rows", "clear_kernel"]
+__all__ = ["BatchClearing", "clear_into", "clear_kernel", "clear_rows"]
 
 UNIFORM, PAY_AS_BID, MCAFEE, CDA = 0, 1, 2, 3
 _DUST = 1e-12  # as heron.market.clearing._DUST
@@ -99,7 +99,7 @@ def clear_kernel(code: int, k: float, side: np.ndarray, quantity: np.ndarray,
     side, quantity, price = check_books(side, quantity, price, fee_per_unit)
     pf = check_pair_fee(pair_fee, *side.shape)
     out = _empty(*side.shape)
-    _clear_rows(code, float(k), side, quantity, price, float(fee_per_unit), pf, *out)
+    clear_into(code, float(k), side, quantity, price, float(fee_per_unit), pf, *out)
     return BatchClearing(*out)
 
 
@@ -315,8 +315,10 @@ def _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, pri
 
 
 @njit(cache=True)
-def _clear_rows(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                volume, surplus):  # pragma: no cover - compiled
+def clear_into(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
+               volume, surplus):  # pragma: no cover - compiled
+    """Clear every row with rule ``code`` into the outputs (zeros, price NaN on entry);
+    the inputs are trusted (:func:`check_books`). For compiled callers (a fused step)."""
     for b in range(side.shape[0]):
         if code == CDA:
             _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,

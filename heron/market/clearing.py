@@ -155,6 +155,12 @@ class ClearingRule(ABC):
         identical results."""
         return clear_rows(self, side, quantity, price, fee_per_unit, pair_fee)
 
+    def kernel(self) -> tuple[int, float] | None:
+        """``(code, k)`` of the compiled kernel (:func:`heron.market.batched.clear_into`)
+        that clears this rule exactly, or None: lets a fused, compiled simulation step
+        clear its books without leaving compiled code. A user's rule has none."""
+        return None
+
 
 # --------------------------------------------------------------------------- helpers
 
@@ -295,6 +301,9 @@ class UniformPrice(ClearingRule):
         _check_fee(fee_per_unit)
         return clear_kernel(UNIFORM, self.k, side, quantity, price, fee_per_unit, pair_fee)
 
+    def kernel(self) -> tuple[int, float]:
+        return UNIFORM, float(self.k)
+
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
         _check_fee(fee_per_unit)
@@ -328,6 +337,9 @@ class PayAsBid(ClearingRule):
                     pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
         return clear_kernel(PAY_AS_BID, 0.0, side, quantity, price, fee_per_unit, pair_fee)
+
+    def kernel(self) -> tuple[int, float]:
+        return PAY_AS_BID, 0.0
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
@@ -392,6 +404,9 @@ class ContinuousDoubleAuction(ClearingRule):
                     pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
         return clear_kernel(CDA, 0.0, side, quantity, price, fee_per_unit, pair_fee)
+
+    def kernel(self) -> tuple[int, float]:
+        return CDA, 0.0
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
@@ -459,6 +474,9 @@ class McAfee(ClearingRule):
                     pair_fee: np.ndarray | None = None) -> BatchClearing:
         _check_fee(fee_per_unit)
         return clear_kernel(MCAFEE, 0.0, side, quantity, price, fee_per_unit, pair_fee)
+
+    def kernel(self) -> tuple[int, float]:
+        return MCAFEE, 0.0
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:

@@ -24,11 +24,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+from powergrid.core.packing import f0, f1, f2, f3, i0, i1, pack
 from powergrid.pf.fast import HAVE_NUMBA, FastSolver
 from powergrid.pf.jit import announce_compilation
 from powergrid.pf.model import NetworkModel
 
-_CHUNK = 128  # envs per block: keeps a block's working set in L1/L2
+CHUNK = 128  # envs per block: keeps a block's working set in L1/L2
 
 
 class BatchPF(NamedTuple):
@@ -54,14 +55,20 @@ class BatchPowerFlow:
         self.use_kernel = HAVE_NUMBA and solver.use_numba
         if not self.use_kernel:
             return
-        self._args = _kernel_args(model, solver.tol, solver.max_iter)
-        announce_compilation(_solve_kernel)
+        #: the network model packed for :func:`solve_packed` (powergrid.core.packing)
+        self.packed = pack(_kernel_args(model, solver.tol, solver.max_iter))
+        announce_compilation(solve_packed)
         self._w = model.w
         self._n_bus = model.n_bus
         self._n_line = model.n_line
         self._n_branch = model.n_line + model.n_trafo
         self._V = np.empty((2, len(self._w), num_envs))
         self.reset(np.ones(num_envs, bool))
+
+    @property
+    def warm_start(self) -> np.ndarray:
+        """(2, n_pq, B) real and imaginary PQ voltages each row starts from (in place)."""
+        return self._V
 
     def reset(self, mask: np.ndarray) -> None:
         """Restart the warm start of the masked envs, like ``solver.reset()`` at env reset."""
@@ -80,16 +87,16 @@ class BatchPowerFlow:
         vm = np.zeros((B, self._n_bus))
         loading = np.zeros((B, self._n_branch))  # lines, then trafos
         slack = np.zeros((2, B))
-        _solve_kernel(X, self._V, conv, vm, loading, slack, _CHUNK, *self._args)
+        solve_packed(X, self._V, conv, vm, loading, slack, CHUNK, *self.packed)
         nl = self._n_line
         out = BatchPF(conv, vm, loading[:, :nl], slack[0], slack[1], loading[:, nl:],
                       self._kernel_voltages(conv))
         bad = np.flatnonzero(~conv)
         if len(bad):
-            self._patch(out, bad, load_p, load_q, sgen_p, storage_p)
+            self.patch(out, bad, load_p, load_q, sgen_p, storage_p)
         return out
 
-    def _patch(self, out: BatchPF, rows: np.ndarray, *setpoints: np.ndarray) -> None:
+    def patch(self, out: BatchPF, rows: np.ndarray, *setpoints: np.ndarray) -> None:
         """Re-solve non-converged rows with the full solver (Newton fallback included)."""
         sub = self._fallback(*(np.atleast_2d(a[rows]) for a in setpoints))
         out.converged[rows] = sub.converged
@@ -362,5 +369,20 @@ if HAVE_NUMBA:
                 slack[0, b] = p_sl * base
                 slack[1, b] = p_sl * base - cons * base
 
+    @njit(cache=True)
+    def solve_packed(X, V, conv, vm, loading, slack, chunk, fv, iv,
+                     h):  # pragma: no cover - compiled
+        """:func:`_solve_kernel` on the packed model (``BatchPowerFlow.packed``, in the
+        order of ``_kernel_args``): 10 arguments instead of 41."""
+        _solve_kernel(X, V, conv, vm, loading, slack, chunk, f2(fv, h, 0), i1(iv, h, 1),
+                      f2(fv, h, 2), f2(fv, h, 3), f0(fv, h, 4), i0(iv, h, 5), i1(iv, h, 6),
+                      i1(iv, h, 7), i1(iv, h, 8), i1(iv, h, 9), f2(fv, h, 10), i1(iv, h, 11),
+                      i1(iv, h, 12), f2(fv, h, 13), f2(fv, h, 14), i1(iv, h, 15),
+                      i0(iv, h, 16), f1(fv, h, 17), i0(iv, h, 18), i1(iv, h, 19),
+                      f3(fv, h, 20), i1(iv, h, 21), i1(iv, h, 22), f1(fv, h, 23),
+                      f1(fv, h, 24), i1(iv, h, 25), i1(iv, h, 26), i0(iv, h, 27),
+                      f2(fv, h, 28), f1(fv, h, 29), f2(fv, h, 30), f0(fv, h, 31),
+                      f1(fv, h, 32), f0(fv, h, 33))
+
 else:  # pragma: no cover - numba missing: BatchPowerFlow uses FastSolver.solve instead
-    _solve_kernel = None
+    solve_packed = None

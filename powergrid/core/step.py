@@ -21,6 +21,7 @@ import numpy as np
 
 from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.core import ahead as ahead_market
+from powergrid.core.kernel import FusedStep
 from powergrid.core.layout import DEVICE_COSTS, common_features, cost_total
 from powergrid.core.market import MarketResult, clear_batch, row_orders, settle_rows
 from powergrid.core.params import CoreParams
@@ -79,7 +80,8 @@ class StepOutput:
 class Simulation:
     """Parameters, state and stage objects of B envs built like ``template``."""
 
-    def __init__(self, template: MultiAgentMicrogrids, num_envs: int) -> None:
+    def __init__(self, template: MultiAgentMicrogrids, num_envs: int,
+                 fused: bool = True) -> None:
         cfg, net = template.config, template.network
         self.B = B = num_envs
         self.agents = template.microgrid_agents
@@ -126,6 +128,8 @@ class Simulation:
         if self.ahead is not None:
             self.state.ahead = ahead_market.AheadState.empty(B, p.n_agents, p.steps, self.ahead)
         self._arange = np.arange(B)
+        # the compiled step when every stage compiles (powergrid.core.kernel), else None
+        self.kernel = FusedStep.build(self) if fused else None
 
     # ------------------------------------------------------------------ reset
     def reset_rows(self, mask: np.ndarray, rngs: Sequence[np.random.Generator],
@@ -184,6 +188,8 @@ class Simulation:
     # ------------------------------------------------------------------ step
     def step(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:
         """Advance the live rows by one step; ``acts`` (B, act_dim) per possible agent."""
+        if self.kernel is not None:
+            return self.kernel.step(acts, live)
         p, s, N = self.params, self.state, self.params.n_agents
         t, r = s.t, self._arange
         retail, feed_in = self._tariff(live)
@@ -438,6 +444,8 @@ class Simulation:
     def observe(self) -> list[np.ndarray]:
         """Raw (B, obs_dim) features per possible agent, in the layout of ``COMMON_OBS``
         then the devices' features then the coordination's."""
+        if self.kernel is not None:
+            return self.kernel.observe()
         p, s, r = self.params, self.state, self._arange
         t = np.minimum(s.t, p.steps - 1)
         hours = s.hours[r, t]

@@ -54,7 +54,17 @@ from powergrid.devices.generator import Generator, GeneratorParams
 from powergrid.devices.solar import Solar, SolarParams
 
 __all__ = ["BatchContext", "BatchedDevice", "BatchedESS", "BatchedGenerator", "BatchedSolar",
-           "PerRowDevices", "batched"]
+           "CompiledTwin", "PerRowDevices", "batched", "has_compiled_twin", "observe_twin", "step_twin"]
+
+
+@dataclass(frozen=True)
+class CompiledTwin:
+    """A built-in twin's compiled form: the arguments of :func:`step_twin`."""
+
+    kind: int
+    state: np.ndarray    # (fields, B): p_kw, cost, then the twin's ``fields``
+    clipped: np.ndarray  # (B,) bool
+    par: np.ndarray      # (PAR_LEN,) parameter vector
 
 
 @dataclass(frozen=True)
@@ -272,6 +282,36 @@ def _solar_step(state, par, actions, pv_per_kw):  # pragma: no cover - compiled
         state[1, i] = 0.0
 
 
+# The compiled interface: a twin is (kind, state (4, B), clipped (B,), par (7,)); a fused
+# simulation step (powergrid.core.kernel) steps and observes every twin through these two.
+KIND_GENERATOR, KIND_ESS, KIND_SOLAR = 0, 1, 2
+STATE_ROWS, PAR_LEN = 4, 7  # the widest twin's state rows and parameter vector
+
+
+@njit(cache=True)
+def step_twin(kind, state, clipped, par, actions, dt, pv_per_kw):  # pragma: no cover
+    """One step of the twin ``kind`` over the batch (the same kernels the classes call)."""
+    if kind == KIND_GENERATOR:
+        _generator_step(state, clipped, par, actions, dt)
+    elif kind == KIND_ESS:
+        _ess_step(state, clipped, par, actions, dt)
+    else:
+        _solar_step(state, par, actions, pv_per_kw)
+
+
+@njit(cache=True)
+def observe_twin(kind, state, par, out):  # pragma: no cover - compiled
+    """The twin's one observation per row into ``out`` (B,): gen p / p_max, ESS soc, PV
+    available / capacity."""
+    for i in range(out.shape[0]):
+        if kind == KIND_GENERATOR:
+            out[i] = state[0, i] / par[1]
+        elif kind == KIND_ESS:
+            out[i] = state[2, i]
+        else:
+            out[i] = state[2, i] / par[0]
+
+
 class _CompiledTwin(BatchedDevice):
     """State as one (fields, B) float array (row 0 p_kw, row 1 cost, then ``fields``).
 
@@ -282,6 +322,7 @@ class _CompiledTwin(BatchedDevice):
     compiled: ClassVar[bool] = True
     device_type: ClassVar[type[PowerDevice]]
     params_type: ClassVar[type[DeviceParams]]
+    kind: ClassVar[int]
     fields: ClassVar[tuple[str, ...]] = ()  # scalar attribute per state row after p_kw, cost
 
     def __init__(self, device: PowerDevice, num_envs: int) -> None:
@@ -307,6 +348,26 @@ class _CompiledTwin(BatchedDevice):
     @abstractmethod
     def _param_vector(params) -> list[float]: ...
 
+    def compiled_form(self) -> CompiledTwin:
+        """The arrays :func:`step_twin` / :func:`observe_twin` take (live views)."""
+        par = np.zeros(PAR_LEN)
+        par[:len(self._par)] = self._par
+        return CompiledTwin(self.kind, self._state, self.clipped, par)
+
+    def bind(self, state: np.ndarray, clipped: np.ndarray) -> None:
+        """Move the state into ``state`` ((STATE_ROWS, B) view) and ``clipped`` ((B,)), so
+        a fused kernel can hold every device of a simulation in one array."""
+        n = len(self._state)
+        state[:n] = self._state
+        clipped[:] = self.clipped
+        self._state, self.clipped = state[:n], clipped
+        self.p_kw, self.cost = self._state[0], self._state[1]
+
+    def observe(self) -> np.ndarray:
+        out = np.empty(self.num_envs)
+        observe_twin(self.kind, self._state, self._par, out)
+        return out[:, None]
+
     def reset(self, mask=None, rngs=None) -> None:
         m = self._mask(mask)
         self._state[:, m] = self._initial[:, None]
@@ -320,6 +381,7 @@ class BatchedGenerator(_CompiledTwin):
     """:class:`~powergrid.devices.Generator` over B envs (state: p_kw, cost, on)."""
 
     device_type, params_type, fields = Generator, GeneratorParams, ("on",)
+    kind = KIND_GENERATOR
 
     @staticmethod
     def _param_vector(p: GeneratorParams) -> list[float]:
@@ -335,14 +397,12 @@ class BatchedGenerator(_CompiledTwin):
                         float(ctx.dt_hours))
         return self.p_kw
 
-    def observe(self) -> np.ndarray:
-        return (self.p_kw / self.params.p_max_kw)[:, None]
-
 
 class BatchedESS(_CompiledTwin):
     """:class:`~powergrid.devices.ESS` over B envs (state: p_kw, cost, soc, throughput_kwh)."""
 
     device_type, params_type, fields = ESS, ESSParams, ("soc", "throughput_kwh")
+    kind = KIND_ESS
 
     @staticmethod
     def _param_vector(p: ESSParams) -> list[float]:
@@ -362,9 +422,6 @@ class BatchedESS(_CompiledTwin):
                   float(ctx.dt_hours))
         return self.p_kw
 
-    def observe(self) -> np.ndarray:
-        return self.soc[:, None].copy()
-
     def info(self) -> dict[str, np.ndarray]:
         return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(), "soc": self.soc.copy()}
 
@@ -376,6 +433,7 @@ class BatchedSolar(_CompiledTwin):
     """:class:`~powergrid.devices.Solar` over B envs (state: p_kw, cost, available_kw)."""
 
     device_type, params_type, fields = Solar, SolarParams, ("available_kw",)
+    kind = KIND_SOLAR
 
     @staticmethod
     def _param_vector(p: SolarParams) -> list[float]:
@@ -393,9 +451,6 @@ class BatchedSolar(_CompiledTwin):
         _solar_step(self._state, self._par, self._actions(actions), pv)
         return self.p_kw  # like Solar.step, clipped keeps its value (curtailing is not a limit)
 
-    def observe(self) -> np.ndarray:
-        return (self.available_kw / self.params.capacity_kw)[:, None]
-
     def info(self) -> dict[str, np.ndarray]:
         return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(),
                 "available_kw": self.available_kw.copy()}
@@ -403,6 +458,12 @@ class BatchedSolar(_CompiledTwin):
 
 _TWINS: dict[type[PowerDevice], type[_CompiledTwin]] = {
     t.device_type: t for t in (BatchedGenerator, BatchedESS, BatchedSolar)}
+
+
+def has_compiled_twin(device: PowerDevice) -> bool:
+    """Whether :func:`batched` gives ``device`` a compiled twin (exact built-in types)."""
+    twin = _TWINS.get(type(device))
+    return twin is not None and type(getattr(device, "params", None)) is twin.params_type
 
 
 def batched(device: PowerDevice | DeviceParams, num_envs: int) -> BatchedDevice:
@@ -425,7 +486,6 @@ def batched(device: PowerDevice | DeviceParams, num_envs: int) -> BatchedDevice:
     if not isinstance(device, PowerDevice):
         raise ValueError(f"batched() needs a PowerDevice or DeviceParams, got "
                          f"{type(device).__name__}")
-    twin = _TWINS.get(type(device))
-    if twin is not None and type(getattr(device, "params", None)) is twin.params_type:
-        return twin(device, num_envs)
+    if has_compiled_twin(device):
+        return _TWINS[type(device)](device, num_envs)
     return PerRowDevices(device, num_envs)

@@ -1,0 +1,476 @@
+"""The fused step: :meth:`Simulation.step` for the common configuration in compiled code.
+
+Why: at B = 1 every numpy stage of ``powergrid.core.step`` is call overhead on arrays of
+two elements, so the scalar env ran slower through the core than through its own
+pipeline. Here the whole step (dispatch -> orders -> clearing -> settlement -> power
+flow -> safety -> costs -> state update) is one numba call, and the observations one more.
+The stages are small njit functions composed by :func:`_step`; they call the same
+compiled functions the general path uses (the device twins' :func:`step_twin`, the
+clearing rules' :func:`clear_into`, the batch power flow's :func:`solve_packed`) and
+repeat only the few array formulas of ``step.py`` that compilation requires (money,
+safety, costs), with the same operations in the same order.
+
+:meth:`FusedStep.build` returns None unless every stage is compilable: built-in devices
+only (compiled twins), no market or a built-in clearing rule on the batched books, no
+per-row coordination (vertical protocol, distributed mode, pair fees, operator agent),
+the real-time market (no ahead market), no network costs, the fast power flow with
+numba, no cost term or feature the kernel does not know.
+Otherwise ``Simulation`` keeps the numpy stages (the general path). Rows whose power flow
+does not converge leave compiled code once, for ``FastSolver``'s Newton fallback.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit
+
+from heron.market.batched import clear_into
+from powergrid.core.layout import COMMON_LABELS, COST_SIGNS, COST_TERMS
+from powergrid.core.market import EPS_KWH
+from powergrid.core.packing import f1, f2, i1, i2, pack
+from powergrid.core.powerflow import CHUNK, BatchPF, BatchPowerFlow, solve_packed
+from powergrid.devices.batched import (
+    KIND_ESS,
+    STATE_ROWS,
+    BatchedDevice,
+    observe_twin,
+    step_twin,
+)
+from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
+
+if TYPE_CHECKING:
+    from powergrid.core.step import Simulation, StepOutput
+
+# cost terms the kernel computes, as rows of its per-agent output (layout.COST_TERMS names)
+COSTS = ("generation", "degradation", "other_devices", "grid_import", "grid_export_revenue",
+         "p2p_payment", "p2p_revenue", "fees", "safety_penalty", "tracking_penalty",
+         "storage_terminal")
+# the rest of the (R, B, N) per-agent output, after the costs
+ROWS = (*COSTS, "total", "rewards", "grid_import_kwh", "grid_export_kwh", "bought_kwh",
+        "sold_kwh", "net_kw", "load_kw", "v_min_pu", "v_max_pu")
+R = {name: k for k, name in enumerate(ROWS)}
+# common observation features by code (layout.COMMON_OBS gives their order)
+FEATURES = ("load_now", "load_next", "pv_now", "pv_next", "hour_sin", "hour_cos",
+            "retail_price", "feed_in_price", "last_clearing_price", "last_p2p_kwh",
+            "last_grid_kwh", "v_min_pu", "v_max_pu")
+N_FEATURES = len(FEATURES)
+HOUR_SIN = np.array([math.sin(2 * math.pi * h / 24) for h in range(24)])
+HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
+
+# rows of the (len(ROWS), B, N) per-agent output, as compile-time constants
+(R_GEN, R_DEG, R_OTHER, R_IMPORT, R_EXPORT, R_PAID, R_RECEIVED, R_FEES, R_PENALTY, R_TRACKING,
+ R_TERMINAL, R_TOTAL, R_REWARDS, R_IMPORT_KWH, R_EXPORT_KWH, R_BOUGHT, R_SOLD, R_NET, R_LOAD,
+ R_VMIN, R_VMAX) = range(len(ROWS))
+# packed static items (powergrid.core.packing), in this order
+(F_PAR, F_AGENT, F_DEV_PAR, F_LOAD_SHARE, F_LOAD_Q, F_FEEDER_MW, F_SIGN, F_SIN, F_COS,
+ I_PAR, I_DEV, I_PRICE_COL, I_LOAD_OWNER, I_FEEDER_ROWS, I_FEEDER_BUSES, I_BUS_PTR,
+ I_BUS_IDX, I_LINE_PTR, I_LINE_IDX, I_OBS_CODE, I_OBS_OFF) = range(21)
+# F_PAR entries
+P_DT, P_FEE, P_K, P_VLO, P_VHI, P_VPEN, P_LPEN, P_TERMINAL, P_FAIL = range(9)
+# I_PAR entries
+Q_N, Q_STEPS, Q_CODE, Q_MARKET, Q_SHARE, Q_NLOAD, Q_NSGEN, Q_NSTORAGE = range(8)
+# I_DEV columns: twin kind, agent, action column (packed), element is storage, pf row, bucket
+D_KIND, D_AGENT, D_COL, D_STORAGE, D_ROW, D_BUCKET = range(6)
+
+
+class FusedStep:
+    """The compiled step of one :class:`Simulation` (see the module docstring)."""
+
+    def __init__(self, sim: Simulation, devices: list[tuple[int, int, BatchedDevice]],
+                 code: int, k: float) -> None:
+        self.sim, self.B, self.N = sim, sim.B, sim.params.n_agents
+        self.pf: BatchPowerFlow = sim.pf
+        self._devices, self._code, self._k = devices, code, k
+        # every device's state in one array; the twins' own state becomes views of it
+        n = max(len(devices), 1)
+        self.dev_state = np.zeros((n, STATE_ROWS, self.B))
+        self.dev_clip = np.zeros((n, self.B), np.bool_)
+        for j, (_, _, d) in enumerate(devices):
+            d.bind(self.dev_state[j], self.dev_clip[j])
+        self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._widths: tuple[int, ...] = ()
+        dims = [len(COMMON_LABELS) + len(devs) for devs in sim.devices]
+        self._obs_off = np.cumsum([0, *dims])
+        p = sim.params
+        self._m = 2 * p.n_load + p.n_sgen + p.n_storage
+
+    @classmethod
+    def build(cls, sim: Simulation) -> FusedStep | None:
+        """The fused step of ``sim``, or None when some stage is not compilable."""
+        cost_order = [name for name, _ in COST_TERMS if name in COSTS]
+        if (sim.coords is not None or sim.has_dso or sim.extra_obs
+                or not isinstance(sim.pf, BatchPowerFlow) or not sim.pf.use_kernel
+                or sim.pf.voltages or sim.network_costs is not None
+                or getattr(sim, "ahead", None) is not None
+                or (sim.has_market and not sim.batch_market)
+                or set(FEATURES) != set(COMMON_LABELS) or cost_order != list(COSTS)
+                or sim.config.network_costs):
+            return None
+        code, k = 0, 0.0
+        if sim.has_market:
+            spec = sim._rule.kernel() if hasattr(sim._rule, "kernel") else None
+            if spec is None:
+                return None
+            code, k = spec
+        devices = []
+        for i, devs in enumerate(sim.devices):
+            col = 0
+            for d in devs:
+                if not d.compiled or not hasattr(d, "compiled_form"):
+                    return None
+                devices.append((i, col, d))
+                col += d.action_dim
+        return cls(sim, devices, int(code), float(k))
+
+    def _pack(self, widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The static inputs, once the action widths are known (first step)."""
+        sim, p = self.sim, self.sim.params
+        off = np.cumsum([0, *widths])
+        meta, par = np.zeros((len(self.dev_state), 6), np.int64), np.zeros((len(self.dev_state), 7))
+        for j, (i, col, d) in enumerate(self._devices):
+            where = sim.devices[i].index(d)
+            element, row = sim._rows[i][where]
+            ct = d.compiled_form()
+            meta[j] = (ct.kind, i, off[i] + col, element == "storage", row,
+                       sim._buckets[i][where])
+            par[j] = ct.par
+        fr, (lo, hi) = p.failure, p.voltage_band
+        return pack([
+            np.array([p.dt, sim._fee, self._k, lo, hi, p.voltage_penalty_per_pu,
+                      p.line_overload_penalty_per_pct, p.storage_terminal_price, fr.base]),
+            np.stack([p.peak_kw, fr.bound, fr.rated_kva, fr.q_per_kw]).astype(float),
+            par, p.load_share_mw, p.load_q_ratio, p.feeder_load_mw.astype(float),
+            np.array([COST_SIGNS[c] for c in COSTS]), HOUR_SIN, HOUR_COS,
+            np.array([self.N, p.steps, self._code, sim.has_market, p.share_reward, p.n_load,
+                      p.n_sgen, p.n_storage], np.int64),
+            meta[:max(len(self._devices), 1)] if self._devices else np.zeros((0, 6), np.int64),
+            off[1:] - 1, p.load_owner, p.feeder_load_rows, p.feeder_buses,
+            np.cumsum([0, *(len(b) for b in p.bus_rows)]), np.concatenate(p.bus_rows),
+            np.cumsum([0, *(len(b) for b in p.line_rows)]), np.concatenate(p.line_rows),
+            np.array([FEATURES.index(f) for f in COMMON_LABELS], np.int64), self._obs_off,
+        ])
+
+    # ------------------------------------------------------------------ step
+    def step(self, acts: list[np.ndarray], live: np.ndarray) -> StepOutput:
+        from powergrid.core.step import StepOutput
+
+        s, B, N = self.sim.state, self.B, self.N
+        acts = acts[:N]
+        widths = tuple(a.shape[1] for a in acts)
+        if widths != self._widths:
+            self._static, self._widths = self._pack(widths), widths
+        packed = np.concatenate(acts, axis=1) if N > 1 else acts[0]
+        out = np.zeros((len(ROWS), B, N))
+        limited = np.zeros((B, N), np.bool_)
+        shared = np.empty((3, B))  # clearing price, upstream import kW, losses kW
+        ok = np.zeros(B, np.bool_)
+        X = np.zeros((B, self._m))
+        model = self.pf.solver.model
+        vm, loading = np.zeros((B, model.n_bus)), np.zeros((B, model.n_line))
+        slack = np.zeros((2, B))
+        args = (packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
+                s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min, s.v_max,
+                s.last_losses_kw, s.stored_start, s.needs_reset, self.dev_state,
+                self.dev_clip, out, limited, shared, ok, vm, loading, slack, *self._static)
+        if not _step(*args, X, self.pf.warm_start, *self.pf.packed):
+            # some rows did not converge: FastSolver (with its Newton fallback) re-solves
+            # them, then the rest of the step runs on the repaired results
+            p = self.sim.params
+            nl, ns = p.n_load, p.n_sgen
+            self.pf.patch(BatchPF(ok, vm, loading, slack[0], slack[1]), np.flatnonzero(~ok),
+                          X[:, :nl], X[:, nl:2 * nl], X[:, 2 * nl:2 * nl + ns],
+                          X[:, 2 * nl + ns:])
+            _finish(*args)
+        costs = {c: out[R[c]] for c in COSTS}
+        per_agent = {name: out[R[name]] for name in (
+            "grid_import_kwh", "grid_export_kwh", "bought_kwh", "sold_kwh", "net_kw",
+            "load_kw", "v_min_pu", "v_max_pu")}
+        per_agent |= {"device_limited": limited, **{f"costs/{c}": v for c, v in costs.items()},
+                      "costs/total": out[R_TOTAL]}
+        shared_out = {"clearing_price": shared[0], "pf_converged": ok,
+                      "upstream_import_kw": shared[1], "network_losses_kw": shared[2]}
+        return StepOutput(costs, out[R_TOTAL], out[R_REWARDS], per_agent, shared_out,
+                          None, None)
+
+    def observe(self) -> list[np.ndarray]:
+        """Raw (B, obs_dim) features per agent, as :meth:`Simulation.observe`."""
+        s, off = self.sim.state, self._obs_off
+        obs = np.empty((self.B, int(off[-1])))
+        if self._static is None:  # before the first step: action widths are not needed
+            self._static = self._pack(tuple(1 for _ in range(self.N)))
+        _observe(s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_forecast, s.last_price,
+                 s.last_p2p, s.last_grid, s.v_min, s.v_max, self.dev_state, obs,
+                 *self._static)
+        return [obs[:, a:b] for a, b in zip(off[:-1], off[1:])]
+
+
+# ---------------------------------------------------------------------- compiled stages
+
+@njit(cache=True, inline="always")
+def _max0(a):  # pragma: no cover - compiled
+    """np.maximum(a, 0.0): a when a >= 0 or NaN, else 0.0."""
+    return a if (a >= 0.0 or a != a) else 0.0
+
+
+@njit(cache=True)
+def _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, dev_par, dev, dt, out, limited, X,
+              n_load, n_sgen):  # pragma: no cover - compiled
+    """Devices step (the twins' kernels): net kW, cost buckets, limits, PF set-points."""
+    B, N = out.shape[1], out.shape[2]
+    pv_t = np.empty(B)
+    acc = np.zeros((B, N))  # sum of device powers, in device order (as step.py)
+    for b in range(B):
+        pv_t[b] = pv[b, t[b]]
+        for i in range(N):
+            out[R_LOAD, b, i] = load_kw[b, t[b], i]
+    for j in range(dev.shape[0]):
+        a, col, bucket = dev[j, D_AGENT], dev[j, D_COL], dev[j, D_BUCKET]
+        step_twin(dev[j, D_KIND], dev_state[j], dev_clip[j], dev_par[j],
+                  acts[:, col:col + 1], dt, pv_t)
+        for b in range(B):
+            p_kw = dev_state[j, 0, b]
+            acc[b, a] = acc[b, a] + p_kw
+            out[bucket, b, a] += dev_state[j, 1, b]
+            limited[b, a] |= dev_clip[j, b]
+            if dev[j, D_STORAGE]:  # pandapower storage: + = charging
+                X[b, 2 * n_load + n_sgen + dev[j, D_ROW]] = -p_kw * 1e-3
+            else:
+                X[b, 2 * n_load + dev[j, D_ROW]] = p_kw * 1e-3
+    for b in range(B):
+        for i in range(N):
+            out[R_NET, b, i] = acc[b, i] - out[R_LOAD, b, i]
+
+
+@njit(cache=True)
+def _market(acts, price_col, t, retail, feed_in, dt, fee, code, k, out,
+            price):  # pragma: no cover - compiled
+    """Orders from net positions (as powergrid.core.market.clear_batch), then clearing."""
+    net = out[R_NET]
+    B, N = net.shape
+    side = np.zeros((B, N), np.int64)
+    qty = np.empty((B, N))
+    limit = np.empty((B, N))
+    half = 0.5 * fee
+    for b in range(B):
+        low, high = feed_in[b, t[b]] + half, retail[b, t[b]] - half
+        for i in range(N):
+            q = abs(net[b, i]) * dt
+            qty[b, i] = q
+            limit[b, i] = low + (acts[b, price_col[i]] + 1.0) * 0.5 * (high - low)
+            if q > EPS_KWH and low <= high:
+                side[b, i] = -1 if net[b, i] > 0 else 1
+        price[b] = np.nan
+    clear_into(code, k, side, qty, limit, fee, np.zeros((1, N, N)), out[R_BOUGHT],
+               out[R_SOLD], out[R_PAID], out[R_RECEIVED], out[R_FEES], price, np.zeros(B),
+               np.zeros(B))
+
+
+@njit(cache=True)
+def _settle(out, t, retail, feed_in, dt):  # pragma: no cover - compiled
+    """The residual with the grid: import at retail, export at feed-in."""
+    B, N = out.shape[1], out.shape[2]
+    for b in range(B):
+        for i in range(N):
+            exchange = out[R_NET, b, i] * dt - out[R_SOLD, b, i] + out[R_BOUGHT, b, i]
+            exp, imp = _max0(exchange), _max0(-exchange)
+            out[R_EXPORT_KWH, b, i], out[R_IMPORT_KWH, b, i] = exp, imp
+            out[R_IMPORT, b, i] = imp * retail[b, t[b]]
+            out[R_EXPORT, b, i] = exp * feed_in[b, t[b]]
+
+
+@njit(cache=True)
+def _loads(out, t, feeder_pu, X, owner, share, q_ratio, feeder_rows,
+           feeder_mw):  # pragma: no cover - compiled
+    """Load set-points of the power flow (MW, Mvar) from the microgrids' loads."""
+    n_load = owner.shape[0]
+    for b in range(X.shape[0]):
+        for j in range(n_load):
+            X[b, j] = out[R_LOAD, b, owner[j]] * share[j]
+        for q in range(feeder_rows.shape[0]):
+            X[b, feeder_rows[q]] = feeder_mw[q] * feeder_pu[b, t[b]]
+        for j in range(n_load):
+            X[b, n_load + j] = X[b, j] * q_ratio[j]
+
+
+@njit(cache=True)
+def _safety(out, ok, vm, loading, slack, shared, last_losses, v_min, v_max, t, feeder_pu,
+            fpar, agent_f, feeder_mw, bus_ptr, bus_idx, line_ptr, line_idx,
+            feeder_buses):  # pragma: no cover - compiled
+    """Penalties, own-feeder voltage extremes and the failure rule (powergrid.envs.safety)."""
+    band_lo, band_hi, vpen, lpen = fpar[P_VLO], fpar[P_VHI], fpar[P_VPEN], fpar[P_LPEN]
+    B, N = out.shape[1], out.shape[2]
+    for b in range(B):
+        l_all, v_lo, v_hi = -np.inf, np.inf, -np.inf
+        for i in range(N):
+            viol, lo, hi = 0.0, np.inf, -np.inf
+            for q in range(bus_ptr[i], bus_ptr[i + 1]):
+                v = vm[b, bus_idx[q]]
+                viol += _max0(v - band_hi) + _max0(band_lo - v)
+                lo, hi = min(lo, v), max(hi, v)
+            over, lmax = 0.0, -np.inf
+            for q in range(line_ptr[i], line_ptr[i + 1]):
+                ld = loading[b, line_idx[q]]
+                over += _max0(ld - 100.0)
+                lmax = max(lmax, ld)
+            out[R_PENALTY, b, i] = vpen * viol + lpen * over
+            v_min[b, i], v_max[b, i] = lo, hi
+            v_lo, v_hi, l_all = min(v_lo, lo), max(v_hi, hi), max(l_all, lmax)
+        for q in range(feeder_buses.shape[0]):
+            v = vm[b, feeder_buses[q]]
+            v_lo, v_hi = min(v_lo, v), max(v_hi, v)
+        ok[b] = ok[b] and v_lo >= V_FLOOR_PU and v_hi <= V_CEIL_PU and l_all <= LOADING_CEIL_PCT
+        if ok[b]:
+            losses = slack[1, b] * 1e3
+            shared[1, b] = slack[0, b] * 1e3
+            last_losses[b] = losses
+        else:  # the collapse state, never the solver's iterate
+            losses = _max0(last_losses[b])
+            background = 0.0
+            if feeder_mw.shape[0]:
+                for q in range(feeder_mw.shape[0]):
+                    background += feeder_mw[q] * feeder_pu[b, t[b]]
+                background *= 1e3
+            total = 0.0
+            for i in range(N):
+                total += out[R_NET, b, i]
+            shared[1, b] = -total + background + losses
+            for i in range(N):
+                stress = (math.hypot(out[R_NET, b, i], out[R_LOAD, b, i] * agent_f[3, i])
+                          / agent_f[2, i])
+                out[R_PENALTY, b, i] = agent_f[1, i] + fpar[P_FAIL] * (1.0 + stress)
+                v_min[b, i], v_max[b, i] = V_FLOOR_PU, V_CEIL_PU
+        shared[2, b] = losses
+        for i in range(N):
+            out[R_VMIN, b, i], out[R_VMAX, b, i] = v_min[b, i], v_max[b, i]
+
+
+@njit(cache=True)
+def _costs(out, t, dev_state, dev_par, dev, stored_start, terminal_price, steps, sign,
+           share):  # pragma: no cover - compiled
+    """Storage terminal value on last steps, the signed total (COST_TERMS order), rewards."""
+    B, N = out.shape[1], out.shape[2]
+    if terminal_price != 0.0:
+        stored = np.zeros((B, N))  # soc x capacity summed over each agent's ESS
+        for j in range(dev.shape[0]):
+            if dev[j, D_KIND] == KIND_ESS:
+                for b in range(B):
+                    stored[b, dev[j, D_AGENT]] += dev_state[j, 2, b] * dev_par[j, 0]
+        for b in range(B):
+            if t[b] + 1 >= steps:
+                for i in range(N):
+                    out[R_TERMINAL, b, i] = terminal_price * (stored_start[b, i] - stored[b, i])
+    for b in range(B):
+        for i in range(N):
+            total = 0.0
+            for c in range(sign.shape[0]):
+                total += sign[c] * out[c, b, i]
+            out[R_TOTAL, b, i] = total
+            out[R_REWARDS, b, i] = -total
+        if share:
+            team = 0.0
+            for i in range(N):
+                team += out[R_REWARDS, b, i]
+            for i in range(N):
+                out[R_REWARDS, b, i] = team
+
+
+@njit(cache=True)
+def _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid, dt,
+             steps):  # pragma: no cover - compiled
+    """The state a step leaves: last price and exchanges, the clock, episode ends."""
+    B, N = out.shape[1], out.shape[2]
+    for b in range(B):
+        p = shared[0, b]
+        last_price[b] = 0.0 if p != p else p
+        for i in range(N):
+            last_p2p[b, i] = out[R_SOLD, b, i] - out[R_BOUGHT, b, i]
+            last_grid[b, i] = out[R_NET, b, i] * dt - out[R_SOLD, b, i] + out[R_BOUGHT, b, i]
+        if live[b]:
+            t[b] += 1
+            if t[b] >= steps:
+                needs_reset[b] = True
+
+
+@njit(cache=True)
+def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price, last_p2p,
+          last_grid, v_min, v_max, last_losses, stored_start, needs_reset, dev_state, dev_clip,
+          out, limited, shared, ok, vm, loading, slack, fv, iv, h, X, V, pfv, piv,
+          ph):  # pragma: no cover - compiled
+    """Dispatch, market, settlement, power flow; then :func:`_finish` unless a row's power
+    flow failed (returns False: the caller repairs those rows, then calls ``_finish``)."""
+    fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
+    dt = fpar[P_DT]
+    dev = i2(iv, h, I_DEV)
+    _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, f2(fv, h, F_DEV_PAR), dev, dt, out,
+              limited, X, ipar[Q_NLOAD], ipar[Q_NSGEN])
+    if ipar[Q_MARKET]:
+        _market(acts, i1(iv, h, I_PRICE_COL), t, retail, feed_in, dt, fpar[P_FEE],
+                ipar[Q_CODE], fpar[P_K], out, shared[0])
+    else:
+        for b in range(acts.shape[0]):
+            shared[0, b] = np.nan
+    _settle(out, t, retail, feed_in, dt)
+    _loads(out, t, feeder_pu, X, i1(iv, h, I_LOAD_OWNER), f1(fv, h, F_LOAD_SHARE),
+           f1(fv, h, F_LOAD_Q), i1(iv, h, I_FEEDER_ROWS), f1(fv, h, F_FEEDER_MW))
+    solve_packed(X, V, ok, vm, loading, slack, CHUNK, pfv, piv, ph)
+    for b in range(ok.shape[0]):
+        if not ok[b]:
+            return False
+    _finish(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price,
+            last_p2p, last_grid, v_min, v_max, last_losses, stored_start, needs_reset,
+            dev_state, dev_clip, out, limited, shared, ok, vm, loading, slack, fv, iv, h)
+    return True
+
+
+@njit(cache=True)
+def _finish(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price,
+            last_p2p, last_grid, v_min, v_max, last_losses, stored_start, needs_reset,
+            dev_state, dev_clip, out, limited, shared, ok, vm, loading, slack, fv, iv,
+            h):  # pragma: no cover - compiled
+    """Safety, costs, rewards and the state update, on the power flow's results."""
+    fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
+    _safety(out, ok, vm, loading, slack, shared, last_losses, v_min, v_max, t, feeder_pu,
+            fpar, f2(fv, h, F_AGENT), f1(fv, h, F_FEEDER_MW), i1(iv, h, I_BUS_PTR),
+            i1(iv, h, I_BUS_IDX), i1(iv, h, I_LINE_PTR), i1(iv, h, I_LINE_IDX),
+            i1(iv, h, I_FEEDER_BUSES))
+    _costs(out, t, dev_state, f2(fv, h, F_DEV_PAR), i2(iv, h, I_DEV), stored_start,
+           fpar[P_TERMINAL], ipar[Q_STEPS], f1(fv, h, F_SIGN), ipar[Q_SHARE])
+    _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid, fpar[P_DT],
+             ipar[Q_STEPS])
+
+
+@njit(cache=True)
+def _observe(t, hours, pv, retail, feed_in, load_forecast, last_price, last_p2p, last_grid,
+             v_min, v_max, dev_state, obs, fv, iv, h):  # pragma: no cover - compiled
+    """Every agent's raw observation row: COMMON_OBS features, then its devices'."""
+    ipar, agent_f = i1(iv, h, I_PAR), f2(fv, h, F_AGENT)
+    steps = ipar[Q_STEPS]
+    code, off, dev = i1(iv, h, I_OBS_CODE), i1(iv, h, I_OBS_OFF), i2(iv, h, I_DEV)
+    hsin, hcos, dev_par = f1(fv, h, F_SIN), f1(fv, h, F_COS), f2(fv, h, F_DEV_PAR)
+    B, N = obs.shape[0], off.shape[0] - 1
+    feat = np.empty(N_FEATURES)
+    col = np.empty(1)
+    for b in range(B):
+        tb = min(t[b], steps - 1)
+        for i in range(N):
+            peak = agent_f[0, i]
+            feat[0] = load_forecast[b, tb, i] / peak
+            feat[1] = load_forecast[b, tb + 1, i] / peak
+            feat[2], feat[3] = pv[b, tb], pv[b, tb + 1]
+            feat[4], feat[5] = hsin[hours[b, tb]], hcos[hours[b, tb]]
+            feat[6], feat[7] = retail[b, tb], feed_in[b, tb]
+            feat[8] = last_price[b]
+            feat[9], feat[10] = last_p2p[b, i] / peak, last_grid[b, i] / peak
+            feat[11], feat[12] = v_min[b, i], v_max[b, i]
+            o = off[i]
+            for q in range(code.shape[0]):
+                obs[b, o + q] = feat[code[q]]
+            o += code.shape[0]
+            for j in range(dev.shape[0]):
+                if dev[j, D_AGENT] == i:
+                    observe_twin(dev[j, D_KIND], dev_state[j, :, b:b + 1], dev_par[j], col)
+                    obs[b, o] = col[0]
+                    o += 1

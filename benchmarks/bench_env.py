@@ -136,6 +136,8 @@ def main() -> None:
          lambda: best_rate(scalar_steps(env34, 300 if q else 2000), reps), "env steps/s"),
         ("ieee34 PF solves (single FastSolver)",
          lambda: best_rate(pf_solves(env34, 500 if q else 5000), reps), "solves/s"),
+        ("ieee34 VectorMicrogrids B=1024", lambda: best_rate(vector_steps(
+            VectorMicrogrids(1024, STRESSED_FEEDER), 10 if q else 40), reps), "env steps/s"),
     ]
     rows: list[tuple[str, float, str]] = []
     with progress(total=len(stages), desc="bench_env", disable=args.no_progress) as bar:

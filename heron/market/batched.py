@@ -152,37 +152,37 @@ def _trade(b, i, s, q, pr, sur, fee, pf, bought, sold, paid, received,
     fees[b, s] += f / 2
 
 
+@njit(cache=True, inline="always")
+def _insert_sorted(slots, n, j, key):  # pragma: no cover - compiled
+    """Insert slot j into slots[:n], kept ascending by key[slot]; ties keep arrival order
+    (the permutation of a stable sort, as OrderBook.bids/asks), without allocating."""
+    q = n
+    while q > 0 and key[slots[q - 1]] > key[j]:
+        slots[q] = slots[q - 1]
+        q -= 1
+    slots[q] = j
+
+
 @njit(cache=True)
 def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                 volume, surplus):  # pragma: no cover - compiled
-    """Uniform k-DA, pay-as-bid or McAfee on row b: cross the curves, then price segments."""
+                 volume, surplus, bids, asks, key, seg_b, seg_a,
+                 seg_q):  # pragma: no cover - compiled
+    """Uniform k-DA, pay-as-bid or McAfee on row b: cross the curves, then price segments.
+    ``bids``/``asks``/``key`` (K,) and ``seg_*`` (2K,) are scratch (one set per call)."""
     K = side.shape[1]
     nb = 0
     na = 0
-    for j in range(K):
+    for j in range(K):  # best first: bids by descending, asks by ascending price
         if side[b, j] > 0:
+            key[j] = -prc[b, j]
+            _insert_sorted(bids, nb, j, key)
             nb += 1
         elif side[b, j] < 0:
+            key[j] = prc[b, j]
+            _insert_sorted(asks, na, j, key)
             na += 1
     if nb == 0 or na == 0:
         return
-    bids = np.empty(nb, np.int64)
-    asks = np.empty(na, np.int64)
-    ib = 0
-    ia = 0
-    for j in range(K):
-        if side[b, j] > 0:
-            bids[ib] = j
-            ib += 1
-        elif side[b, j] < 0:
-            asks[ia] = j
-            ia += 1
-    # best first, ties in arrival order (stable sorts, as OrderBook.bids/asks)
-    bids = bids[np.argsort(-prc[b, bids], kind="mergesort")]
-    asks = asks[np.argsort(prc[b, asks], kind="mergesort")]
-    seg_b = np.empty(nb + na, np.int64)
-    seg_a = np.empty(nb + na, np.int64)
-    seg_q = np.empty(nb + na)
     n = 0
     i = 0
     j = 0
@@ -248,12 +248,12 @@ def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, receiv
 
 @njit(cache=True)
 def _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price, volume,
-             surplus):  # pragma: no cover - compiled
-    """Continuous double auction replayed in slot (arrival) order on row b."""
+             surplus, rest, rem, count):  # pragma: no cover - compiled
+    """Continuous double auction replayed in slot (arrival) order on row b; ``rest``
+    (2, K) int, ``rem`` (2, K) and ``count`` (2,) int are scratch (one set per call)."""
     K = side.shape[1]
-    rest = np.empty((2, K), np.int64)    # resting slots: [0] bids, [1] asks, best first
-    rem = np.empty((2, K))
-    count = np.zeros(2, np.int64)
+    count[0] = 0  # resting slots: [0] bids, [1] asks, best first
+    count[1] = 0
     vol = 0.0
     val = 0.0
     for o in range(K):
@@ -319,10 +319,16 @@ def clear_into(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, f
                volume, surplus):  # pragma: no cover - compiled
     """Clear every row with rule ``code`` into the outputs (zeros, price NaN on entry);
     the inputs are trusted (:func:`check_books`). For compiled callers (a fused step)."""
+    K = side.shape[1]
+    # scratch shared by all rows: a clearing allocates nothing per book
+    bids, asks = np.empty(K, np.int64), np.empty(K, np.int64)
+    key = np.empty(K)
+    seg_b, seg_a, seg_q = np.empty(2 * K, np.int64), np.empty(2 * K, np.int64), np.empty(2 * K)
+    rest, rem, count = np.empty((2, K), np.int64), np.empty((2, K)), np.zeros(2, np.int64)
     for b in range(side.shape[0]):
         if code == CDA:
             _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                     volume, surplus)
+                     volume, surplus, rest, rem, count)
         else:
             _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
-                         price, volume, surplus)
+                         price, volume, surplus, bids, asks, key, seg_b, seg_a, seg_q)

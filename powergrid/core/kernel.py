@@ -94,8 +94,11 @@ class FusedStep:
         self._widths: tuple[int, ...] = ()
         dims = [len(COMMON_LABELS) + len(devs) for devs in sim.devices]
         self._obs_off = np.cumsum([0, *dims])
-        p = sim.params
-        self._m = 2 * p.n_load + p.n_sgen + p.n_storage
+        p, md, B = sim.params, sim.pf.model, self.B
+        # scratch the caller never sees: PF set-points and results
+        self._X = np.zeros((B, 2 * p.n_load + p.n_sgen + p.n_storage))
+        self._vm, self._loading = np.zeros((B, md.n_bus)), np.zeros((B, md.n_line))
+        self._slack = np.zeros((2, B))
 
     @classmethod
     def build(cls, sim: Simulation) -> FusedStep | None:
@@ -167,10 +170,8 @@ class FusedStep:
         limited = np.zeros((B, N), np.bool_)
         shared = np.empty((3, B))  # clearing price, upstream import kW, losses kW
         ok = np.zeros(B, np.bool_)
-        X = np.zeros((B, self._m))
-        model = self.pf.solver.model
-        vm, loading = np.zeros((B, model.n_bus)), np.zeros((B, model.n_line))
-        slack = np.zeros((2, B))
+        X, vm, loading, slack = self._X, self._vm, self._loading, self._slack
+        X[:] = 0.0
         args = (packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
                 s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min, s.v_max,
                 s.last_losses_kw, s.stored_start, s.needs_reset, self.dev_state,

@@ -40,6 +40,7 @@ from powergrid.devices.batched import (
     step_twin,
 )
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
+from powergrid.pf.jit import cache_depends_on
 
 if TYPE_CHECKING:
     from powergrid.core.step import Simulation, StepOutput
@@ -475,3 +476,9 @@ def _observe(t, hours, pv, retail, feed_in, load_forecast, last_price, last_p2p,
                     observe_twin(dev[j, D_KIND], dev_state[j, :, b:b + 1], dev_par[j], col)
                     obs[b, o] = col[0]
                     o += 1
+
+
+# the fused kernels inline compiled code of these modules: recompile when they change
+cache_depends_on((_step, _finish, _observe), "heron.market.batched", "powergrid.core.market",
+                 "powergrid.core.packing", "powergrid.core.powerflow",
+                 "powergrid.devices.batched", "powergrid.envs.safety")

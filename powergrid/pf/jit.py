@@ -30,3 +30,25 @@ def announce_compilation(*kernels: Any) -> None:
         where = os.path.dirname(missing[0])
         print(f"heron-grid: compiling the numba power-flow kernels (first run only, about "
               f"10 s; cached in {where})", file=sys.stderr, flush=True)
+
+
+def cache_depends_on(kernels: Any, *modules: str) -> None:
+    """Invalidate the numba cache of ``kernels`` when any of ``modules`` changes too.
+
+    Why: numba keys a cached kernel on its own source file only, so a kernel that calls
+    compiled functions of other modules (the fused step calls the device twins, the
+    clearing kernels and the batch power flow) would keep running their old code after
+    those files change. Folding the other files' (mtime, size) into the cache stamp makes
+    such a change recompile. ``modules`` are names of imported modules; call it before
+    the kernels' first call.
+    """
+    try:
+        files = [sys.modules[m].__file__ for m in modules]
+        stamps = tuple((os.stat(f).st_mtime, os.stat(f).st_size) for f in files)
+        for k in kernels:
+            cache_file = k._cache._cache_file
+            own = cache_file._source_stamp
+            if not (isinstance(own, tuple) and len(own) == 2 and own[1] == stamps):
+                cache_file._source_stamp = (own, stamps)
+    except (AttributeError, KeyError, OSError, TypeError):  # numba's layout changed: caching as numba does it
+        return

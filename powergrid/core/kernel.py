@@ -51,7 +51,12 @@ COSTS = ("generation", "degradation", "other_devices", "grid_import", "grid_expo
          "storage_terminal")
 # the rest of the (R, B, N) per-agent output, after the costs
 ROWS = (*COSTS, "total", "rewards", "grid_import_kwh", "grid_export_kwh", "bought_kwh",
-        "sold_kwh", "net_kw", "load_kw", "v_min_pu", "v_max_pu")
+        "sold_kwh", "net_kw", "load_kw", "v_min_pu", "v_max_pu", "voltage_violation_pu",
+        "line_loading_max_pct", "pcc_loading_pct")
+# (B,) shared outputs, and the (B, N) bool ones
+SHARED = ("clearing_price", "upstream_import_kw", "network_losses_kw", "feeder_v_min_pu",
+          "feeder_v_max_pu", "pcc_loading_max_pct")
+FLAGS = ("device_limited", "soc_violation")
 R = {name: k for k, name in enumerate(ROWS)}
 # common observation features by code (layout.COMMON_OBS gives their order)
 FEATURES = ("load_now", "load_next", "pv_now", "pv_next", "hour_sin", "hour_cos",
@@ -64,15 +69,16 @@ HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
 # rows of the (len(ROWS), B, N) per-agent output, as compile-time constants
 (R_GEN, R_DEG, R_OTHER, R_IMPORT, R_EXPORT, R_PAID, R_RECEIVED, R_FEES, R_PENALTY, R_TRACKING,
  R_TERMINAL, R_TOTAL, R_REWARDS, R_IMPORT_KWH, R_EXPORT_KWH, R_BOUGHT, R_SOLD, R_NET, R_LOAD,
- R_VMIN, R_VMAX) = range(len(ROWS))
+ R_VMIN, R_VMAX, R_VVIOL, R_LMAX, R_PCC) = range(len(ROWS))
+S_PRICE, S_UPSTREAM, S_LOSSES, S_FVMIN, S_FVMAX, S_PCCMAX = range(len(SHARED))
 # packed static items (powergrid.core.packing), in this order
 (F_PAR, F_AGENT, F_DEV_PAR, F_LOAD_SHARE, F_LOAD_Q, F_FEEDER_MW, F_SIGN, F_SIN, F_COS,
  I_PAR, I_DEV, I_PRICE_COL, I_LOAD_OWNER, I_FEEDER_ROWS, I_FEEDER_BUSES, I_BUS_PTR,
- I_BUS_IDX, I_LINE_PTR, I_LINE_IDX, I_OBS_CODE, I_OBS_OFF) = range(21)
+ I_BUS_IDX, I_LINE_PTR, I_LINE_IDX, I_OBS_CODE, I_OBS_OFF, I_PCC) = range(22)
 # F_PAR entries
 P_DT, P_FEE, P_K, P_VLO, P_VHI, P_VPEN, P_LPEN, P_TERMINAL, P_FAIL = range(9)
 # I_PAR entries
-Q_N, Q_STEPS, Q_CODE, Q_MARKET, Q_SHARE, Q_NLOAD, Q_NSGEN, Q_NSTORAGE = range(8)
+Q_N, Q_STEPS, Q_CODE, Q_MARKET, Q_SHARE, Q_NLOAD, Q_NSGEN, Q_NSTORAGE, Q_NLINE = range(9)
 # I_DEV columns: twin kind, agent, action column (packed), element is storage, pf row, bucket
 D_KIND, D_AGENT, D_COL, D_STORAGE, D_ROW, D_BUCKET = range(6)
 
@@ -98,7 +104,8 @@ class FusedStep:
         p, md, B = sim.params, sim.pf.model, self.B
         # scratch the caller never sees: PF set-points and results
         self._X = np.zeros((B, 2 * p.n_load + p.n_sgen + p.n_storage))
-        self._vm, self._loading = np.zeros((B, md.n_bus)), np.zeros((B, md.n_line))
+        self._vm = np.zeros((B, md.n_bus))
+        self._loading = np.zeros((B, md.n_line + md.n_trafo))  # lines, then trafos
         self._slack = np.zeros((2, B))
 
     @classmethod
@@ -145,16 +152,18 @@ class FusedStep:
         return pack([
             np.array([p.dt, sim._fee, self._k, lo, hi, p.voltage_penalty_per_pu,
                       p.line_overload_penalty_per_pct, p.storage_terminal_price, fr.base]),
-            np.stack([p.peak_kw, fr.bound, fr.rated_kva, fr.q_per_kw]).astype(float),
+            np.stack([p.peak_kw, fr.bound, fr.rated_kva, fr.q_per_kw,
+                      fr.voltage_violation_pu]).astype(float),
             par, p.load_share_mw, p.load_q_ratio, p.feeder_load_mw.astype(float),
             np.array([COST_SIGNS[c] for c in COSTS]), HOUR_SIN, HOUR_COS,
             np.array([self.N, p.steps, self._code, sim.has_market, p.share_reward, p.n_load,
-                      p.n_sgen, p.n_storage], np.int64),
+                      p.n_sgen, p.n_storage, sim.pf.model.n_line], np.int64),
             meta[:max(len(self._devices), 1)] if self._devices else np.zeros((0, 6), np.int64),
             off[1:] - 1, p.load_owner, p.feeder_load_rows, p.feeder_buses,
             np.cumsum([0, *(len(b) for b in p.bus_rows)]), np.concatenate(p.bus_rows),
             np.cumsum([0, *(len(b) for b in p.line_rows)]), np.concatenate(p.line_rows),
             np.array([FEATURES.index(f) for f in COMMON_LABELS], np.int64), self._obs_off,
+            p.pcc_rows,
         ])
 
     # ------------------------------------------------------------------ step
@@ -168,32 +177,30 @@ class FusedStep:
             self._static, self._widths = self._pack(widths), widths
         packed = np.concatenate(acts, axis=1) if N > 1 else acts[0]
         out = np.zeros((len(ROWS), B, N))
-        limited = np.zeros((B, N), np.bool_)
-        shared = np.empty((3, B))  # clearing price, upstream import kW, losses kW
+        flags = np.zeros((len(FLAGS), B, N), np.bool_)
+        shared = np.empty((len(SHARED), B))
         ok = np.zeros(B, np.bool_)
         X, vm, loading, slack = self._X, self._vm, self._loading, self._slack
         X[:] = 0.0
         args = (packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
                 s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min, s.v_max,
-                s.last_losses_kw, s.stored_start, s.needs_reset, self.dev_state,
-                self.dev_clip, out, limited, shared, ok, vm, loading, slack, *self._static)
+                s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset, self.dev_state,
+                self.dev_clip, out, flags, shared, ok, vm, loading, slack, *self._static)
         if not _step(*args, X, self.pf.warm_start, *self.pf.packed):
             # some rows did not converge: FastSolver (with its Newton fallback) re-solves
             # them, then the rest of the step runs on the repaired results
             p = self.sim.params
-            nl, ns = p.n_load, p.n_sgen
-            self.pf.patch(BatchPF(ok, vm, loading, slack[0], slack[1]), np.flatnonzero(~ok),
+            nl, ns, n_line = p.n_load, p.n_sgen, self.pf.model.n_line
+            pf = BatchPF(ok, vm, loading[:, :n_line], slack[0], slack[1], loading[:, n_line:])
+            self.pf.patch(pf, np.flatnonzero(~ok),
                           X[:, :nl], X[:, nl:2 * nl], X[:, 2 * nl:2 * nl + ns],
                           X[:, 2 * nl + ns:])
             _finish(*args)
         costs = {c: out[R[c]] for c in COSTS}
-        per_agent = {name: out[R[name]] for name in (
-            "grid_import_kwh", "grid_export_kwh", "bought_kwh", "sold_kwh", "net_kw",
-            "load_kw", "v_min_pu", "v_max_pu")}
-        per_agent |= {"device_limited": limited, **{f"costs/{c}": v for c, v in costs.items()},
+        per_agent = {name: out[R[name]] for name in ROWS[R_IMPORT_KWH:]}
+        per_agent |= {**dict(zip(FLAGS, flags)), **{f"costs/{c}": v for c, v in costs.items()},
                       "costs/total": out[R_TOTAL]}
-        shared_out = {"clearing_price": shared[0], "pf_converged": ok,
-                      "upstream_import_kw": shared[1], "network_losses_kw": shared[2]}
+        shared_out = {"pf_converged": ok, **dict(zip(SHARED, shared))}
         return StepOutput(costs, out[R_TOTAL], out[R_REWARDS], per_agent, shared_out,
                           None, None)
 
@@ -298,10 +305,11 @@ def _loads(out, t, feeder_pu, X, owner, share, q_ratio, feeder_rows,
 
 
 @njit(cache=True)
-def _safety(out, ok, vm, loading, slack, shared, last_losses, v_min, v_max, t, feeder_pu,
-            fpar, agent_f, feeder_mw, bus_ptr, bus_idx, line_ptr, line_idx,
-            feeder_buses):  # pragma: no cover - compiled
-    """Penalties, own-feeder voltage extremes and the failure rule (powergrid.envs.safety)."""
+def _safety(out, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
+            feeder_pu, fpar, agent_f, feeder_mw, bus_ptr, bus_idx, line_ptr, line_idx,
+            feeder_buses, pcc_col):  # pragma: no cover - compiled
+    """Penalties, voltage extremes, safety metrics and the failure rule
+    (powergrid.envs.safety), as ``Simulation._safety`` / ``_safety_metrics``."""
     band_lo, band_hi, vpen, lpen = fpar[P_VLO], fpar[P_VHI], fpar[P_VPEN], fpar[P_LPEN]
     B, N = out.shape[1], out.shape[2]
     for b in range(B):
@@ -318,16 +326,24 @@ def _safety(out, ok, vm, loading, slack, shared, last_losses, v_min, v_max, t, f
                 over += _max0(ld - 100.0)
                 lmax = max(lmax, ld)
             out[R_PENALTY, b, i] = vpen * viol + lpen * over
+            out[R_VVIOL, b, i], out[R_LMAX, b, i] = viol, lmax
+            out[R_PCC, b, i] = loading[b, pcc_col[i]]
             v_min[b, i], v_max[b, i] = lo, hi
             v_lo, v_hi, l_all = min(v_lo, lo), max(v_hi, hi), max(l_all, lmax)
-        for q in range(feeder_buses.shape[0]):
-            v = vm[b, feeder_buses[q]]
-            v_lo, v_hi = min(v_lo, v), max(v_hi, v)
+        f_lo, f_hi = 1.0, 1.0
+        if feeder_buses.shape[0]:
+            f_lo, f_hi = np.inf, -np.inf
+            for q in range(feeder_buses.shape[0]):
+                v = vm[b, feeder_buses[q]]
+                f_lo, f_hi = min(f_lo, v), max(f_hi, v)
+            v_lo, v_hi = min(v_lo, f_lo), max(v_hi, f_hi)
         ok[b] = ok[b] and v_lo >= V_FLOOR_PU and v_hi <= V_CEIL_PU and l_all <= LOADING_CEIL_PCT
         if ok[b]:
             losses = slack[1, b] * 1e3
-            shared[1, b] = slack[0, b] * 1e3
+            shared[S_UPSTREAM, b] = slack[0, b] * 1e3
             last_losses[b] = losses
+            for i in range(N):
+                last_pcc[b, i] = out[R_PCC, b, i]
         else:  # the collapse state, never the solver's iterate
             losses = _max0(last_losses[b])
             background = 0.0
@@ -338,15 +354,35 @@ def _safety(out, ok, vm, loading, slack, shared, last_losses, v_min, v_max, t, f
             total = 0.0
             for i in range(N):
                 total += out[R_NET, b, i]
-            shared[1, b] = -total + background + losses
+            shared[S_UPSTREAM, b] = -total + background + losses
             for i in range(N):
                 stress = (math.hypot(out[R_NET, b, i], out[R_LOAD, b, i] * agent_f[3, i])
                           / agent_f[2, i])
                 out[R_PENALTY, b, i] = agent_f[1, i] + fpar[P_FAIL] * (1.0 + stress)
                 v_min[b, i], v_max[b, i] = V_FLOOR_PU, V_CEIL_PU
-        shared[2, b] = losses
+                demanded = 100.0 * stress  # np.maximum(last, demanded)
+                last = last_pcc[b, i]
+                out[R_PCC, b, i] = last if (last >= demanded or last != last) else demanded
+                out[R_VVIOL, b, i], out[R_LMAX, b, i] = agent_f[4, i], LOADING_CEIL_PCT
+            f_lo, f_hi = V_FLOOR_PU, V_CEIL_PU
+        shared[S_LOSSES, b] = losses
+        shared[S_FVMIN, b], shared[S_FVMAX, b] = f_lo, f_hi
+        pcc_max = -np.inf
         for i in range(N):
             out[R_VMIN, b, i], out[R_VMAX, b, i] = v_min[b, i], v_max[b, i]
+            pcc_max = max(pcc_max, out[R_PCC, b, i])
+        shared[S_PCCMAX, b] = pcc_max
+
+
+@njit(cache=True)
+def _soc_violation(flag, dev_state, dev_par, dev):  # pragma: no cover - compiled
+    """ESS state of charge outside [soc_min, soc_max] (1e-9 slack), per agent."""
+    for j in range(dev.shape[0]):
+        if dev[j, D_KIND] == KIND_ESS:  # par 4, 5: soc_min, soc_max
+            lo, hi = dev_par[j, 4] - 1e-9, dev_par[j, 5] + 1e-9
+            for b in range(flag.shape[0]):
+                soc = dev_state[j, 2, b]
+                flag[b, dev[j, D_AGENT]] |= not (lo <= soc and soc <= hi)
 
 
 @njit(cache=True)
@@ -385,7 +421,7 @@ def _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid,
     """The state a step leaves: last price and exchanges, the clock, episode ends."""
     B, N = out.shape[1], out.shape[2]
     for b in range(B):
-        p = shared[0, b]
+        p = shared[S_PRICE, b]
         last_price[b] = 0.0 if p != p else p
         for i in range(N):
             last_p2p[b, i] = out[R_SOLD, b, i] - out[R_BOUGHT, b, i]
@@ -398,8 +434,8 @@ def _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid,
 
 @njit(cache=True)
 def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price, last_p2p,
-          last_grid, v_min, v_max, last_losses, stored_start, needs_reset, dev_state, dev_clip,
-          out, limited, shared, ok, vm, loading, slack, fv, iv, h, X, V, pfv, piv,
+          last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset, dev_state,
+          dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv, h, X, V, pfv, piv,
           ph):  # pragma: no cover - compiled
     """Dispatch, market, settlement, power flow; then :func:`_finish` unless a row's power
     flow failed (returns False: the caller repairs those rows, then calls ``_finish``)."""
@@ -407,13 +443,13 @@ def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_pr
     dt = fpar[P_DT]
     dev = i2(iv, h, I_DEV)
     _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, f2(fv, h, F_DEV_PAR), dev, dt, out,
-              limited, X, ipar[Q_NLOAD], ipar[Q_NSGEN])
+              flags[0], X, ipar[Q_NLOAD], ipar[Q_NSGEN])
     if ipar[Q_MARKET]:
         _market(acts, i1(iv, h, I_PRICE_COL), t, retail, feed_in, dt, fpar[P_FEE],
-                ipar[Q_CODE], fpar[P_K], out, shared[0])
+                ipar[Q_CODE], fpar[P_K], out, shared[S_PRICE])
     else:
         for b in range(acts.shape[0]):
-            shared[0, b] = np.nan
+            shared[S_PRICE, b] = np.nan
     _settle(out, t, retail, feed_in, dt)
     _loads(out, t, feeder_pu, X, i1(iv, h, I_LOAD_OWNER), f1(fv, h, F_LOAD_SHARE),
            f1(fv, h, F_LOAD_Q), i1(iv, h, I_FEEDER_ROWS), f1(fv, h, F_FEEDER_MW))
@@ -422,22 +458,23 @@ def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_pr
         if not ok[b]:
             return False
     _finish(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price,
-            last_p2p, last_grid, v_min, v_max, last_losses, stored_start, needs_reset,
-            dev_state, dev_clip, out, limited, shared, ok, vm, loading, slack, fv, iv, h)
+            last_p2p, last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset,
+            dev_state, dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv, h)
     return True
 
 
 @njit(cache=True)
 def _finish(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price,
-            last_p2p, last_grid, v_min, v_max, last_losses, stored_start, needs_reset,
-            dev_state, dev_clip, out, limited, shared, ok, vm, loading, slack, fv, iv,
+            last_p2p, last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset,
+            dev_state, dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv,
             h):  # pragma: no cover - compiled
     """Safety, costs, rewards and the state update, on the power flow's results."""
     fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
-    _safety(out, ok, vm, loading, slack, shared, last_losses, v_min, v_max, t, feeder_pu,
-            fpar, f2(fv, h, F_AGENT), f1(fv, h, F_FEEDER_MW), i1(iv, h, I_BUS_PTR),
+    _safety(out, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
+            feeder_pu, fpar, f2(fv, h, F_AGENT), f1(fv, h, F_FEEDER_MW), i1(iv, h, I_BUS_PTR),
             i1(iv, h, I_BUS_IDX), i1(iv, h, I_LINE_PTR), i1(iv, h, I_LINE_IDX),
-            i1(iv, h, I_FEEDER_BUSES))
+            i1(iv, h, I_FEEDER_BUSES), i1(iv, h, I_PCC) + ipar[Q_NLINE])
+    _soc_violation(flags[1], dev_state, f2(fv, h, F_DEV_PAR), i2(iv, h, I_DEV))
     _costs(out, t, dev_state, f2(fv, h, F_DEV_PAR), i2(iv, h, I_DEV), stored_start,
            fpar[P_TERMINAL], ipar[Q_STEPS], f1(fv, h, F_SIGN), ipar[Q_SHARE])
     _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid, fpar[P_DT],

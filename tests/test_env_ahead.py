@@ -266,3 +266,19 @@ def test_the_no_trade_baseline_of_an_ahead_scenario_is_the_real_time_grid_only_e
 
     env = no_trade_env_factory(powergrid.scenarios["market-4mg-ahead-v1"].config())()
     assert env.protocol is None and env.config.market_timing == "real_time"
+
+
+def test_batched_forecasts_equal_the_reference_forecast_drawn_agent_by_agent():
+    from powergrid.core.ahead import AheadParams, forecast_normals, forecasts
+    from powergrid.data.forecast import forecast
+    from powergrid.envs.config import EnvConfig
+
+    p = AheadParams.build(EnvConfig.from_dict({**AHEAD, "gate_lead_steps": 2}))
+    data = np.random.default_rng(0)
+    load, pv = data.uniform(100, 900, (13, 2)), data.uniform(0, 1, 13)
+    got = forecasts(p, load[None], pv[None], forecast_normals(p, 12, np.random.default_rng(4))[None])
+    rng = np.random.default_rng(4)
+    want_load = np.stack([forecast(load[:, i], 2, rng, kind=k)
+                          for i, k in enumerate(p.load_kinds)], axis=1)
+    np.testing.assert_allclose(got[0][0], want_load, rtol=1e-15)
+    np.testing.assert_allclose(got[1][0], forecast(pv, 2, rng, kind="pv"), rtol=1e-15)

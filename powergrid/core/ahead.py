@@ -19,7 +19,7 @@ Per step ``t`` of every row (both envs run these functions; the scalar env as B 
    gate; the book of delivery ``t + 1`` (gate ``t``) is cleared and committed. Orders for
    steps past the episode are not placed; steps ``< k`` have no commitment.
 
-Forecasts (:func:`draw_forecasts`): at reset each row draws, from the env's RNG after the
+Forecasts (:func:`forecasts`): at reset each row draws, from the env's RNG after the
 load noise, the forecasts of load (per microgrid) and PV of every step issued ``k`` steps
 before it (``powergrid.data.forecast``, lead ``ceil(k x dt)`` hours). The observation
 shows the forecast for the delivery step, the committed position of the current step and
@@ -43,7 +43,7 @@ from heron.market.ahead import (
     settle_imbalance,
 )
 from powergrid.core.market import EPS_KWH, MarketResult, settle_rows
-from powergrid.data.forecast import forecast
+from powergrid.data.forecast import sigma, with_error
 from powergrid.envs.spaces import EXCHANGE_BOUND, PER_PEAK, PRICE, Feature
 
 if TYPE_CHECKING:
@@ -142,13 +142,20 @@ def _no_trades(B: int, N: int) -> MarketResult:
     return MarketResult(*(np.zeros((B, N)) for _ in range(5)), np.full(B, np.nan))
 
 
-def draw_forecasts(p: AheadParams, load_kw: np.ndarray, pv_per_kw: np.ndarray,
-                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One row's forecasts of load (T+1, N) and PV (T+1,), issued ``lead`` before each step;
-    the draws follow the load noise in the env's RNG (agents in order, then PV)."""
-    load = np.stack([forecast(load_kw[:, i], p.lead_hours, rng, kind=kind)
-                     for i, kind in enumerate(p.load_kinds)], axis=1)
-    return load, forecast(pv_per_kw, p.lead_hours, rng, kind="pv")
+def forecast_normals(p: AheadParams, steps: int, rng: np.random.Generator) -> np.ndarray:
+    """One row's standard normals of its forecast errors, (N + 1, T + 1): each microgrid's
+    load series, then PV; drawn from the env's RNG after the load noise."""
+    return rng.standard_normal((len(p.load_kinds) + 1, steps + 1))
+
+
+def forecasts(p: AheadParams, load_kw: np.ndarray, pv_per_kw: np.ndarray,
+              normals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Forecasts of load (R, T+1, N) and PV (R, T+1), issued ``lead`` before each step, of
+    R rows at once from their :func:`forecast_normals` (R, N + 1, T + 1)
+    (``powergrid.data.forecast``: log-normal, the calibrated error at the lead)."""
+    load_sigma = np.array([sigma(k, p.lead_hours) for k in p.load_kinds])
+    load = with_error(load_kw, load_sigma, np.swapaxes(normals[:, :-1], 1, 2))
+    return load, with_error(pv_per_kw, sigma("pv", p.lead_hours), normals[:, -1])
 
 
 def deliver(st: AheadState, p: AheadParams, net_kwh: np.ndarray, retail: np.ndarray,

@@ -170,9 +170,10 @@ class Simulation:
         s.stored_start[rows] = self.stored_kwh()[rows]
         if self.ahead is not None:  # forecasts follow the load noise in each row's RNG
             s.ahead.reset_rows(rows)
-            for k, b in enumerate(rows):
-                s.ahead.load_fc[b], s.ahead.pv_fc[b] = ahead_market.draw_forecasts(
-                    self.ahead, ser.load_kw[k], ser.pv_per_kw[k], rngs[b])
+            z = np.stack([ahead_market.forecast_normals(self.ahead, p.steps, rngs[b])
+                          for b in rows])
+            s.ahead.load_fc[rows], s.ahead.pv_fc[rows] = ahead_market.forecasts(
+                self.ahead, ser.load_kw, ser.pv_per_kw, z)
         if self.coords is not None:
             for b in rows:
                 c = self.coords[b]

@@ -129,8 +129,15 @@ def forecast(actual: Any, lead_hours: Any, rng: np.random.Generator, *, kind: st
         raise ValueError(f"actual must be >= 0 (load or PV power), got {x.min()}")
     s = sigma(kind, lead_hours, table)
     x, s = np.broadcast_arrays(x, s)
-    shape = np.sqrt(np.log1p(s ** 2))  # log-normal with mean 1 and std s
-    return x * np.exp(shape * rng.standard_normal(x.shape) - shape ** 2 / 2)
+    return with_error(x, s, rng.standard_normal(x.shape))
+
+
+def with_error(actual: np.ndarray, rel_std: Any, normals: np.ndarray) -> np.ndarray:
+    """``actual x m`` with ``m = exp(a z - a^2 / 2)``, ``a = sqrt(log(1 + rel_std^2))``: the
+    log-normal error of :func:`forecast` for given standard normals ``z`` (broadcasting),
+    so a batch can draw its normals row by row and transform them at once."""
+    shape = np.sqrt(np.log1p(np.asarray(rel_std, float) ** 2))  # mean 1, std rel_std
+    return actual * np.exp(shape * normals - shape ** 2 / 2)
 
 
 if __name__ == "__main__":  # print the calibration table (python -m powergrid.data.forecast)

@@ -245,8 +245,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         if self._ahead is not None:  # the batched stage's state with B = 1
             self._ahead_state = ahead_market.AheadState.empty(
                 1, len(self._mg), self.config.max_episode_steps, self._ahead)
-            fc = ahead_market.draw_forecasts(self._ahead, self._load_kw, self._pv, self._rng)
-            self._ahead_state.load_fc[0], self._ahead_state.pv_fc[0] = fc
+            z = ahead_market.forecast_normals(self._ahead, self.config.max_episode_steps,
+                                              self._rng)
+            fc = ahead_market.forecasts(self._ahead, self._load_kw[None], self._pv[None], z[None])
+            self._ahead_state.load_fc[0], self._ahead_state.pv_fc[0] = fc[0][0], fc[1][0]
         self._coord.reset(seed, self._hours, self._retail, self._feed_in)
         n = len(self._mg)
         self._last_price = 0.0

@@ -58,7 +58,9 @@ class VectorMicrogrids:
       ``action_clipped``, ``device_limited``, ``upstream_import_kw``,
       ``network_losses_kw``, ``autoreset``; with ``network_costs`` also
       ``costs["network_losses"]``, ``costs["network_violation"]``,
-      ``network_losses_dso_kw`` and ``network_violation_dso``. Bad shapes, NaN/inf, missing or unknown
+      ``network_losses_dso_kw`` and ``network_violation_dso``; with
+      ``market_timing="ahead"`` also ``costs["imbalance"]``, ``shortfall_kwh`` and
+      ``excess_kwh`` (the ahead market's stage, ``powergrid.core.ahead``). Bad shapes, NaN/inf, missing or unknown
       agents raise ``ValueError`` naming the agent.
 
     Autoreset (Gymnasium ``AutoresetMode.NEXT_STEP``, the default of gymnasium vector

@@ -11,12 +11,14 @@ excess, kWh), the imbalance cost and the total cost of the four microgrids.
 
     nice -n 10 python benchmarks/bench_ahead_market.py            # the docs/market.md table
     nice -n 10 python benchmarks/bench_ahead_market.py --days 5   # quick look
+    nice -n 10 python benchmarks/bench_ahead_market.py --rates    # vector env speed, same run
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -57,11 +59,38 @@ def measure(scenario: str, policy_cls: type, days: list[int], **overrides) -> di
                     np.mean(rows, axis=0).tolist()))
 
 
+def rates(num_envs: int = 256, steps: int = 60, repeats: int = 3) -> None:
+    """Env-steps/s of VectorMicrogrids, real time vs ahead, interleaved in one run (best of
+    ``repeats``); episodes reset inside the timed loop, as in training."""
+    from powergrid.envs.vector import VectorMicrogrids
+
+    best = {"real_time": 0.0, "ahead": 0.0}
+    for _ in range(repeats):
+        for timing in best:
+            vec = VectorMicrogrids(num_envs, {"market_timing": timing})
+            vec.reset(seed=0)
+            rng = np.random.default_rng(0)
+            acts = [{a: rng.uniform(-1, 1, (num_envs, *vec.single_action_space(a).shape))
+                     for a in vec.possible_agents} for _ in range(steps)]
+            vec.step(acts[0])  # warm-up
+            t0 = time.perf_counter()
+            for a in acts:
+                vec.step(a)
+            best[timing] = max(best[timing], num_envs * steps / (time.perf_counter() - t0))
+    print(f"VectorMicrogrids B={num_envs}: real time {best['real_time']:,.0f}, ahead "
+          f"{best['ahead']:,.0f} env-steps/s (ahead / real time "
+          f"{best['ahead'] / best['real_time']:.2f})")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=None, help="first N test days only")
     parser.add_argument("--leads", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--rates", action="store_true", help="time the vector env instead")
     args = parser.parse_args(argv)
+    if args.rates:
+        rates()
+        return
     days = list(powergrid.scenarios["market-4mg-v1"].test_days)[:args.days]
     cases = [("real time", "market-4mg-v1", RuleBasedPolicy, {})]
     cases += [(f"ahead k={k}", "market-4mg-ahead-v1", RuleBasedPolicy, {"gate_lead_steps": k})

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from heron.market import ImbalancePrices
@@ -282,3 +284,25 @@ def test_batched_forecasts_equal_the_reference_forecast_drawn_agent_by_agent():
                           for i, k in enumerate(p.load_kinds)], axis=1)
     np.testing.assert_allclose(got[0][0], want_load, rtol=1e-15)
     np.testing.assert_allclose(got[1][0], forecast(pv, 2, rng, kind="pv"), rtol=1e-15)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 3), st.integers(0, 10_000))
+def test_every_delivered_kwh_was_sold_and_every_dollar_paid_was_received(lead, points, seed):
+    from powergrid.envs.vector import VectorMicrogrids
+
+    vec = VectorMicrogrids(3, {**AHEAD, "gate_lead_steps": lead, "bid_curve_points": points,
+                               "trading_fee": 0.01})
+    vec.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    for _ in range(14):  # across an autoreset
+        _, _, _, _, infos = vec.step({a: rng.uniform(-1, 1, (3, *vec.single_action_space(a).shape))
+                                      for a in vec.possible_agents})
+        mg = [infos[a] for a in vec.microgrid_agents]
+        np.testing.assert_allclose(sum(i["sold_kwh"] for i in mg), sum(i["bought_kwh"] for i in mg),
+                                   atol=1e-9)
+        paid = sum(i["costs"]["p2p_payment"] for i in mg)
+        received = sum(i["costs"]["p2p_revenue"] for i in mg)
+        np.testing.assert_allclose(paid, received, atol=1e-9)  # the fee is charged on top
+        fees = sum(i["costs"]["fees"] for i in mg)
+        np.testing.assert_allclose(fees, 0.01 * sum(i["bought_kwh"] for i in mg), atol=1e-9)

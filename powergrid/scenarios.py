@@ -201,8 +201,9 @@ FEEDER_PCC_KVA = (400.0, 200.0, 200.0)
 
 
 # Network costs on the shared feeder (docs/physics.md "Network costs"): losses and feeder
-# violations allocated to the microgrids. The P2P network-use fee stays 0 here because the
-# oracle (the score's 1) does not model pair-dependent fees; network_fee_per_kwh_per_ohm=5e-4
+# violations allocated to the microgrids. The P2P network-use fee stays 0 here (the oracle,
+# the score's 1, models pair fees since, for up to 3 microgrids; turning the fee on is a new
+# scenario version); network_fee_per_kwh_per_ohm=5e-4
 # gives 0.014-0.015 $/kWh between MG1 (850) and MG2/MG3 across regulator 2, 0.001 $/kWh
 # between the neighbours MG2 (858) and MG3 (834).
 NETWORK_COSTS: dict[str, Any] = {"network_costs": True}

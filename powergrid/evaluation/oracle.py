@@ -63,7 +63,9 @@ generator with ``p_min_kw = 0``, the consensus protocol or a custom horizontal p
 clearing rule, McAfee with more than two microgrids (its trade reduction drops the
 marginal segment; with two it never trades, so it is the no-trade model), distributed
 mode with latency or drops, price signals other than ``mode="fixed"``, set-point
-tracking, env subclasses.
+tracking, env subclasses, pair fees (``PairFees``, the network-use fee) with more than
+three microgrids or the continuous double auction. Pair fees otherwise are exact
+(pairwise trades, ``powergrid.evaluation.oracle_pairs``).
 """
 
 from __future__ import annotations
@@ -95,6 +97,9 @@ from powergrid.evaluation.oracle_network import (
     linearise,
     settled,
 )
+from powergrid.evaluation.oracle_pairs import PairMarket, add_pair_rows
+from powergrid.evaluation.oracle_pairs import check_supported as check_pairs
+from powergrid.evaluation.oracle_pairs import price_actions as pair_price_actions
 from powergrid.network_costs import NETWORK_COST_TERMS
 
 # clearing rules whose outcome with crossing limits is ``min(supply, demand)``
@@ -380,6 +385,7 @@ class _Tariffs:
     feed_in: np.ndarray
     fee: float           # $/kWh of traded energy, both sides together
     trades: np.ndarray   # bool per step: the oracle lets the book cross
+    pairs: PairMarket | None = None  # pair-dependent fees (powergrid.evaluation.oracle_pairs)
 
 
 def _make_env(env_or_scenario: Any, trading: bool, split: str | None) -> MultiAgentMicrogrids:
@@ -417,10 +423,12 @@ def _check_supported(env: MultiAgentMicrogrids) -> None:
         if type(proto) is not P2PTradingProtocol:
             raise NotImplementedError(f"horizontal protocol {type(proto).__name__}: the oracle "
                                       f"models P2PTradingProtocol order books only")
-        if getattr(proto, "pair_fee", None) is not None:
-            raise NotImplementedError("P2PTradingProtocol(pair_fee=...): fees that depend on "
-                                      "who trades with whom are not modelled by the oracle")
         rule = proto.clearing_rule
+        pairs = PairMarket.of(proto, env.possible_agents)
+        if pairs is not None and cfg.market_timing == "ahead":
+            raise NotImplementedError("pair fees in the ahead market: the oracle models the "
+                                      "ahead market's pairing with a flat fee only")
+        check_pairs(pairs, rule)
         if type(rule) is McAfee:
             if len(env.possible_agents) > 2:
                 raise NotImplementedError(
@@ -454,7 +462,7 @@ def _tariffs(env: MultiAgentMicrogrids, n_steps: int) -> _Tariffs:
     trades = retail - feed_in > fee
     if env.config.market_timing == "ahead":  # nothing is committed for the first k steps
         trades[:env.config.gate_lead_steps] = False
-    return _Tariffs(retail, feed_in, fee, trades)
+    return _Tariffs(retail, feed_in, fee, trades, PairMarket.of(proto, env.possible_agents))
 
 
 def _device_models(m: _Milp, env: MultiAgentMicrogrids, n_steps: int, dt: float,
@@ -488,7 +496,7 @@ def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceM
     volume: list[int | None] = []
     for t in range(n_steps):
         r, f = float(tariffs.retail[t]), float(tariffs.feed_in[t])
-        surplus, deficit = [], []
+        surplus, deficit, big = [], [], []
         for i, a in enumerate(env.possible_agents):
             s = m.var(cost=-f * dt)
             g = m.var(cost=r * dt)
@@ -496,6 +504,12 @@ def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceM
             m.row(inj + [(s, -1.0), (g, 1.0)], lb=float(load[t, i]), ub=float(load[t, i]))
             surplus.append(s)
             deficit.append(g)
+            big.append(float(load[t, i]) + sum(max(abs(m.lb[j]), abs(m.ub[j])) * abs(c)
+                                               for j, c in inj) + 1.0)
+        if tariffs.pairs is not None:  # who trades with whom matters: pairwise trades
+            add_pair_rows(m, tariffs.pairs, surplus, deficit, big, r, f, dt)
+            volume.append(None)
+            continue
         if not tariffs.trades[t]:
             volume.append(None)
             continue
@@ -932,20 +946,27 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
     for t in range(env.config.max_episode_steps):
         ctx = StepContext(hour=int(s.hours[t]), dt_hours=dt, pv_per_kw=float(s.pv_per_kw[t]))
         load = s.load_kw[t].tolist()
-        step: dict[str, np.ndarray] = {}
+        comps: dict[str, list[float]] = {}
+        nets: list[float] = []
         for i, a in enumerate(env.possible_agents):
-            devices = env.devices(a)
-            comps: list[float] = []
             out = 0.0
-            for d, dm in zip(devices, models[a]):
+            comps[a] = []
+            for d, dm in zip(env.devices(a), models[a]):
                 act = dm.action(x, t, d, ctx)
-                comps.extend(act)
+                comps[a].extend(act)
                 out += copy.deepcopy(d).step(np.array(act), ctx)  # the side of this order
-            net_kwh = (out - load[i]) * dt
-            if ahead is not None:  # commit the plan's net position of step t + k now
-                step[a] = np.array(comps + ahead.market(i, t, tariffs))
-                continue
-            step[a] = np.array(comps + [_limit(net_kwh, bool(tariffs.trades[t]))])
+            nets.append((out - load[i]) * dt)
+        if ahead is not None:  # commit the plan's net position of step t + k now
+            step = {a: np.array(comps[a] + ahead.market(i, t, tariffs))
+                    for i, a in enumerate(env.possible_agents)}
+        elif tariffs.pairs is not None:
+            prices = pair_price_actions(tariffs.pairs, nets, float(tariffs.retail[t]),
+                                        float(tariffs.feed_in[t]), EPS_KWH)
+            step = {a: np.array(comps[a] + [0.0 if abs(v) <= EPS_KWH else p])  # 0: no order
+                    for a, v, p in zip(env.possible_agents, nets, prices)}
+        else:
+            step = {a: np.array(comps[a] + [_limit(v, bool(tariffs.trades[t]))])
+                    for a, v in zip(env.possible_agents, nets)}
         actions.append(step)
         _, _, _, _, infos = env.step(step)
         for a in env.possible_agents:

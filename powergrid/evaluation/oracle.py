@@ -604,7 +604,7 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
         if trust is None:  # limits alone (the network-cost-blind plan is a candidate)
             if limits == "none" and not network_costs:
                 break
-            if lin is None or not settled(limits, ac, rows.penalty(x), rows.violation(x)):
+            if not settled(limits, ac, rows.penalty(x), rows.violation(x)):
                 if rounds < _MAX_LINEARISATIONS:
                     lin, rounds = linearise(flow, plan, cfg), rounds + 1
                     continue

@@ -468,8 +468,11 @@ class NetworkReport:
     env's, in ``OracleResult.safety_penalty``) what the AC env charged; ``v_error_max_pu``
     is ``max |V_lin - V_ac|`` over every bus and step at the returned plan.
     ``violation_steps`` counts steps of the AC replay with a voltage outside the band on a
-    microgrid or IEEE-34 bus, a line (microgrid or feeder) or PCC above 100 %, or a failed
-    power flow; ``violations`` names them per kind.
+    microgrid or IEEE-34 bus, a line (microgrid or feeder), a PCC or other shared
+    transformer above 100 %, or a failed power flow; ``violations`` names them per kind.
+    ``linearisations``: the MILP rounds before the returned plan (each on the network
+    linearised at an earlier plan). ``model_network_cost`` / ``network_cost``: the env's
+    network costs of the plan in the linear model (0 when not modelled) and in the replay.
     """
 
     limits: str

@@ -7,8 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from heron.market import PairFees
-from heron.protocols import ConsensusProtocol, P2PTradingProtocol
+from heron.protocols import ConsensusProtocol
 from powergrid import scenarios
 from powergrid.baselines import RandomPolicy, RuleBasedPolicy, run_episode
 from powergrid.devices import DeviceParams, ESSParams, GeneratorParams, PowerDevice
@@ -196,9 +195,6 @@ def test_custom_device_raises_not_implemented_naming_it():
     ({"microgrids": scenarios.p2p_microgrids(3), "clearing": "mcafee"}, "McAfee"),
     ({"vertical_protocol": tariff_price_signal([0.2] * 24, mode="rule")}, "mode='rule'"),
     ({"centralized": False, "latency_steps": 1}, "latency"),
-    ({"horizontal_protocol": P2PTradingProtocol(
-        pair_fee=PairFees(("MG1", "MG2"), [[0.0, 0.01], [0.01, 0.0]]))},
-     "pair_fee"),
     ({"microgrids": (MicrogridSpec("MG1", (GeneratorParams(p_min_kw=0.0), ESSParams())),)},
      "p_min_kw"),
 ])

@@ -38,6 +38,10 @@ class CoreParams:
     bus_rows: tuple[np.ndarray, ...]   # per microgrid
     line_rows: tuple[np.ndarray, ...]
     pcc_rows: np.ndarray            # (N,) trafo row of each microgrid's PCC transformer
+    # (start, stop, offsets) of bus_rows / line_rows when they are adjacent blocks (one
+    # reduceat then gives every feeder's extremes), else None
+    bus_block: tuple[int, int, np.ndarray] | None
+    line_block: tuple[int, int, np.ndarray] | None
 
     @classmethod
     def build(cls, cfg: EnvConfig, network: MicrogridNetwork, agents: list[str]) -> CoreParams:
@@ -63,4 +67,19 @@ class CoreParams:
             bus_rows=tuple(np.asarray(network.bus_rows[a]) for a in agents),
             line_rows=tuple(np.asarray(network.line_rows[a]) for a in agents),
             pcc_rows=np.array([network.pcc_trafo_rows[a] for a in agents], np.intp),
+            bus_block=_block([network.bus_rows[a] for a in agents]),
+            line_block=_block([network.line_rows[a] for a in agents]),
         )
+
+
+def _block(rows: list) -> tuple[int, int, np.ndarray] | None:
+    """(start, stop, offsets) if ``rows`` are adjacent non-empty runs in order (feeders are
+    built one after another), else None."""
+    rows = [np.asarray(r, np.intp) for r in rows]
+    if not rows or any(len(r) == 0 for r in rows):
+        return None
+    flat = np.concatenate(rows)
+    if not np.array_equal(flat, np.arange(flat[0], flat[0] + len(flat))):
+        return None
+    offsets = np.cumsum([0, *(len(r) for r in rows[:-1])]).astype(np.intp)
+    return int(flat[0]), int(flat[0]) + len(flat), offsets

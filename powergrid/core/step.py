@@ -350,16 +350,17 @@ class Simulation:
         updates v_min/v_max. Failed rows follow ``powergrid.envs.safety``."""
         p, s = self.params, self.state
         lo, hi = p.voltage_band
-        penalty = np.empty((self.B, p.n_agents))
-        l_max, v_violation = np.empty_like(penalty), np.empty_like(penalty)
-        for i, (buses, lines) in enumerate(zip(p.bus_rows, p.line_rows)):
-            vm, ld = pf.vm_pu[:, buses], pf.line_loading[:, lines]
+        s.v_min, s.v_max, l_max = self._feeder_extremes(pf)
+        penalty, v_violation = np.zeros((self.B, p.n_agents)), np.zeros((self.B, p.n_agents))
+        # violations are rare: sum them only for the feeders that have one somewhere
+        out = (s.v_min < lo) | (s.v_max > hi) | (l_max > 100.0)
+        for i in np.flatnonzero(out.any(0)):
+            vm, ld = pf.vm_pu[:, p.bus_rows[i]], pf.line_loading[:, p.line_rows[i]]
             v_violation[:, i] = np.sum(np.maximum(vm - hi, 0.0) + np.maximum(lo - vm, 0.0),
                                        axis=1)
             overload = np.sum(np.maximum(ld - 100.0, 0.0), axis=1)
             penalty[:, i] = (p.voltage_penalty_per_pu * v_violation[:, i]
                              + p.line_overload_penalty_per_pct * overload)
-            s.v_min[:, i], s.v_max[:, i], l_max[:, i] = vm.min(1), vm.max(1), ld.max(1)
         v_lo, v_hi = s.v_min.min(1), s.v_max.max(1)
         background_kw = 0.0
         if len(p.feeder_buses):
@@ -380,6 +381,20 @@ class Simulation:
             s.v_min[bad], s.v_max[bad] = V_FLOOR_PU, V_CEIL_PU
         metrics = self._safety_metrics(pf, ok, net_kw, load_kw, v_violation, l_max)
         return penalty, ok, upstream_kw, losses_kw, metrics
+
+    def _feeder_extremes(self, pf) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, N) lowest and highest voltage and highest line loading of each own feeder."""
+        p = self.params
+        if p.bus_block is not None and p.line_block is not None:
+            (b0, b1, bo), (l0, l1, lo) = p.bus_block, p.line_block
+            vm, ld = pf.vm_pu[:, b0:b1], pf.line_loading[:, l0:l1]
+            return (np.minimum.reduceat(vm, bo, axis=1), np.maximum.reduceat(vm, bo, axis=1),
+                    np.maximum.reduceat(ld, lo, axis=1))
+        parts = [(pf.vm_pu[:, b], pf.line_loading[:, ln]) for b, ln in zip(p.bus_rows,
+                                                                         p.line_rows)]
+        return (np.stack([vm.min(1) for vm, _ in parts], 1),
+                np.stack([vm.max(1) for vm, _ in parts], 1),
+                np.stack([ld.max(1) for _, ld in parts], 1))
 
     def _safety_metrics(self, pf, ok, net_kw, load_kw, v_violation, l_max) -> SafetyMetrics:
         """The safety infos: own feeder's voltage violation and worst line, PCC loading, SOC

@@ -38,6 +38,8 @@ class RuleBasedPolicy:
       24-hour episode) or when the sun is strong; discharge at
       the daily high; otherwise idle;
     - PV: never curtail;
+    - inverter reactive power (``q`` components, with ``reactive_power``): 0, unity power
+      factor;
     - market: bid/offer at mid-band (price action 0), i.e. halfway between feed-in and retail;
       in the ahead market (``quantity`` in the action) it commits the net position it
       forecasts for the delivery step (its own set-points there at nominal power, minus
@@ -75,7 +77,7 @@ class RuleBasedPolicy:
         action = np.zeros(len(labels), np.float32)
         for k, label in enumerate(labels):
             kind = label.split(".")[-1]
-            if label.endswith("price") or "." not in label:
+            if label.endswith("price") or "." not in label or kind == "q":
                 action[k] = 0.0
             elif kind == "curtail":
                 action[k] = -1.0

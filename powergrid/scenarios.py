@@ -250,6 +250,15 @@ for _n in (2, 3):
         {**_COMMON, **shared_feeder_config(_n), **NETWORK_COSTS,
          "horizontal_protocol": P2PTradingProtocol()}))
 
+# p2p-3mg-v2 with inverter reactive power (docs/physics.md "Reactive power"): every PV/ESS
+# inverter gets a q action, so agents can hold voltage without curtailing.
+register(Scenario(
+    "p2p-3mg-v3", 3,
+    "p2p-3mg-v2 with reactive power: each PV and ESS inverter (1.1 x rated kW of kVA) also "
+    "sets its reactive power inside its kVA rating (docs/physics.md).",
+    {**_COMMON, **shared_feeder_config(3), **NETWORK_COSTS, "reactive_power": True,
+     "horizontal_protocol": P2PTradingProtocol()}))
+
 
 # ---------------------------------------------------------------------- market design
 def market_microgrids() -> tuple[MicrogridSpec, ...]:

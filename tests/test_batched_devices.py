@@ -85,6 +85,7 @@ class HeatPump(PowerDevice):
 def _compare(bat: BatchedDevice, scalars: list[PowerDevice], returned=None, scalar_out=None):
     for b, d in enumerate(scalars):
         assert bat.p_kw[b] == d.p_kw and bat.cost[b] == d.cost and bat.clipped[b] == d.clipped
+        assert bat.q_kvar[b] == d.q_kvar
         assert tuple(bat.observe()[b]) == tuple(d.observe())
         assert {k: v[b] for k, v in bat.info().items()} == d.info()
         assert bat.stored_kwh()[b] == d.stored_kwh()
@@ -93,11 +94,14 @@ def _compare(bat: BatchedDevice, scalars: list[PowerDevice], returned=None, scal
 
 
 def _run(params: DeviceParams, actions: np.ndarray, pv: np.ndarray, hours: np.ndarray,
-         dt: float, seed: int = 0) -> None:
+         dt: float, seed: int = 0, reactive: bool = False) -> None:
     """Step a batch and B scalar devices with the same inputs; equal after every step."""
     steps, num_envs = actions.shape[:2]
-    bat = batched(params, num_envs)
-    scalars = [params.build() for _ in range(num_envs)]
+    template = params.build()
+    if reactive:
+        template.enable_reactive_power()
+    bat = batched(template, num_envs)
+    scalars = [copy.deepcopy(template) for _ in range(num_envs)]
     rngs = [np.random.default_rng(seed + b) for b in range(num_envs)]
     bat.reset(np.ones(num_envs, bool), rngs)
     for b, d in enumerate(scalars):
@@ -128,6 +132,17 @@ def episodes(draw, action_dim: int = 1):
 @given(episode=episodes())
 def test_compiled_twin_equals_scalar_device_row_by_row(params, episode):
     _run(params, *episode)
+
+
+INVERTERS = [ESSParams(), ESSParams(p_max_kw=400.0, s_kva=400.0, soc_init=0.9),
+             SolarParams(), SolarParams(capacity_kw=700.0, inverter_kw=350.0, s_kva=500.0)]
+
+
+@pytest.mark.parametrize("params", INVERTERS, ids=lambda p: f"{type(p).__name__}")
+@settings(max_examples=60, deadline=None)
+@given(episode=episodes(action_dim=2))
+def test_compiled_inverter_twin_with_reactive_power_equals_scalar_row_by_row(params, episode):
+    _run(params, *episode, reactive=True)
 
 
 @pytest.mark.parametrize("params, twin", [(GeneratorParams(), BatchedGenerator),

@@ -335,3 +335,43 @@ def test_unsupported_nets_rejected() -> None:
     zip_load.load.loc[0, col] = 50.0
     with pytest.raises(ValueError, match="constant-power"):
         FastSolver(zip_load)
+
+
+# ---------------------------------------------------------------- reactive power
+@functools.cache
+def env_solvers(scenario: str) -> tuple:
+    """The network of a scenario with its inverters (rating, element, row) and both solvers."""
+    import powergrid
+
+    env = powergrid.make(scenario, reactive_power=True)
+    net = env.network
+    inverters = [(d.s_kva * 1e-3, *net.device_rows[(a, d.name)])
+                 for a in env.microgrid_agents for d in env.devices(a) if d.reactive]
+    return net.net, inverters, FastSolver(net.net), PandapowerSolver(net.net)
+
+
+@pytest.mark.parametrize("scenario", ["p2p-3mg-v2", "p2p-2mg-v1"])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**31 - 1))
+def test_random_operating_points_with_inverter_q_match_runpp(scenario: str, seed: int) -> None:
+    """Loads, inverter P and Q anywhere inside each kVA circle: fast == runpp to 1e-6 pu."""
+    net, inverters, fast, ref = env_solvers(scenario)
+    rng = np.random.default_rng(seed)
+    lp = net.load.p_mw.to_numpy() * rng.uniform(0.0, 1.2, len(net.load))
+    lq = lp * rng.uniform(0.0, 0.5, len(net.load))
+    p = {"sgen": np.zeros(len(net.sgen)), "storage": np.zeros(len(net.storage))}
+    q = {"sgen": np.zeros(len(net.sgen)), "storage": np.zeros(len(net.storage))}
+    for s_mva, element, row in inverters:
+        angle, radius = rng.uniform(0, 2 * np.pi), s_mva * np.sqrt(rng.uniform())
+        p_mw, q_mvar = radius * np.cos(angle), radius * np.sin(angle)
+        if element == "sgen":  # PV only injects active power
+            p_mw = abs(p_mw)
+        p[element][row], q[element][row] = p_mw, q_mvar
+    args = (lp, lq, p["sgen"], p["storage"], q["sgen"], q["storage"])
+    assert np.abs(q["sgen"]).max() > 0 or np.abs(q["storage"]).max() > 0
+    fast.reset()
+    res, want = fast.solve(*args), ref.solve(*args)
+    assert res.converged == want.converged
+    if want.converged:
+        np.testing.assert_allclose(res.vm_pu, want.vm_pu, rtol=0, atol=1e-6)
+        assert res.q_slack_mvar == pytest.approx(want.q_slack_mvar, abs=1e-4)

@@ -257,6 +257,10 @@ FEATURES = {
     "distributed_lossless": {"centralized": False},
     "ieee34": {"network": "ieee34", "microgrids": three_microgrids()},
     "custom_device": {"microgrids": heater_microgrids()},
+    "reactive_tied": {"reactive_power": True},
+    "reactive_ieee34": {"network": "ieee34", "microgrids": three_microgrids(),
+                        "reactive_power": True},
+    "reactive_custom_device": {"microgrids": heater_microgrids(), "reactive_power": True},
     "pair_fees": {"microgrids": three_microgrids(), "horizontal_protocol": P2PTradingProtocol(
         pair_fee=PairFees(("MG1", "MG2", "MG3"), [[0, 0.01, 0.02], [0.01, 0, 0.005],
                                                   [0.02, 0.005, 0]]))},

@@ -51,7 +51,7 @@ def device_info_keys(device: PowerDevice) -> tuple[str, ...]:
     """Attributes of ``device`` its info entry reports (power and cost, plus state)."""
     extra = ("soc",) if isinstance(device, ESS) else (
         ("available_kw",) if isinstance(device, Solar) else ())
-    return ("p_kw", "cost", *extra)
+    return ("p_kw", "cost", *extra, *(("q_kvar",) if device.reactive else ()))
 
 
 AHEAD_TERMS = ("imbalance",)

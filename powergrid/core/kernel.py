@@ -13,7 +13,8 @@ safety, costs), with the same operations in the same order.
 :meth:`FusedStep.build` returns None unless every stage is compilable: built-in devices
 only (compiled twins), no market or a built-in clearing rule on the batched books, no
 per-row coordination (vertical protocol, distributed mode, pair fees, operator agent),
-the real-time market (no ahead market), no network costs, the fast power flow with
+the real-time market (no ahead market), no network costs, no reactive power (the kernel's
+power flow takes active set-points only), the fast power flow with
 numba, no cost term or feature the kernel does not know.
 Otherwise ``Simulation`` keeps the numpy stages (the general path). Rows whose power flow
 does not converge leave compiled code once, for ``FastSolver``'s Newton fallback.
@@ -34,6 +35,7 @@ from powergrid.core.packing import f1, f2, i1, i2, pack
 from powergrid.core.powerflow import CHUNK, BatchPF, BatchPowerFlow, solve_packed
 from powergrid.devices.batched import (
     KIND_ESS,
+    PAR_LEN,
     STATE_ROWS,
     BatchedDevice,
     observe_twin,
@@ -118,7 +120,7 @@ class FusedStep:
                 or getattr(sim, "ahead", None) is not None
                 or (sim.has_market and not sim.batch_market)
                 or set(FEATURES) != set(COMMON_LABELS) or cost_order != list(COSTS)
-                or sim.config.network_costs):
+                or sim.config.network_costs or sim.params.reactive):
             return None
         code, k = 0, 0.0
         if sim.has_market:
@@ -140,7 +142,7 @@ class FusedStep:
         """The static inputs, once the action widths are known (first step)."""
         sim, p = self.sim, self.sim.params
         off = np.cumsum([0, *widths])
-        meta, par = np.zeros((len(self.dev_state), 6), np.int64), np.zeros((len(self.dev_state), 7))
+        meta, par = np.zeros((len(self.dev_state), 6), np.int64), np.zeros((len(self.dev_state), PAR_LEN))
         for j, (i, col, d) in enumerate(self._devices):
             where = sim.devices[i].index(d)
             element, row = sim._rows[i][where]

@@ -24,6 +24,7 @@ class CoreParams:
     line_overload_penalty_per_pct: float
     storage_terminal_price: float
     share_reward: bool
+    reactive: bool                  # inverters' q_kvar reaches the power flow
     failure: FailureRule
     # network maps (rows of the pandapower tables)
     n_load: int
@@ -56,7 +57,7 @@ class CoreParams:
             voltage_penalty_per_pu=float(cfg.voltage_penalty_per_pu),
             line_overload_penalty_per_pct=float(cfg.line_overload_penalty_per_pct),
             storage_terminal_price=float(cfg.storage_terminal_price),
-            share_reward=bool(cfg.share_reward),
+            share_reward=bool(cfg.share_reward), reactive=bool(cfg.reactive_power),
             failure=FailureRule.build(cfg, network, agents),
             n_load=len(net.load), n_sgen=len(net.sgen), n_storage=len(net.storage),
             load_owner=owner, load_share_mw=network.load_share * 1e-3,

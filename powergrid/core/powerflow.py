@@ -77,11 +77,19 @@ class BatchPowerFlow:
             self._V[1][:, mask] = self._w.imag[:, None]
 
     def solve(self, load_p: np.ndarray, load_q: np.ndarray, sgen_p: np.ndarray,
-              storage_p: np.ndarray, live: np.ndarray | None = None) -> BatchPF:
-        """Inputs are (B, n_element) set-points in MW, as for ``FastSolver.solve``."""
+              storage_p: np.ndarray, live: np.ndarray | None = None,
+              sgen_q: np.ndarray | None = None, storage_q: np.ndarray | None = None
+              ) -> BatchPF:
+        """Inputs are (B, n_element) set-points in MW/Mvar, as for ``FastSolver.solve``
+        (sgen/storage reactive power optional: 0 when None)."""
+        setpoints = [load_p, load_q, sgen_p, storage_p]
+        if sgen_q is not None or storage_q is not None:  # the model's column order
+            B = load_p.shape[0]
+            setpoints += [np.zeros((B, sgen_p.shape[1])) if sgen_q is None else sgen_q,
+                          np.zeros((B, storage_p.shape[1])) if storage_q is None else storage_q]
         if not self.use_kernel:
-            return self._fallback(load_p, load_q, sgen_p, storage_p)
-        X = np.ascontiguousarray(np.concatenate([load_p, load_q, sgen_p, storage_p], axis=1))
+            return self._fallback(*setpoints)
+        X = np.ascontiguousarray(np.concatenate(setpoints, axis=1))
         B = X.shape[0]
         conv = np.zeros(B, np.bool_)
         vm = np.zeros((B, self._n_bus))
@@ -93,7 +101,7 @@ class BatchPowerFlow:
                       self._kernel_voltages(conv))
         bad = np.flatnonzero(~conv)
         if len(bad):
-            self.patch(out, bad, load_p, load_q, sgen_p, storage_p)
+            self.patch(out, bad, *setpoints)
         return out
 
     def patch(self, out: BatchPF, rows: np.ndarray, *setpoints: np.ndarray) -> None:
@@ -122,8 +130,8 @@ class BatchPowerFlow:
         V[~conv] = np.nan
         return V
 
-    def _fallback(self, load_p, load_q, sgen_p, storage_p) -> BatchPF:
-        r = self.solver.solve(load_p, load_q, sgen_p, storage_p)
+    def _fallback(self, *setpoints: np.ndarray) -> BatchPF:
+        r = self.solver.solve(*setpoints)
         conv = np.asarray(r.converged, bool)
         V = (result_voltages(self.model, conv, r.vm_pu, r.va_degree) if self.voltages
              else None)
@@ -151,7 +159,9 @@ class RowPowerFlow:
             self.solvers[i].reset()
 
     def solve(self, load_p: np.ndarray, load_q: np.ndarray, sgen_p: np.ndarray,
-              storage_p: np.ndarray, live: np.ndarray | None = None) -> BatchPF:
+              storage_p: np.ndarray, live: np.ndarray | None = None,
+              sgen_q: np.ndarray | None = None, storage_q: np.ndarray | None = None
+              ) -> BatchPF:
         B = load_p.shape[0]
         s0 = self.solvers[0]
         V = None if self.model is None else np.full((B, self.model.n), np.nan, complex)
@@ -161,7 +171,9 @@ class RowPowerFlow:
         for i, solver in enumerate(self.solvers):
             if live is not None and not live[i]:
                 continue
-            r = solver.solve(load_p[i], load_q[i], sgen_p[i], storage_p[i])
+            r = solver.solve(load_p[i], load_q[i], sgen_p[i], storage_p[i],
+                             None if sgen_q is None else sgen_q[i],
+                             None if storage_q is None else storage_q[i])
             out.converged[i] = bool(r.converged)
             out.vm_pu[i], out.line_loading[i] = r.vm_pu, r.line_loading_percent
             out.p_slack_mw[i], out.losses_mw[i] = r.p_slack_mw, r.losses_mw

@@ -195,7 +195,7 @@ class Simulation:
         t, r = s.t, self._arange
         retail, feed_in = self._tariff(live)
         load_kw = s.load_kw[r, t]
-        net_kw, dev_cost, limited, sgen_p, storage_p = self._dispatch(acts, live, load_kw)
+        net_kw, dev_cost, limited, sgen, storage = self._dispatch(acts, live, load_kw)
         settled = None
         if self.ahead is None:
             market = self._market(acts, net_kw, retail, feed_in, live)
@@ -205,7 +205,7 @@ class Simulation:
             self._trade_ahead(acts, live)
         exchange = net_kw * p.dt - market.sold + market.bought  # > 0 export, < 0 import
         tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
-        pf = self._power_flow(load_kw, sgen_p, storage_p, live)
+        pf = self._power_flow(load_kw, sgen, storage, live)
         penalty, converged, upstream_kw, losses_kw, safety = self._safety(pf, net_kw, load_kw)
         network_terms, network_info = self._network_costs(pf, converged, retail, live)
         grid_export, grid_import = np.maximum(exchange, 0.0), np.maximum(-exchange, 0.0)
@@ -256,7 +256,8 @@ class Simulation:
 
     def _dispatch(self, acts, live, load_kw):
         """Devices apply their actions: net kW (B, N), cost buckets (3, B, N), limit flags,
-        and the power-flow set-points of every sgen/storage row."""
+        and the power-flow set-points of every sgen/storage row: (p,) or, with reactive
+        power, (p, q) MW/Mvar in pandapower's signs."""
         p, s, B = self.params, self.state, self.B
         r = self._arange
         pv, hours = s.pv[r, s.t], s.hours[r, s.t]
@@ -265,6 +266,8 @@ class Simulation:
         limited = np.zeros((B, p.n_agents), bool)
         sgen_p, storage_p = np.zeros((B, p.n_sgen)), np.zeros((B, p.n_storage))
         ctx = BatchContext(hour=hours, dt_hours=p.dt, pv_per_kw=pv, live=live)
+        sgen_q, storage_q = (np.zeros((B, p.n_sgen)), np.zeros((B, p.n_storage))
+                             ) if p.reactive else (None, None)
         for i, devs in enumerate(self.devices):
             out, k = 0.0, 0
             for d, bucket, (element, row) in zip(devs, self._buckets[i], self._rows[i]):
@@ -275,12 +278,18 @@ class Simulation:
                 limited[:, i] |= d.clipped
                 if element == "storage":
                     storage_p[:, row] = -d.p_kw * 1e-3  # pandapower storage: + = charging
+                    if p.reactive:
+                        storage_q[:, row] = -d.q_kvar * 1e-3  # and + = consuming
                 else:
                     sgen_p[:, row] = d.p_kw * 1e-3
+                    if p.reactive:
+                        sgen_q[:, row] = d.q_kvar * 1e-3
             if not all(d.compiled for d in devs):
                 check_finite(self.agents[i], devs)
             net_kw[:, i] = out - load_kw[:, i]
-        return net_kw, dev_cost, limited, sgen_p, storage_p
+        if p.reactive:
+            return net_kw, dev_cost, limited, (sgen_p, sgen_q), (storage_p, storage_q)
+        return net_kw, dev_cost, limited, (sgen_p,), (storage_p,)
 
     def _market(self, acts, net_kw, retail, feed_in, live) -> MarketResult:
         p, B = self.params, self.B
@@ -337,13 +346,14 @@ class Simulation:
                 dso_info["next_price"][b] = infos[DSO]["next_price"]
         return tracking, dso_reward, dso_info
 
-    def _power_flow(self, load_kw, sgen_p, storage_p, live):
+    def _power_flow(self, load_kw, sgen, storage, live):
         p, s = self.params, self.state
         load_p = load_kw[:, p.load_owner] * p.load_share_mw
         if len(p.feeder_load_rows):
             load_p[:, p.feeder_load_rows] = (p.feeder_load_mw
                                              * s.feeder_load_pu[self._arange, s.t][:, None])
-        return self.pf.solve(load_p, load_p * p.load_q_ratio, sgen_p, storage_p, live)
+        q = (sgen[1], storage[1]) if p.reactive else (None, None)
+        return self.pf.solve(load_p, load_p * p.load_q_ratio, sgen[0], storage[0], live, *q)
 
     def _safety(self, pf, net_kw, load_kw):
         """Per-agent penalty (B, N), converged (B,), upstream import and losses (B,) in kW;

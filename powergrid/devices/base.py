@@ -56,6 +56,11 @@ class PowerDevice(Device):
 
     element: ClassVar[Literal["sgen", "storage"]] = "sgen"
     cost_term: ClassVar[CostTerm] = "other_devices"  # the cost column ``cost`` is booked under
+    # reactive power (powergrid.devices.inverter): inverters override these; q_kvar > 0
+    # injects reactive power and is what the power flow reads
+    supports_reactive: ClassVar[bool] = False
+    reactive: bool = False
+    q_kvar: float = 0.0
 
     def __init__(self, name: str, bus: str) -> None:
         super().__init__(name)
@@ -66,6 +71,12 @@ class PowerDevice(Device):
     @abstractmethod
     def step(self, action: np.ndarray, ctx: StepContext) -> float:
         """Apply the action within the device's limits; set ``p_kw`` and ``cost``; return p_kw."""
+
+    def enable_reactive_power(self) -> None:
+        """Give the device a reactive-power action; only inverters (``supports_reactive``)
+        have one (see :class:`powergrid.devices.inverter.Inverter`)."""
+        raise ValueError(f"device {self.name!r} ({type(self).__name__}) has no inverter: "
+                         f"reactive power applies to PV and ESS inverters")
 
     def stored_kwh(self) -> float:
         """Energy held for later use, kWh (what the storage terminal value prices); 0 here."""

@@ -19,6 +19,9 @@ The interface (stable; the core reads nothing else):
   :class:`BatchContext`; returns what each row's scalar ``step`` returned (its p_kw). Rows
   outside ``ctx.live`` may be skipped (they are reset before their next use).
 - ``p_kw``, ``cost``, ``clipped``: (B,) float kW, float $ for the step, bool; after a step.
+- ``q_kvar``: (B,) float kvar (+ injects); an inverter with ``reactive`` on sets it from
+  its last action component ``q`` (:mod:`powergrid.devices.inverter`), every other
+  device leaves it 0.
 - ``observe() -> (B, len(obs_labels))``: float64, in ``obs_labels`` order.
 - ``info() -> {key: (B,)}``: the per-device infos (``p_kw``, ``cost``; ``soc`` for the ESS,
   ``available_kw`` for PV; a custom device's ``info()`` keys).
@@ -170,12 +173,14 @@ class PerRowDevices(BatchedDevice):
         self.p_kw = np.zeros(self.num_envs)
         self.cost = np.zeros(self.num_envs)
         self.clipped = np.zeros(self.num_envs, bool)
+        self.q_kvar = np.zeros(self.num_envs)
         self._read_state(range(self.num_envs))
 
     def _read_state(self, rows) -> None:
         for b in rows:
             d = self.devices[b]
             self.p_kw[b], self.cost[b], self.clipped[b] = d.p_kw, d.cost, d.clipped
+            self.q_kvar[b] = d.q_kvar
 
     def reset(self, mask=None, rngs=None) -> None:
         rows = np.flatnonzero(self._mask(mask))
@@ -248,10 +253,17 @@ def _generator_step(state, clipped, par, actions, dt):  # pragma: no cover - com
         state[1, i] = fuel * dt + (startup if starting else 0.0)
 
 
+@njit(cache=True, inline="always")
+def _reactive(q, kva, p_kw):
+    """Inverter._reactive_step: q x sqrt(max(s^2 - P^2, 0)), Python's max tie rule."""
+    return q * np.sqrt(_pmax(kva * kva - p_kw * p_kw, 0.0))
+
+
 @njit(cache=True)
 def _ess_step(state, clipped, par, actions, dt):  # pragma: no cover - compiled
     capacity, p_max, eta_c, eta_d, soc_min, soc_max, degradation = (
         par[0], par[1], par[2], par[3], par[4], par[5], par[6])
+    kva, reactive = par[7], par[8] != 0.0
     for i in range(actions.shape[0]):
         soc = state[2, i]
         max_dis = _pmin(p_max, _pmax(soc - soc_min, 0.0) * capacity * eta_d / dt)
@@ -267,11 +279,14 @@ def _ess_step(state, clipped, par, actions, dt):  # pragma: no cover - compiled
         state[0, i] = power
         state[3, i] += abs(power) * dt
         state[1, i] = degradation * abs(power) * dt
+        if reactive:
+            state[4, i] = _reactive(actions[i, actions.shape[1] - 1], kva, power)
 
 
 @njit(cache=True)
 def _solar_step(state, par, actions, pv_per_kw):  # pragma: no cover - compiled
     capacity, inverter, limited = par[0], par[1], par[2] != 0.0
+    kva, reactive = par[3], par[4] != 0.0
     for i in range(actions.shape[0]):
         avail = capacity * _pmax(pv_per_kw[i], 0.0)
         if limited:
@@ -280,12 +295,14 @@ def _solar_step(state, par, actions, pv_per_kw):  # pragma: no cover - compiled
         curtail = _pmin(_pmax(actions[i, 0], 0.0), 1.0)
         state[0, i] = avail * (1.0 - curtail)
         state[1, i] = 0.0
+        if reactive:
+            state[3, i] = _reactive(actions[i, actions.shape[1] - 1], kva, state[0, i])
 
 
-# The compiled interface: a twin is (kind, state (4, B), clipped (B,), par (7,)); a fused
+# The compiled interface: a twin is (kind, state (5, B), clipped (B,), par (9,)); a fused
 # simulation step (powergrid.core.kernel) steps and observes every twin through these two.
 KIND_GENERATOR, KIND_ESS, KIND_SOLAR = 0, 1, 2
-STATE_ROWS, PAR_LEN = 4, 7  # the widest twin's state rows and parameter vector
+STATE_ROWS, PAR_LEN = 5, 9  # the widest twin's state rows and parameter vector
 
 
 @njit(cache=True)
@@ -339,6 +356,8 @@ class _CompiledTwin(BatchedDevice):
         self._state = np.repeat(self._column(device)[:, None], self.num_envs, axis=1)
         self.clipped = np.full(self.num_envs, bool(device.clipped))
         self.p_kw, self.cost = self._state[0], self._state[1]
+        if "q_kvar" not in self.fields:  # no inverter: no reactive power
+            self.q_kvar = np.zeros(self.num_envs)
 
     def _column(self, device: PowerDevice) -> np.ndarray:
         return np.array([device.p_kw, device.cost, *(getattr(device, f) for f in self.fields)],
@@ -398,10 +417,28 @@ class BatchedGenerator(_CompiledTwin):
         return self.p_kw
 
 
-class BatchedESS(_CompiledTwin):
-    """:class:`~powergrid.devices.ESS` over B envs (state: p_kw, cost, soc, throughput_kwh)."""
+class _InverterTwin(_CompiledTwin):
+    """A twin of an :class:`~powergrid.devices.inverter.Inverter`: the parameter vector
+    ends with (s_kva, reactive on), the state has a ``q_kvar`` row."""
 
-    device_type, params_type, fields = ESS, ESSParams, ("soc", "throughput_kwh")
+    def __init__(self, device: PowerDevice, num_envs: int) -> None:
+        super().__init__(device, num_envs)
+        self.reactive = bool(device.reactive)
+        self._par = np.append(self._par, [device.s_kva, float(self.reactive)])
+
+    @property
+    def q_kvar(self) -> np.ndarray:
+        return self._state[self.fields.index("q_kvar") + 2]
+
+    def _reactive_info(self) -> dict[str, np.ndarray]:
+        return {"q_kvar": self.q_kvar.copy()} if self.reactive else {}
+
+
+class BatchedESS(_InverterTwin):
+    """:class:`~powergrid.devices.ESS` over B envs (state: p_kw, cost, soc, throughput_kwh,
+    q_kvar)."""
+
+    device_type, params_type, fields = ESS, ESSParams, ("soc", "throughput_kwh", "q_kvar")
     kind = KIND_ESS
 
     @staticmethod
@@ -423,16 +460,18 @@ class BatchedESS(_CompiledTwin):
         return self.p_kw
 
     def info(self) -> dict[str, np.ndarray]:
-        return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(), "soc": self.soc.copy()}
+        return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(), "soc": self.soc.copy(),
+                **self._reactive_info()}
 
     def stored_kwh(self) -> np.ndarray:
         return self.soc * self.params.capacity_kwh
 
 
-class BatchedSolar(_CompiledTwin):
-    """:class:`~powergrid.devices.Solar` over B envs (state: p_kw, cost, available_kw)."""
+class BatchedSolar(_InverterTwin):
+    """:class:`~powergrid.devices.Solar` over B envs (state: p_kw, cost, available_kw,
+    q_kvar)."""
 
-    device_type, params_type, fields = Solar, SolarParams, ("available_kw",)
+    device_type, params_type, fields = Solar, SolarParams, ("available_kw", "q_kvar")
     kind = KIND_SOLAR
 
     @staticmethod
@@ -453,7 +492,7 @@ class BatchedSolar(_CompiledTwin):
 
     def info(self) -> dict[str, np.ndarray]:
         return {"p_kw": self.p_kw.copy(), "cost": self.cost.copy(),
-                "available_kw": self.available_kw.copy()}
+                "available_kw": self.available_kw.copy(), **self._reactive_info()}
 
 
 _TWINS: dict[type[PowerDevice], type[_CompiledTwin]] = {

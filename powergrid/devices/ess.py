@@ -7,12 +7,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from powergrid.devices.base import DeviceParams, PowerDevice, StepContext
+from powergrid.devices.inverter import Inverter, check_kva, default_kva
 from powergrid.limits import EFFICIENCY, ENERGY_KWH, FRACTION, POWER_KW, PRICE_PER_KWH
 
 
 @dataclass(frozen=True)
 class ESSParams(DeviceParams):
-    """Battery parameters; SOC is a fraction of ``capacity_kwh``."""
+    """Battery parameters; SOC is a fraction of ``capacity_kwh``; ``s_kva`` is the
+    inverter's apparent-power rating for reactive power (None = 1.1 x ``p_max_kw``; see
+    :mod:`powergrid.devices.inverter`)."""
 
     name: str = "ess"
     bus: str = "671"
@@ -24,6 +27,7 @@ class ESSParams(DeviceParams):
     soc_max: float = 0.9
     soc_init: float = 0.5
     degradation_cost_per_kwh: float = 0.01
+    s_kva: float | None = None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -38,16 +42,24 @@ class ESSParams(DeviceParams):
                       "0 <= soc_min < soc_max <= 1")
         self._require(self.soc_min <= self.soc_init <= self.soc_max, "soc_init",
                       "in [soc_min, soc_max]")
+        check_kva(self, self.p_max_kw)
+
+    @property
+    def kva(self) -> float:
+        """The inverter rating in kVA, ``s_kva`` or its default."""
+        return default_kva(self.s_kva, self.p_max_kw)
 
     def build(self) -> ESS:
         return ESS(self)
 
 
-class ESS(PowerDevice):
+class ESS(Inverter, PowerDevice):
     """Action in [-1, 1]: +1 = discharge at p_max, -1 = charge at p_max.
 
     The set-point is limited so SOC stays inside [soc_min, soc_max] after the step; the
-    efficiencies make a charge/discharge round trip lose energy (eta_c * eta_d).
+    efficiencies make a charge/discharge round trip lose energy (eta_c * eta_d). With
+    reactive power on, a second component ``q`` sets the inverter's reactive power
+    (:mod:`powergrid.devices.inverter`).
     """
 
     element = "storage"
@@ -64,7 +76,7 @@ class ESS(PowerDevice):
 
     def reset(self, rng: np.random.Generator) -> None:
         self.soc, self.p_kw, self.cost, self.clipped = self.params.soc_init, 0.0, 0.0, False
-        self.throughput_kwh = 0.0
+        self.throughput_kwh, self.q_kvar = 0.0, 0.0
 
     def max_discharge_kw(self, dt_hours: float) -> float:
         p = self.params
@@ -90,6 +102,7 @@ class ESS(PowerDevice):
         self.p_kw = power
         self.throughput_kwh += abs(power) * dt
         self.cost = p.degradation_cost_per_kwh * abs(power) * dt
+        self._reactive_step(action)
         return power
 
     def observe(self) -> tuple[float, ...]:
@@ -99,4 +112,7 @@ class ESS(PowerDevice):
         return self.soc * self.params.capacity_kwh
 
     def info(self) -> dict[str, float]:
-        return {"p_kw": self.p_kw, "cost": self.cost, "soc": self.soc}
+        out = {"p_kw": self.p_kw, "cost": self.cost, "soc": self.soc}
+        if self.reactive:
+            out["q_kvar"] = self.q_kvar
+        return out

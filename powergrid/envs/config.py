@@ -173,6 +173,9 @@ class EnvConfig:
     gate_lead_steps: int = 1
     imbalance_prices: ImbalancePrices = field(default_factory=ImbalancePrices)
     bid_curve_points: int = 1  # price levels of an ahead order (one quantity split over them)
+    # inverter reactive power (powergrid.devices.inverter): each PV/ESS gets a q action
+    # component, Q = q x sqrt(s_kva^2 - P^2) (+ injects); off = unity power factor
+    reactive_power: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.centralized, bool | np.bool_):
@@ -184,6 +187,9 @@ class EnvConfig:
         if not isinstance(self.network_costs, bool | np.bool_):
             _bad("network_costs", self.network_costs, "True or False")
         object.__setattr__(self, "network_costs", bool(self.network_costs))
+        if not isinstance(self.reactive_power, bool | np.bool_):
+            _bad("reactive_power", self.reactive_power, "True or False")
+        object.__setattr__(self, "reactive_power", bool(self.reactive_power))
         if self.data is not None:
             object.__setattr__(self, "data", UserSeries.from_any(self.data))
             both = [k for k in ("retail_price", "feed_in_price")

@@ -24,6 +24,7 @@ from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.data import load_profiles
 from powergrid.data.user import user_profiles
 from powergrid.devices import ESS, PowerDevice, StepContext
+from powergrid.devices.inverter import build_devices, reactive_setpoints
 from powergrid.envs.actions import action_array
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
@@ -75,7 +76,11 @@ class MultiAgentMicrogrids(ParallelEnv):
     | generator p     | off (target 0 kW)            | p_max_kw (ramp-limited) |
     | ESS p           | charge at p_max_kw           | discharge at p_max_kw   |
     | PV curtailment  | none (also for all a <= 0)   | curtail everything      |
+    | ESS/PV q        | absorb sqrt(s_kva^2 - P^2)   | inject that (kvar)      |
     | price           | limit = feed-in + fee/2      | limit = retail - fee/2  |
+
+    (``q`` only with ``reactive_power=True``: one per PV/ESS inverter, right after its
+    active-power component; see ``powergrid.devices.inverter``.)
 
     (No order is posted in an hour whose tariff spread is below the trading fee.)
 
@@ -173,7 +178,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._ahead = ahead_market.AheadParams.build(cfg)  # None: the real-time market
         market_labels = ("price",) if self._ahead is None else self._ahead.action_labels
         self._agents: dict[str, Agent] = {
-            m.name: Agent(m.name, [d.build() for d in m.devices], extra_action_labels=market_labels)
+            m.name: Agent(m.name, build_devices(m.devices, cfg.reactive_power),
+                          extra_action_labels=market_labels)
             for m in cfg.microgrids}
         self._specs = {m.name: m for m in cfg.microgrids}
         # The microgrids; an operator agent (DSO), if any, is appended last. Coordination is
@@ -633,7 +639,9 @@ class MultiAgentMicrogrids(ParallelEnv):
                 storage_p[row] = -d.p_kw * 1e-3  # pandapower storage: positive = charging
             else:
                 sgen_p[row] = d.p_kw * 1e-3
-        pf = self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p)
+        q = reactive_setpoints(self._flat_device_rows, self._n_sgen, self._n_storage) \
+            if self.config.reactive_power else ()
+        pf = self.solver.solve(load_p, load_p * self._load_q_ratio, sgen_p, storage_p, *q)
         self._last_pf = pf  # the raw backend result (read it only when pf.converged)
         return pf
 

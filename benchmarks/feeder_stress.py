@@ -9,7 +9,9 @@ its kVA, or a failed power flow), then which limits, at which hours.
 Policies: ``random``, ``no-trade`` (rule-based without a market), ``rule`` (rule-based with
 P2P), ``coordinated``: ``FlatExchangePolicy``, a dispatch with foresight that flattens
 every PCC exchange (it shows the violations are avoidable, not that it is optimal), and
-``oracle``: the perfect-foresight optimum with the network's limits (``limits="hard"``,
+``volt-var``: the rule plus the IEEE 1547 Category B volt-var droop on every inverter
+(``powergrid.baselines.VoltVarPolicy``, for scenarios with ``reactive_power``, e.g.
+``p2p-3mg-v3``), ``oracle``: the perfect-foresight optimum with the network's limits (``limits="hard"``,
 minutes per day; ``--every k`` plays every k-th day of the split). Each policy is played
 as the evaluation runner plays it (its registered factory; ``violation_share`` of
 ``episode_metrics``) in one pass that also records which limits were hit.
@@ -33,6 +35,7 @@ from powergrid.scenarios import shared_feeder_config
 # The network and microgrids of p2p-3mg-v2 alone (benchmarks/bench_*.py build envs on it).
 STRESSED_FEEDER: dict[str, Any] = shared_feeder_config(3)
 POLICIES = ("random", "no-trade", "rule", "coordinated")
+EXTRA = ("oracle", "volt-var")  # volt-var: the rule + IEEE 1547 droop (reactive_power on)
 
 
 COORDINATED = Baseline("coordinated", "FlatExchangePolicy: flat PCC exchanges, with foresight",
@@ -114,7 +117,7 @@ def main() -> None:
     ap.add_argument("--scenario", default="p2p-3mg-v2")
     ap.add_argument("--split", default="test", choices=["train", "test", "all"])
     ap.add_argument("--policies", nargs="*", default=list(POLICIES),
-                    choices=[*POLICIES, "oracle"])
+                    choices=[*POLICIES, *EXTRA])
     ap.add_argument("--every", type=int, default=1, help="every k-th day of the split")
     ap.add_argument("--feeder-alone", action="store_true",
                     help="only the IEEE-34 voltage range over the year without microgrids")

@@ -6,8 +6,10 @@ same evaluation loop serves baselines and trained agents alike.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -39,7 +41,7 @@ class RuleBasedPolicy:
       the daily high; otherwise idle;
     - PV: never curtail;
     - inverter reactive power (``q`` components, with ``reactive_power``): 0, unity power
-      factor;
+      factor (:class:`VoltVarPolicy` adds the IEEE 1547 volt-var droop);
     - market: bid/offer at mid-band (price action 0), i.e. halfway between feed-in and retail;
       in the ahead market (``quantity`` in the action) it commits the net position it
       forecasts for the delivery step (its own set-points there at nominal power, minus
@@ -118,6 +120,137 @@ class RuleBasedPolicy:
 
     def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         return {a: self.act(a, o) for a, o in obs.items()}
+
+
+@dataclass(frozen=True)
+class VoltVarCurve:
+    """A volt-var droop: reactive power (fraction of the inverter's kVA, + injects) against
+    the voltage at its terminal (pu); piecewise linear through the points, flat outside.
+
+    The default is IEEE 1547-2018's default curve for Category B (Table 8): deadband
+    0.98-1.02 pu, 44 % of nameplate kVA injected at 0.92 pu and below, absorbed at 1.08 pu
+    and above.
+    """
+
+    v_pu: tuple[float, ...] = (0.92, 0.98, 1.02, 1.08)
+    q_frac: tuple[float, ...] = (0.44, 0.0, 0.0, -0.44)
+
+    def __post_init__(self) -> None:
+        v, q = np.asarray(self.v_pu, float), np.asarray(self.q_frac, float)
+        if (len(v) < 2 or v.shape != q.shape or not np.all(np.isfinite(v))
+                or not np.all(np.isfinite(q)) or np.any(np.diff(v) <= 0)
+                or np.any(np.diff(q) > 0) or np.any(np.abs(q) > 1)):
+            raise ValueError(f"VoltVarCurve({self.v_pu}, {self.q_frac}): expected >= 2 "
+                             f"increasing finite voltages and as many non-increasing "
+                             f"fractions in [-1, 1]")
+
+    def __call__(self, v_pu: np.ndarray) -> np.ndarray:
+        return np.interp(v_pu, self.v_pu, self.q_frac)
+
+
+CATEGORY_B = VoltVarCurve()
+
+
+class VoltVarPolicy:
+    """``base`` (default: the rule) for active power and the market, plus a volt-var droop
+    on every inverter's ``q`` (with ``reactive_power``; without it this is ``base``).
+
+    Real inverters settle on their droop within seconds (IEEE 1547: 5 s open-loop
+    response), so over an hourly step their reactive power is the equilibrium
+    ``Q = curve(V(Q)) x s_kva`` (limited to the kVA circle): the policy finds it by damped
+    fixed-point iteration on its own copy of the fast power flow, with every device's
+    active power of this step (the devices stepped on copies) and the load forecasts of
+    the observation, then sets ``q`` to give that Q. The voltage is each inverter's own
+    bus. For the scalar env (it reads ``env.series`` and ``env.devices``).
+    """
+
+    def __init__(self, env: Any, curve: VoltVarCurve = CATEGORY_B, base: Policy | None = None,
+                 damping: float = 0.4, max_iter: int = 60, tol_kvar: float = 0.01) -> None:
+        from powergrid.core.params import CoreParams
+        from powergrid.pf import FastSolver
+
+        self.env, self.curve = env, curve
+        self.base = RuleBasedPolicy(env) if base is None else base
+        self.damping, self.max_iter, self.tol_kvar = damping, max_iter, tol_kvar
+        net = env.network
+        self._params = CoreParams.build(env.config, net, env.microgrid_agents)
+        self._solver = FastSolver(net.net)
+        bus_pos = {b: k for k, b in enumerate(net.net.bus.index)}
+        # per inverter: agent, device index, index of its q component, element, row, bus
+        self._inverters: list[tuple[str, int, int, str, int, int]] = []
+        for a in env.microgrid_agents:
+            k = 0
+            for j, d in enumerate(env.devices(a)):
+                k += d.action_dim
+                element, row = net.device_rows[(a, d.name)]
+                if d.reactive:
+                    bus = net.net[element]["bus"].iat[row]
+                    self._inverters.append((a, j, k - 1, element, row, bus_pos[bus]))
+        self._series: Any = None
+        self._t = 0
+        self.iterations = 0  # of the last step's fixed point (0: no inverter, or PF failed)
+
+    def __call__(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        actions = self.base(obs)
+        if not self._inverters:
+            return actions
+        if self._series is not self.env.series:  # a new episode
+            self._series, self._t = self.env.series, 0
+        t = self._t
+        self._t += 1
+        q = self._droop(actions, t)
+        for (a, _, k, *_), qk in zip(self._inverters, q):
+            if a in actions:
+                actions[a] = np.array(actions[a], np.float32)
+                actions[a][k] = qk
+        return actions
+
+    def _droop(self, actions: dict[str, np.ndarray], t: int) -> list[float]:
+        """The q components that put every inverter on its curve (0 if the flow fails)."""
+        from powergrid.devices import StepContext
+        from powergrid.devices.inverter import headroom_kvar, q_action
+
+        env, s, p = self.env, self._series, self._params
+        ctx = StepContext(hour=int(s.hours[t]), dt_hours=env.config.dt_hours,
+                          pv_per_kw=float(s.pv_per_kw[t]))
+        p_set = {"sgen": np.zeros(p.n_sgen), "storage": np.zeros(p.n_storage)}
+        active: dict[tuple[str, int], float] = {}
+        for a in env.microgrid_agents:
+            k = 0
+            for j, d in enumerate(env.devices(a)):
+                act = np.asarray(actions[a], float)[k:k + d.action_dim]
+                k += d.action_dim
+                p_kw = copy.deepcopy(d).step(act, ctx)
+                element, row = env.network.device_rows[(a, d.name)]
+                p_set[element][row] = (-p_kw if element == "storage" else p_kw) * 1e-3
+                active[(a, j)] = p_kw
+        load_p = s.load_forecast_kw[t][p.load_owner] * p.load_share_mw
+        if len(p.feeder_load_rows):
+            pu = env.profiles.load("residential")[s.days[t], s.hours[t]]
+            load_p[p.feeder_load_rows] = p.feeder_load_mw * pu
+        devs = [env.devices(a)[j] for a, j, *_ in self._inverters]
+        kva = np.array([d.s_kva for d in devs])
+        p_kw = np.array([active[(a, j)] for a, j, *_ in self._inverters])
+        room = np.array([headroom_kvar(sk, pk) for sk, pk in zip(kva, p_kw)])
+        Q = np.zeros(len(devs))
+        self._solver.reset()
+        self.iterations = 0
+        for it in range(1, self.max_iter + 1):
+            q_set = {"sgen": np.zeros(p.n_sgen), "storage": np.zeros(p.n_storage)}
+            for (_, _, _, element, row, _), qk in zip(self._inverters, Q):
+                q_set[element][row] = (-qk if element == "storage" else qk) * 1e-3
+            pf = self._solver.solve(load_p, load_p * p.load_q_ratio, p_set["sgen"],
+                                    p_set["storage"], q_set["sgen"], q_set["storage"])
+            if not pf.converged:
+                return [0.0] * len(devs)
+            v = pf.vm_pu[[inv[5] for inv in self._inverters]]
+            target = np.clip(self.curve(v) * kva, -room, room)
+            step = self.damping * (target - Q)
+            Q = Q + step
+            self.iterations = it
+            if np.max(np.abs(step)) < self.tol_kvar:
+                break
+        return [q_action(float(sk), float(pk), float(qk)) for sk, pk, qk in zip(kva, p_kw, Q)]
 
 
 def run_episode(env: Any, policy: Policy, seed: int | None = None,

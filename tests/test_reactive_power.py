@@ -136,9 +136,13 @@ def test_reactive_power_must_be_a_bool(value):
         MultiAgentMicrogrids(reactive_power=value)
 
 
-@pytest.mark.parametrize("config", [SHARED, {}], ids=["ieee34", "tied"])
+V3 = {k: v for k, v in powergrid.scenarios["p2p-3mg-v3"].config().items() if k != "split"}
+
+
+@pytest.mark.parametrize("config", [SHARED, {}, V3], ids=["ieee34", "tied", "v3"])
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_vector_rows_reproduce_scalar_inverter_q_and_voltages(config, seed):
+    """Also the network costs (in the rewards), which see Q through the solved state."""
     cfg = {**config, "reactive_power": True, "max_episode_steps": 6}
     B = 3
     vec = VectorMicrogrids(B, cfg)
@@ -182,3 +186,74 @@ def test_p2p_3mg_v3_passes_the_pettingzoo_parallel_api_test():
     from pettingzoo.test import parallel_api_test
 
     parallel_api_test(powergrid.make("p2p-3mg-v3", split="test"), num_cycles=30)
+
+
+# ---------------------------------------------------------------- volt-var baseline
+def test_category_b_curve_is_the_ieee_1547_default():
+    from powergrid.baselines import CATEGORY_B
+
+    v = np.array([0.90, 0.92, 0.95, 0.98, 1.0, 1.02, 1.05, 1.08, 1.10])
+    np.testing.assert_allclose(CATEGORY_B(v), [0.44, 0.44, 0.22, 0, 0, 0, -0.22, -0.44, -0.44],
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("v, q", [((1.0,), (0.0,)), ((1.0, 0.9), (0.1, 0.0)),
+                                  ((0.9, 1.1), (-0.2, 0.2)), ((0.9, 1.1), (2.0, 0.0)),
+                                  ((0.9, math.nan), (0.1, 0.0))])
+def test_a_bad_volt_var_curve_is_refused(v, q):
+    from powergrid.baselines import VoltVarCurve
+
+    with pytest.raises(ValueError, match="VoltVarCurve"):
+        VoltVarCurve(v, q)
+
+
+def test_volt_var_is_the_rule_without_reactive_power():
+    from powergrid.baselines import RuleBasedPolicy, VoltVarPolicy
+
+    env = powergrid.make("p2p-3mg-v2", split="test")
+    obs, _ = env.reset(seed=0, options={"start_day": 244})
+    rule, vv = RuleBasedPolicy(env), VoltVarPolicy(env)
+    while env.agents:
+        a_rule, a_vv = rule(obs), vv(obs)
+        assert all(np.array_equal(a_rule[a], a_vv[a]) for a in a_rule)
+        obs, *_ = env.step(a_vv)
+
+
+def _day(policy_type, day=244):
+    env = powergrid.make("p2p-3mg-v3", split="test", load_noise_std=0.0)
+    policy = policy_type(env)
+    obs, _ = env.reset(seed=0, options={"start_day": day})
+    steps = []
+    while env.agents:
+        action = policy(obs)
+        obs, _, _, _, infos = env.step(action)
+        steps.append((action, infos, getattr(policy, "iterations", 0)))
+    return env, steps
+
+
+def test_volt_var_absorbs_when_high_injects_when_low_and_lowers_the_peak_voltage():
+    from powergrid.baselines import RuleBasedPolicy, VoltVarPolicy
+
+    _, rule = _day(RuleBasedPolicy)
+    env, vv = _day(VoltVarPolicy)
+    peak = [max(i[a]["v_max_pu"] for a in env.microgrid_agents) for _, i, _ in rule]
+    assert max(peak) > 1.05  # the rule over-volts on this day
+    assert max(max(i[a]["v_max_pu"] for a in env.microgrid_agents) for _, i, _ in vv) < max(peak)
+    q = [i["MG2"]["devices"]["pv"]["q_kvar"] for _, i, _ in vv]
+    v = [i["MG2"]["v_max_pu"] for _, i, _ in vv]
+    assert all(qk < 0 for qk, vk in zip(q, v) if vk > 1.03)
+    assert all(qk > 0 for qk, vk in zip(q, [i["MG2"]["v_min_pu"] for _, i, _ in vv]) if vk < 0.97)
+    assert all(0 < it < 60 for _, _, it in vv)  # the fixed point converged every step
+
+
+def test_volt_var_rests_at_unity_power_factor_inside_the_deadband():
+    from powergrid.baselines import VoltVarPolicy
+
+    env, vv = _day(VoltVarPolicy, day=171)
+    quiet = [i for _, i, _ in vv
+             if all(0.985 < i[a]["v_min_pu"] and i[a]["v_max_pu"] < 1.015
+                    for a in env.microgrid_agents)]
+    assert quiet
+    for i in quiet:
+        assert all(abs(i[a]["devices"][d]["q_kvar"]) < 1.0
+                   for a in ("MG2", "MG3") for d in ("ess", "pv"))

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from powergrid.baselines import Policy, RandomPolicy, RuleBasedPolicy
+from powergrid.baselines import Policy, RandomPolicy, RuleBasedPolicy, VoltVarPolicy
 
 PolicyFactory = Callable[[Any], Policy]
 
@@ -73,6 +73,8 @@ BASELINES: dict[str, Baseline] = {b.name: b for b in (
     Baseline("no-trade", "RuleBasedPolicy without the P2P market (the score's 0)",
              RuleBasedPolicy, trading=False),
     Baseline("rule", "RuleBasedPolicy (powergrid.baselines) with the market", RuleBasedPolicy),
+    Baseline("volt-var", "RuleBasedPolicy plus the IEEE 1547 Category B volt-var droop on "
+             "every inverter's q (VoltVarPolicy; = rule without reactive_power)", VoltVarPolicy),
     Baseline("oracle", "the perfect-foresight optimum replayed (the score's 1)", OraclePolicy),
     Baseline("ppo", "shipped PPO weights (examples/07, p2p-2mg-v1; needs torch)",
              partial(_learned, "ppo")),

@@ -58,6 +58,7 @@ def run(scenario: str, name: str, days: list[int], split: str | None) -> dict[st
     kinds = dict.fromkeys(VIOLATION_KINDS, 0)
     hours = {k: np.zeros(24, int) for k in VIOLATION_KINDS}
     v_lo, v_hi, pcc_max, bad_days, cost = np.inf, -np.inf, 0.0, 0, 0.0
+    voltage_days = 0  # days with an over- or under-voltage (what reactive power can act on)
     for day in progress(days, desc=name, leave=False):
         if hasattr(policy, "start_episode"):
             policy.start_episode(day, 0)
@@ -83,8 +84,10 @@ def run(scenario: str, name: str, days: list[int], split: str | None) -> dict[st
             pcc_max = max(pcc_max, first["pcc_loading_max_pct"])
         for k in day_kinds:
             kinds[k] += 1
+        voltage_days += bool(day_kinds & {"overvoltage", "undervoltage"})
     n = len(days)
     return {"share": bad_days / n, "kinds": {k: v / n for k, v in kinds.items()},
+            "voltage": voltage_days / n,
             "hours": hours, "v_range": (v_lo, v_hi), "pcc_max": pcc_max, "cost": cost / n}
 
 
@@ -132,14 +135,15 @@ def main() -> None:
     days = list(sc.days(split))[::args.every]
     print(f"{sc.id}: {len(days)} {args.split} days, PCC buses "
           f"{sc.config()['feeder'].pcc_buses}")
-    print(f"{'policy':12s} {'days w/ violation':>17s} {'over-V':>7s} {'under-V':>7s} "
+    print(f"{'policy':12s} {'days w/ violation':>17s} {'any V':>6s} {'over-V':>7s} {'under-V':>7s} "
           f"{'line':>5s} {'PCC>100%':>8s} {'PF fail':>7s} {'V range (pu)':>13s} "
           f"{'max PCC %':>9s} {'$/day':>7s}")
     results: dict[str, dict[str, Any]] = {}
     for name in args.policies:
         r = run(sc.id, name, days, split)
         k = r["kinds"]
-        print(f"{name:12s} {r['share']:17.0%} {k['overvoltage']:7.0%} {k['undervoltage']:7.0%} "
+        print(f"{name:12s} {r['share']:17.0%} {r['voltage']:6.0%} {k['overvoltage']:7.0%} "
+              f"{k['undervoltage']:7.0%} "
               f"{k['line']:5.0%} {k['pcc']:8.0%} {k['pf_failed']:7.0%} "
               f"{r['v_range'][0]:6.3f}-{r['v_range'][1]:.3f} {r['pcc_max']:9.0f} "
               f"{r['cost']:7.0f}", flush=True)

@@ -82,3 +82,14 @@ def test_soak_shows_progress_on_stderr_and_keeps_stdout_for_results():
     assert "soak" in result.stderr and "48/48" in result.stderr
     assert "soak:" not in result.stdout and "invariant violations: 0" in result.stdout
 
+
+
+def test_the_core_imports_first_without_pulling_in_the_env_classes():
+    # the core sits below the envs: importing it first must neither cycle back into
+    # powergrid.envs' env modules nor fail half-initialised (it did, via powergrid.envs)
+    code = ("import sys, powergrid.core.market, powergrid.core.step; "
+            "print(sorted(m for m in sys.modules if m in "
+            "('powergrid.envs.multi_agent_microgrids', 'powergrid.envs.vector')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=Path(__file__).parents[1], check=True)
+    assert out.stdout.strip() == "[]"

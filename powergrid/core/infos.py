@@ -139,7 +139,8 @@ class FlatRenderer:
     """The vector rendering of a schema, planned once (it runs every step).
 
     ``render(values, idle)``: ``values[flat name]`` (B,) arrays, ``costs/*`` nested under
-    ``costs``; rows where ``idle`` is True get each field's idle value.
+    ``costs``; rows where ``idle`` is True get each field's idle value. ``render_row``
+    takes one agent's row ``i`` of (N, B) per-agent arrays and the (B,) shared ones.
     """
 
     def __init__(self, fields: Iterable[InfoField]) -> None:
@@ -149,12 +150,18 @@ class FlatRenderer:
 
     def render(self, values: dict[str, np.ndarray], idle: np.ndarray | None = None
                ) -> dict[str, Any]:
+        return self.render_row({}, values, 0,
+                               idle if idle is not None and idle.any() else None)
+
+    def render_row(self, per_agent: dict[str, np.ndarray], shared: dict[str, np.ndarray],
+                   i: int, idle: np.ndarray | None) -> dict[str, Any]:
+        """``idle`` None: no row is idle (the caller checked once per step)."""
         out: dict[str, Any] = {"costs": {}}
         costs = out["costs"]
-        any_idle = idle is not None and bool(idle.any())
         for name, cost, idle_value, dtype in self._plan:
-            v = values[name]
-            if any_idle:
+            rows = per_agent.get(name)
+            v = shared[name] if rows is None else rows[i]
+            if idle is not None:
                 v = np.where(idle, idle_value, v).astype(dtype)
             if cost is None:
                 out[name] = v

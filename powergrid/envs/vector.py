@@ -177,15 +177,21 @@ class VectorMicrogrids:
             day = self.config.start_day
             sim.reset_rows(auto, self._rngs, [day] * B, self._split, [None] * B)
         start_day = sim.state.start_day.copy()
-        zero = np.zeros((B, N))
+        idle = auto if auto.any() else None
+        # (N, B) per-agent arrays: one copy per key, agent i's infos are row views of it
+        if out is not None:
+            rows = {k: v.T.copy() for k, v in out.per_agent.items()}
+            shared, reward_rows = out.shared, out.rewards.T.copy()
+        else:
+            zero = np.zeros((N, B))
+            rows, shared = dict.fromkeys((f.flat for f in self._infos.fields), zero), {}
+            reward_rows = zero
+        rows["action_clipped"] = clipped.T.copy()
         rewards, infos = {}, {}
         for i, a in enumerate(self.microgrid_agents):
-            values = ({k: v[:, i].copy() for k, v in out.per_agent.items()} | out.shared
-                      if out is not None else {f.flat: zero[:, i] for f in self._infos.fields})
-            values["action_clipped"] = clipped[:, i]
-            infos[a] = {**self._infos.render(values, auto), "autoreset": auto.copy(),
-                        "start_day": start_day}
-            rewards[a] = np.where(auto, 0.0, out.rewards[:, i]) if out is not None else zero[:, i]
+            infos[a] = {**self._infos.render_row(rows, shared, i, idle),
+                        "autoreset": auto.copy(), "start_day": start_day}
+            rewards[a] = reward_rows[i] if idle is None else np.where(auto, 0.0, reward_rows[i])
         if sim.has_dso:
             dso = (out.dso_info if out is not None
                    else {f.flat: np.zeros(B) for f in self._dso_infos.fields})

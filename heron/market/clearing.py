@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -162,7 +162,42 @@ class ClearingRule(ABC):
         return None
 
 
+class CompiledRule(ClearingRule):
+    """A rule that :func:`heron.market.batched.clear_into` clears exactly: its batched
+    clearing runs the compiled kernel named by :meth:`kernel` (the built-in rules)."""
+
+    @abstractmethod
+    def kernel(self) -> tuple[int, float]:
+        """``(code, k)`` of this rule's compiled kernel."""
+
+    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
+                    fee_per_unit: float = 0.0,
+                    pair_fee: np.ndarray | None = None) -> BatchClearing:
+        _check_fee(fee_per_unit)
+        code, k = self.kernel()
+        return clear_kernel(code, k, side, quantity, price, fee_per_unit, pair_fee)
+
+
 # --------------------------------------------------------------------------- helpers
+
+
+def _crossed(book: OrderBook, fee_per_unit: float, pair_fee: PairFees | None):
+    """The per-pair fee and :func:`_cross` of a book after validating the fees, or None
+    when no bid crosses an ask (the common start of the sealed-bid rules)."""
+    _check_fee(fee_per_unit)
+    fee = _fees(fee_per_unit, pair_fee, book)
+    crossing = _cross(book.bids, book.asks)
+    return None if not crossing[0] else (fee, crossing)
+
+
+def _matched_trades(pairs: Iterable[tuple[Order, Order, float]], fee: _UnitFee, price: float | None,
+                    surplus_per_unit: float = 0.0) -> list[Trade]:
+    """Trades of matched ``(bid, ask, q)`` segments at ``price`` (None: the bid's price),
+    each charged its pair's fee; ``surplus_per_unit`` is kept by the market (McAfee)."""
+    return [Trade(bid.agent, ask.agent, q, bid.price if price is None else price,
+                  fee(bid.agent, ask.agent) * q, bid.order_id, ask.order_id,
+                  surplus_per_unit * q)
+            for bid, ask, q in pairs]
 
 
 def _cross(
@@ -277,7 +312,7 @@ def _pair(bf: list[list], af: list[list],
 
 
 @dataclass(frozen=True)
-class UniformPrice(ClearingRule):
+class UniformPrice(CompiledRule):
     """k-double auction: everyone trades at one price between the marginal bid and ask.
 
     The crossing quantity is found by matching sorted bids against sorted asks while the
@@ -295,65 +330,41 @@ class UniformPrice(ClearingRule):
         if isinstance(k, bool) or not isinstance(k, (int, float)) or not 0.0 <= k <= 1.0:
             raise ValueError(f"UniformPrice k must be a number in [0, 1], got {k!r}")
 
-    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0,
-                    pair_fee: np.ndarray | None = None) -> BatchClearing:
-        _check_fee(fee_per_unit)
-        return clear_kernel(UNIFORM, self.k, side, quantity, price, fee_per_unit, pair_fee)
-
     def kernel(self) -> tuple[int, float]:
         return UNIFORM, float(self.k)
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
-        _check_fee(fee_per_unit)
-        fee = _fees(fee_per_unit, pair_fee, book)
-        bf, af, _, _, _, segs = _cross(book.bids, book.asks)
-        if not bf:
+        crossed = _crossed(book, fee_per_unit, pair_fee)
+        if crossed is None:
             return _EMPTY
+        fee, (bf, af, _, _, _, segs) = crossed
         b = bf[-1][0].price
         a = af[-1][0].price
         k = self.k
         p = k * b + (1.0 - k) * a
         # Round-off could push p a ulp outside [a, b] and break IR; clamp.
         p = a if p < a else (b if p > b else p)
-        trades = [
-            Trade(bid.agent, ask.agent, q, p, fee(bid.agent, ask.agent) * q, bid.order_id,
-                  ask.order_id)
-            for bid, ask, q in _pair(bf, af, segs)
-        ]
-        return ClearingResult.from_trades(trades, p)
+        return ClearingResult.from_trades(_matched_trades(_pair(bf, af, segs), fee, p), p)
 
 
 @dataclass(frozen=True)
-class PayAsBid(ClearingRule):
+class PayAsBid(CompiledRule):
     """Discriminatory auction: same accepted quantities as :class:`UniformPrice`, but
     each trade is priced at its buyer's bid (sellers capture all the gains from trade)."""
 
     name: ClassVar[str] = "pay_as_bid"
-
-    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0,
-                    pair_fee: np.ndarray | None = None) -> BatchClearing:
-        _check_fee(fee_per_unit)
-        return clear_kernel(PAY_AS_BID, 0.0, side, quantity, price, fee_per_unit, pair_fee)
 
     def kernel(self) -> tuple[int, float]:
         return PAY_AS_BID, 0.0
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
-        _check_fee(fee_per_unit)
-        fee = _fees(fee_per_unit, pair_fee, book)
-        bf, af, _, _, _, segs = _cross(book.bids, book.asks)
-        if not bf:
+        crossed = _crossed(book, fee_per_unit, pair_fee)
+        if crossed is None:
             return _EMPTY
-        trades = [
-            Trade(bid.agent, ask.agent, q, bid.price, fee(bid.agent, ask.agent) * q, bid.order_id,
-                  ask.order_id)
-            for bid, ask, q in _pair(bf, af, segs)
-        ]
-        return ClearingResult.from_trades(trades)
+        fee, (bf, af, _, _, _, segs) = crossed
+        return ClearingResult.from_trades(_matched_trades(_pair(bf, af, segs), fee, None))
 
 
 def _match_incoming(o: Order, resting: list[list], is_buy: bool, fee: _UnitFee,
@@ -389,7 +400,7 @@ def _match_incoming(o: Order, resting: list[list], is_buy: bool, fee: _UnitFee,
 
 
 @dataclass(frozen=True)
-class ContinuousDoubleAuction(ClearingRule):
+class ContinuousDoubleAuction(CompiledRule):
     """Continuous double auction replayed in arrival order.
 
     Each incoming order (by ``order_id``) trades against resting opposite orders in
@@ -398,12 +409,6 @@ class ContinuousDoubleAuction(ClearingRule):
     """
 
     name: ClassVar[str] = "cda"
-
-    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0,
-                    pair_fee: np.ndarray | None = None) -> BatchClearing:
-        _check_fee(fee_per_unit)
-        return clear_kernel(CDA, 0.0, side, quantity, price, fee_per_unit, pair_fee)
 
     def kernel(self) -> tuple[int, float]:
         return CDA, 0.0
@@ -432,7 +437,7 @@ class ContinuousDoubleAuction(ClearingRule):
 
 
 @dataclass(frozen=True)
-class McAfee(ClearingRule):
+class McAfee(CompiledRule):
     """McAfee (1992) trade-reduction double auction, generalised to divisible quantities.
 
     Unit-demand original: sort bids ``b_1 >= b_2 >= ...`` and asks ``a_1 <= a_2 <= ...``,
@@ -469,32 +474,21 @@ class McAfee(ClearingRule):
 
     name: ClassVar[str] = "mcafee"
 
-    def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
-                    fee_per_unit: float = 0.0,
-                    pair_fee: np.ndarray | None = None) -> BatchClearing:
-        _check_fee(fee_per_unit)
-        return clear_kernel(MCAFEE, 0.0, side, quantity, price, fee_per_unit, pair_fee)
-
     def kernel(self) -> tuple[int, float]:
         return MCAFEE, 0.0
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
-        _check_fee(fee_per_unit)
-        fee = _fees(fee_per_unit, pair_fee, book)
-        bf, af, last, next_bid, next_ask, segs = _cross(book.bids, book.asks)
-        if not bf:
+        crossed = _crossed(book, fee_per_unit, pair_fee)
+        if crossed is None:
             return _EMPTY
+        fee, (bf, af, last, next_bid, next_ask, segs) = crossed
         b_k = bf[-1][0].price
         a_k = af[-1][0].price
         if next_bid is not None and next_ask is not None:
             p0 = 0.5 * (next_bid + next_ask)
             if a_k <= p0 <= b_k:
-                trades = [
-                    Trade(bid.agent, ask.agent, q, p0, fee(bid.agent, ask.agent) * q, bid.order_id,
-                          ask.order_id)
-                    for bid, ask, q in _pair(bf, af, segs)
-                ]
+                trades = _matched_trades(_pair(bf, af, segs), fee, p0)
                 return ClearingResult.from_trades(trades, p0) if trades else _EMPTY
         # Trade reduction: drop the marginal segment from both marginal orders.
         for fills in (bf, af):
@@ -504,20 +498,7 @@ class McAfee(ClearingRule):
             if entry[1] <= _DUST * before:  # relative to the fill, not the order's size
                 fills.pop()
         segs = segs[:-1]  # the final segment is the marginal (bid, ask) pair
-        margin = b_k - a_k
-        trades = [
-            Trade(
-                bid.agent,
-                ask.agent,
-                q,
-                b_k,
-                fee(bid.agent, ask.agent) * q,
-                bid.order_id,
-                ask.order_id,
-                margin * q,
-            )
-            for bid, ask, q in _pair(bf, af, segs)
-        ]
+        trades = _matched_trades(_pair(bf, af, segs), fee, b_k, b_k - a_k)
         if not trades:
             return _EMPTY
         return ClearingResult.from_trades(trades, b_k)

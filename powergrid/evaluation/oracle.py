@@ -65,7 +65,10 @@ marginal segment; with two it never trades, so it is the no-trade model), distri
 mode with latency or drops, price signals other than ``mode="fixed"``, set-point
 tracking, env subclasses, pair fees (``PairFees``, the network-use fee) with more than
 three microgrids or the continuous double auction. Pair fees otherwise are exact
-(pairwise trades, ``powergrid.evaluation.oracle_pairs``).
+(pairwise trades, ``powergrid.evaluation.oracle_pairs``). Reactive power (the config's
+``reactive_power``): each inverter's Q is a column inside an inscribed polygon of its kVA
+circle (``_reactive_columns``), held at 0 until the network is modelled, and replayed as
+``q = Q / sqrt(s_kva^2 - P^2)``.
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ from scipy.sparse import coo_array
 from heron.market import ContinuousDoubleAuction, McAfee, PayAsBid, UniformPrice
 from heron.protocols import P2PTradingProtocol, PriceSignalProtocol
 from powergrid.devices import ESS, Generator, PowerDevice, Solar, StepContext
+from powergrid.devices.inverter import q_action
 from powergrid.envs.config import EnvConfig, no_trade_overrides
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.evaluation.oracle_network import (
@@ -201,6 +205,8 @@ class _Milp:
 # ---------------------------------------------------------------------- device models
 class _DeviceModel:
     """One device in the MILP: its variables, its exact cost and the inverse action map."""
+
+    q: list[int] = []  # its inverter's reactive power per step (kvar), if it has one
 
     def injection(self, t: int) -> list[tuple[int, float]]:
         """Terms of the device's injection p_kw at step t."""
@@ -485,8 +491,36 @@ def _device_models(m: _Milp, env: MultiAgentMicrogrids, n_steps: int, dt: float,
                 raise NotImplementedError(
                     f"device {d.name!r} of microgrid {a!r} is a {type(d).__name__}; the "
                     f"oracle models Generator, ESS and Solar only")
+            if getattr(d, "reactive", False):
+                _reactive_columns(m, models[-1], float(d.s_kva), n_steps)
         out[a] = models
     return out
+
+
+_KVA_SIDES = 16  # the inverter's kVA circle as an inscribed polygon of this many sides
+
+
+def _hold_reactive(m: _Milp, models: dict[str, list[_DeviceModel]]) -> None:
+    """Every inverter's Q at 0 (a plan without a network model has no use for it)."""
+    for dm in (dm for ms in models.values() for dm in ms):
+        for j in dm.q:
+            m.lb[j] = m.ub[j] = 0.0
+
+
+def _reactive_columns(m: _Milp, dm: _DeviceModel, s_kva: float, n_steps: int) -> None:
+    """The inverter's reactive power Q_t (kvar, + injects) inside its kVA circle.
+
+    An inscribed regular polygon (vertices on the circle, one at (s_kva, 0)), so every
+    planned (P, Q) lies inside the circle and the replay's ``q = Q / sqrt(s_kva^2 - P^2)``
+    is within [-1, 1]; it gives up at most ``1 - cos(pi / 16)`` (2 %) of the rating.
+    """
+    dm.q = [m.var(-s_kva, s_kva) for _ in range(n_steps)]
+    reach = s_kva * np.cos(np.pi / _KVA_SIDES)
+    for t in range(n_steps):
+        for k in range(_KVA_SIDES):
+            angle = (2 * k + 1) * np.pi / _KVA_SIDES
+            c, sn = float(np.cos(angle)), float(np.sin(angle))
+            m.row([(j, c * v) for j, v in dm.injection(t)] + [(dm.q[t], sn)], ub=reach)
 
 
 def _market(m: _Milp, env: MultiAgentMicrogrids, models: dict[str, list[_DeviceModel]],
@@ -577,6 +611,8 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
         rows = (add_network_rows(m, inj, _ranges(m, inj), lin, flow, env.microgrid_agents,
                                  cfg, limits, elastic) if lin is not None
                 else NetworkRows())
+        if lin is None:  # no network model yet: reactive power would be arbitrary, hold it
+            _hold_reactive(m, models)
         if trust is not None:
             _trust_region(m, inj, lin.p0, trust)
         try:
@@ -816,9 +852,11 @@ def _closest(m: _Milp, models: dict[str, list[_DeviceModel]], rows: NetworkRows,
 
 def _injections(models: dict[str, list[_DeviceModel]], n_steps: int
                 ) -> list[list[list[tuple[int, float]]]]:
-    """MILP terms of every device's kW, [step][device], devices in agent then env order."""
+    """MILP terms of every device's kW, [step][device], devices in agent then env order,
+    then of every inverter's kvar (reactive power on), in the same order."""
     flat = [dm for ms in models.values() for dm in ms]
-    return [[dm.injection(t) for dm in flat] for t in range(n_steps)]
+    return [[dm.injection(t) for dm in flat] + [[(dm.q[t], 1.0)] for dm in flat if dm.q]
+            for t in range(n_steps)]
 
 
 def _ranges(m: _Milp, inj: list[list[list[tuple[int, float]]]]) -> np.ndarray:
@@ -953,8 +991,12 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
             comps[a] = []
             for d, dm in zip(env.devices(a), models[a]):
                 act = dm.action(x, t, d, ctx)
+                # the side of this order (and the active power the inverter's q divides)
+                p_kw = copy.deepcopy(d).step(np.array(act + [0.0] * bool(dm.q)), ctx)
+                if dm.q:
+                    act = act + [q_action(float(d.s_kva), p_kw, float(x[dm.q[t]]))]
                 comps[a].extend(act)
-                out += copy.deepcopy(d).step(np.array(act), ctx)  # the side of this order
+                out += p_kw
             nets.append((out - load[i]) * dt)
         if ahead is not None:  # commit the plan's net position of step t + k now
             step = {a: np.array(comps[a] + ahead.market(i, t, tariffs))
@@ -977,7 +1019,9 @@ def _replay(env: MultiAgentMicrogrids, x: np.ndarray, models: dict[str, list[_De
                 if k != "total":
                     terms[k] = terms.get(k, 0.0) + v
         traded += infos[env.possible_agents[0]]["market"]["volume_kwh"]
-        replayed.append([d.p_kw for a in env.possible_agents for d in env.devices(a)])
+        devices = [d for a in env.possible_agents for d in env.devices(a)]
+        replayed.append([d.p_kw for d in devices]
+                        + [d.q_kvar for d in devices if getattr(d, "reactive", False)])
         monitor.append({a: (i["pf_converged"], i["v_min_pu"], i["v_max_pu"])
                         for a, i in infos.items()})
     return actions, cost, terms, traded, safety, np.array(replayed), monitor

@@ -10,8 +10,10 @@ to every device's active injection:
 
     y_t(p) ~= y_t(p0_t) + J_t (p - p0_t),     J_t = dy/dp at p0_t (AC, exact to O(h^2))
 
-Loads, the feeder's own loads and everything reactive stay at their series values (the
-env gives devices no Q set-point today). The first base point is the network-blind
+Loads and the feeder's own loads stay at their series values. With the env's
+``reactive_power`` on, every PV/ESS inverter's Q (kvar) is a set-point too, after the
+devices' kW in ``FeederFlow.solve``, so the same differences give dV/dQ, d loading/dQ and
+the charged losses' tangent in Q. The first base point is the network-blind
 optimum; the MILP is then re-solved with the rows linearised at its own previous solution
 (sequential linear programming) until the AC state of the plan confirms the limits
 (``settled``) or ``_MAX_LINEARISATIONS`` rounds are done.
@@ -97,16 +99,16 @@ class FeederFlow:
         self._feeder_pu = env.profiles.load("residential")[s.days, s.hours]
         self._load_kw = np.asarray(s.load_kw, float)
         self.devices: list[tuple[str, str, str, int]] = []  # agent, device, element, row
-        owners = []
+        owners, reactive = [], []
         for i, a in enumerate(agents):
             for d in env.devices(a):
                 element, row = nw.device_rows[(a, d.name)]
+                reactive.append(bool(getattr(d, "reactive", False)))
                 self.devices.append((a, d.name, element, row))
                 owners.append(i)
+        # set-points are every device's kW, then every inverter's kvar (reactive power on)
+        self.q_devices = np.flatnonzero(reactive)
         self.device_owner = np.array(owners, dtype=np.intp)
-        bus_row = nw.net.bus.index.get_indexer
-        self.device_bus = np.array([bus_row([nw.net[element].bus.iat[row]])[0]
-                                    for _, _, element, row in self.devices], dtype=np.intp)
         self.load_kw = self._load_kw
         self.n_sgen, self.n_storage = len(nw.net.sgen), len(nw.net.storage)
         # the quantities the oracle limits, as index arrays into the PF result
@@ -121,20 +123,28 @@ class FeederFlow:
         self.feeder_trafos = np.setdiff1d(self.costs.feeder_trafos, self.pcc)
 
     def solve(self, steps: np.ndarray, p_kw: np.ndarray):
-        """AC power flow of steps ``steps`` (B,) at device set-points ``p_kw`` (B, n_dev)."""
+        """AC power flow of steps ``steps`` (B,) at set-points ``p_kw`` (B, n_dev + n_q):
+        every device's kW, then every inverter's kvar (``q_devices``)."""
         steps = np.asarray(steps, dtype=np.intp)
         load_p = self._load_kw[steps][:, self._owner] * self._share_mw
         if len(self._feeder_rows):
             load_p[:, self._feeder_rows] = self._feeder_mw * self._feeder_pu[steps][:, None]
         sgen = np.zeros((len(steps), self.n_sgen))
         storage = np.zeros((len(steps), self.n_storage))
+        sgen_q, storage_q = np.zeros_like(sgen), np.zeros_like(storage)
+        n = len(self.devices)
         for k, (_, _, element, row) in enumerate(self.devices):
             if element == "storage":
                 storage[:, row] = -p_kw[:, k] * 1e-3  # pandapower storage: + = charging
             else:
                 sgen[:, row] = p_kw[:, k] * 1e-3
+        for j, k in enumerate(self.q_devices):  # pandapower storage: q > 0 consumes
+            element, row = self.devices[k][2:]
+            (storage_q if element == "storage" else sgen_q)[:, row] = (
+                (-1.0 if element == "storage" else 1.0) * p_kw[:, n + j] * 1e-3)
         self.solver.reset()
-        return self.solver.solve(load_p, load_p * self._q_ratio, sgen, storage)
+        return self.solver.solve(load_p, load_p * self._q_ratio, sgen, storage, sgen_q,
+                                 storage_q)
 
 
 # ---------------------------------------------------------------------- linearisation
@@ -218,7 +228,8 @@ def linearise(flow: FeederFlow, p0: np.ndarray, cfg=None,
     pts = np.concatenate([p0[:, None, :], p0[:, None, :] + eye, p0[:, None, :] - eye], axis=1)
     res = flow.solve(np.repeat(np.arange(n_t), k), pts.reshape(-1, n_dev))
     line, pcc, p_from = _loadings(flow, res, n_t * k)
-    net = np.stack([p0[:, flow.device_owner == i].sum(axis=1) - flow.load_kw[:n_t, i]
+    active = p0[:, :len(flow.devices)]
+    net = np.stack([active[:, flow.device_owner == i].sum(axis=1) - flow.load_kw[:n_t, i]
                     for i in range(len(flow.pcc))], axis=1)
     line_dir = np.where(p_from.reshape(n_t, k, -1)[:, :1] < 0.0, -1.0, 1.0)
     pcc_dir = np.where(net < 0.0, -1.0, 1.0)[:, None, :]

@@ -30,6 +30,8 @@ CONFIGS = {
     "n3_ieee34_mcafee": {"microgrids": _microgrids(3), "network": "ieee34",
                          "clearing": "mcafee"},
     "n2_no_market": {"horizontal_protocol": None},
+    "n3_ieee34_reactive": {"microgrids": _microgrids(3), "network": "ieee34",
+                           "reactive_power": True},
 }
 
 
@@ -58,7 +60,7 @@ def _run_both(fused, general, seed, steps=30, out_of_phase=False):
     B = fused.B
     _reset((fused, general), np.ones(B, bool), seed)
     rng = np.random.default_rng(seed)
-    widths = [3] * fused.params.n_agents
+    widths = [sum(d.action_dim for d in devs) + 1 for devs in fused.devices]  # + price
     for k in range(steps):
         live = ~fused.state.needs_reset
         np.testing.assert_array_equal(live, ~general.state.needs_reset)

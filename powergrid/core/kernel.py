@@ -13,8 +13,7 @@ safety, costs), with the same operations in the same order.
 :meth:`FusedStep.build` returns None unless every stage is compilable: built-in devices
 only (compiled twins), no market or a built-in clearing rule on the batched books, no
 per-row coordination (vertical protocol, distributed mode, pair fees, operator agent),
-the real-time market (no ahead market), no network costs, no reactive power (the kernel's
-power flow takes active set-points only), the fast power flow with
+the real-time market (no ahead market), no network costs, the fast power flow with
 numba, no cost term or feature the kernel does not know.
 Otherwise ``Simulation`` keeps the numpy stages (the general path). Rows whose power flow
 does not converge leave compiled code once, for ``FastSolver``'s Newton fallback.
@@ -81,8 +80,9 @@ S_PRICE, S_UPSTREAM, S_LOSSES, S_FVMIN, S_FVMAX, S_PCCMAX = range(len(SHARED))
 P_DT, P_FEE, P_K, P_VLO, P_VHI, P_VPEN, P_LPEN, P_TERMINAL, P_FAIL = range(9)
 # I_PAR entries
 Q_N, Q_STEPS, Q_CODE, Q_MARKET, Q_SHARE, Q_NLOAD, Q_NSGEN, Q_NSTORAGE, Q_NLINE = range(9)
-# I_DEV columns: twin kind, agent, action column (packed), element is storage, pf row, bucket
-D_KIND, D_AGENT, D_COL, D_STORAGE, D_ROW, D_BUCKET = range(6)
+# I_DEV columns: twin kind, agent, action column (packed), element is storage, pf row, bucket,
+# action width, state row of q_kvar (-1: no reactive power)
+D_KIND, D_AGENT, D_COL, D_STORAGE, D_ROW, D_BUCKET, D_WIDTH, D_QROW = range(8)
 
 
 class FusedStep:
@@ -105,7 +105,11 @@ class FusedStep:
         self._obs_off = np.cumsum([0, *dims])
         p, md, B = sim.params, sim.pf.model, self.B
         # scratch the caller never sees: PF set-points and results
-        self._X = np.zeros((B, 2 * p.n_load + p.n_sgen + p.n_storage))
+        # load p | load q | sgen p | storage p (| sgen q | storage q with reactive power)
+        self._groups = [p.n_load, p.n_load, p.n_sgen, p.n_storage]
+        if p.reactive:
+            self._groups += [p.n_sgen, p.n_storage]
+        self._X = np.zeros((B, sum(self._groups)))
         self._vm = np.zeros((B, md.n_bus))
         self._loading = np.zeros((B, md.n_line + md.n_trafo))  # lines, then trafos
         self._slack = np.zeros((2, B))
@@ -120,7 +124,7 @@ class FusedStep:
                 or getattr(sim, "ahead", None) is not None
                 or (sim.has_market and not sim.batch_market)
                 or set(FEATURES) != set(COMMON_LABELS) or cost_order != list(COSTS)
-                or sim.config.network_costs or sim.params.reactive):
+                or sim.config.network_costs):
             return None
         code, k = 0, 0.0
         if sim.has_market:
@@ -142,13 +146,15 @@ class FusedStep:
         """The static inputs, once the action widths are known (first step)."""
         sim, p = self.sim, self.sim.params
         off = np.cumsum([0, *widths])
-        meta, par = np.zeros((len(self.dev_state), 6), np.int64), np.zeros((len(self.dev_state), PAR_LEN))
+        meta = np.zeros((len(self.dev_state), 8), np.int64)
+        par = np.zeros((len(self.dev_state), PAR_LEN))
         for j, (i, col, d) in enumerate(self._devices):
             where = sim.devices[i].index(d)
             element, row = sim._rows[i][where]
             ct = d.compiled_form()
+            q_row = (d.fields.index("q_kvar") + 2 if getattr(d, "reactive", False) else -1)
             meta[j] = (ct.kind, i, off[i] + col, element == "storage", row,
-                       sim._buckets[i][where])
+                       sim._buckets[i][where], d.action_dim, q_row)
             par[j] = ct.par
         fr, (lo, hi) = p.failure, p.voltage_band
         return pack([
@@ -191,12 +197,10 @@ class FusedStep:
         if not _step(*args, X, self.pf.warm_start, *self.pf.packed):
             # some rows did not converge: FastSolver (with its Newton fallback) re-solves
             # them, then the rest of the step runs on the repaired results
-            p = self.sim.params
-            nl, ns, n_line = p.n_load, p.n_sgen, self.pf.model.n_line
+            n_line = self.pf.model.n_line
             pf = BatchPF(ok, vm, loading[:, :n_line], slack[0], slack[1], loading[:, n_line:])
             self.pf.patch(pf, np.flatnonzero(~ok),
-                          X[:, :nl], X[:, nl:2 * nl], X[:, 2 * nl:2 * nl + ns],
-                          X[:, 2 * nl + ns:])
+                          *np.split(X, np.cumsum(self._groups)[:-1], axis=1))
             _finish(*args)
         costs = {c: out[R[c]] for c in COSTS}
         per_agent = {name: out[R[name]] for name in ROWS[R_IMPORT_KWH:]}
@@ -228,7 +232,7 @@ def _max0(a):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, dev_par, dev, dt, out, limited, X,
-              n_load, n_sgen):  # pragma: no cover - compiled
+              n_load, n_sgen, n_storage):  # pragma: no cover - compiled
     """Devices step (the twins' kernels): net kW, cost buckets, limits, PF set-points."""
     B, N = out.shape[1], out.shape[2]
     pv_t = np.empty(B)
@@ -240,16 +244,23 @@ def _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, dev_par, dev, dt, out, 
     for j in range(dev.shape[0]):
         a, col, bucket = dev[j, D_AGENT], dev[j, D_COL], dev[j, D_BUCKET]
         step_twin(dev[j, D_KIND], dev_state[j], dev_clip[j], dev_par[j],
-                  acts[:, col:col + 1], dt, pv_t)
+                  acts[:, col:col + dev[j, D_WIDTH]], dt, pv_t)
+        q_row, reactive = dev[j, D_QROW], X.shape[1] > 2 * n_load + n_sgen + n_storage
         for b in range(B):
             p_kw = dev_state[j, 0, b]
             acc[b, a] = acc[b, a] + p_kw
             out[bucket, b, a] += dev_state[j, 1, b]
             limited[b, a] |= dev_clip[j, b]
-            if dev[j, D_STORAGE]:  # pandapower storage: + = charging
+            if dev[j, D_STORAGE]:  # pandapower storage: + = charging (and consuming Q)
                 X[b, 2 * n_load + n_sgen + dev[j, D_ROW]] = -p_kw * 1e-3
+                if reactive and q_row >= 0:
+                    X[b, 2 * n_load + 2 * n_sgen + n_storage + dev[j, D_ROW]] = (
+                        -dev_state[j, q_row, b] * 1e-3)
             else:
                 X[b, 2 * n_load + dev[j, D_ROW]] = p_kw * 1e-3
+                if reactive and q_row >= 0:
+                    X[b, 2 * n_load + n_sgen + n_storage + dev[j, D_ROW]] = (
+                        dev_state[j, q_row, b] * 1e-3)
     for b in range(B):
         for i in range(N):
             out[R_NET, b, i] = acc[b, i] - out[R_LOAD, b, i]
@@ -445,7 +456,7 @@ def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_pr
     dt = fpar[P_DT]
     dev = i2(iv, h, I_DEV)
     _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, f2(fv, h, F_DEV_PAR), dev, dt, out,
-              flags[0], X, ipar[Q_NLOAD], ipar[Q_NSGEN])
+              flags[0], X, ipar[Q_NLOAD], ipar[Q_NSGEN], ipar[Q_NSTORAGE])
     if ipar[Q_MARKET]:
         _market(acts, i1(iv, h, I_PRICE_COL), t, retail, feed_in, dt, fpar[P_FEE],
                 ipar[Q_CODE], fpar[P_K], out, shared[S_PRICE])

@@ -59,6 +59,7 @@ SHARED = ("clearing_price", "upstream_import_kw", "network_losses_kw", "feeder_v
           "feeder_v_max_pu", "pcc_loading_max_pct")
 FLAGS = ("device_limited", "soc_violation")
 R = {name: k for k, name in enumerate(ROWS)}
+COST_KEYS = tuple(f"costs/{c}" for c in COSTS)  # their flat info names
 # common observation features by code (layout.COMMON_OBS gives their order)
 FEATURES = ("load_now", "load_next", "pv_now", "pv_next", "hour_sin", "hour_cos",
             "retail_price", "feed_in_price", "last_clearing_price", "last_p2p_kwh",
@@ -90,7 +91,10 @@ class FusedStep:
 
     def __init__(self, sim: Simulation, devices: list[tuple[int, int, BatchedDevice]],
                  code: int, k: float) -> None:
+        from powergrid.core.step import StepOutput  # step.py imports this module
+
         self.sim, self.B, self.N = sim, sim.B, sim.params.n_agents
+        self._output = StepOutput
         self.pf: BatchPowerFlow = sim.pf
         self._devices, self._code, self._k = devices, code, k
         # every device's state in one array; the twins' own state becomes views of it
@@ -176,8 +180,6 @@ class FusedStep:
 
     # ------------------------------------------------------------------ step
     def step(self, acts: list[np.ndarray], live: np.ndarray) -> StepOutput:
-        from powergrid.core.step import StepOutput
-
         s, B, N = self.sim.state, self.B, self.N
         acts = acts[:N]
         widths = tuple(a.shape[1] for a in acts)
@@ -188,8 +190,8 @@ class FusedStep:
         flags = np.zeros((len(FLAGS), B, N), np.bool_)
         shared = np.empty((len(SHARED), B))
         ok = np.zeros(B, np.bool_)
+        # sgen/storage columns without a device stay 0; every other column is rewritten
         X, vm, loading, slack = self._X, self._vm, self._loading, self._slack
-        X[:] = 0.0
         args = (packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
                 s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min, s.v_max,
                 s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset, self.dev_state,
@@ -202,13 +204,15 @@ class FusedStep:
             self.pf.patch(pf, np.flatnonzero(~ok),
                           *np.split(X, np.cumsum(self._groups)[:-1], axis=1))
             _finish(*args)
-        costs = {c: out[R[c]] for c in COSTS}
-        per_agent = {name: out[R[name]] for name in ROWS[R_IMPORT_KWH:]}
-        per_agent |= {**dict(zip(FLAGS, flags)), **{f"costs/{c}": v for c, v in costs.items()},
-                      "costs/total": out[R_TOTAL]}
-        shared_out = {"pf_converged": ok, **dict(zip(SHARED, shared))}
-        return StepOutput(costs, out[R_TOTAL], out[R_REWARDS], per_agent, shared_out,
-                          None, None)
+        rows = list(out)  # views, one per output row
+        per_agent = dict(zip(ROWS[R_IMPORT_KWH:], rows[R_IMPORT_KWH:]))
+        per_agent.update(zip(FLAGS, flags))
+        per_agent.update(zip(COST_KEYS, rows))
+        per_agent["costs/total"] = rows[R_TOTAL]
+        shared_out = dict(zip(SHARED, shared))
+        shared_out["pf_converged"] = ok
+        return self._output(dict(zip(COSTS, rows)), rows[R_TOTAL], rows[R_REWARDS], per_agent,
+                            shared_out, None, None)
 
     def observe(self) -> list[np.ndarray]:
         """Raw (B, obs_dim) features per agent, as :meth:`Simulation.observe`."""

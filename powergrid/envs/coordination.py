@@ -328,10 +328,7 @@ class Coordination:
             result = self._consensus_clear(orders)
         else:
             result = self.horizontal.clear(orders, agents=self.agents)  # type: ignore[attr-defined]
-        if self.broker is not None:
-            for tr in result.trades:
-                for party in (tr.buyer, tr.seller):
-                    self._send(Message(MARKET, party, "trade", tr, self._t))
+        self._send_trades(result)
         return result
 
     def submit_ahead(self, orders: list[Order], delivery: int) -> None:
@@ -359,11 +356,15 @@ class Coordination:
                     self._pending.setdefault(step, []).append(order)
         orders = self._pending.pop(delivery, [])
         result = self.horizontal.clear(orders, agents=self.agents)  # type: ignore[attr-defined]
+        self._send_trades(result)
+        return result
+
+    def _send_trades(self, result: ClearingResult) -> None:
+        """Distributed mode: the market tells both parties of every trade."""
         if self.broker is not None:
             for tr in result.trades:
                 for party in (tr.buyer, tr.seller):
                     self._send(Message(MARKET, party, "trade", tr, self._t))
-        return result
 
     def _route_orders(self, orders: list[Order]) -> list[Order]:
         assert self.broker is not None

@@ -435,7 +435,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         if not self._started:
             raise RuntimeError("state() called before reset(): there is no episode yet; "
                                "call reset() first")
-        parts = [self._obs(a) for a in self.possible_agents]
+        ahead = self._ahead_columns()
+        parts = [self._obs(a, ahead) for a in self.possible_agents]
         extra = np.array(self._grid_mw, np.float32)
         state = np.concatenate(parts + [extra]).astype(np.float32)
         return clip_observation(state, self.state_space)[0]
@@ -721,7 +722,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         return {d.name: {k: getattr(d, k) for k in keys}
                 for d, keys in self._device_keys[agent]}
 
-    def _observe(self, agent: str) -> np.ndarray:
+    def _observe(self, agent: str, ahead: np.ndarray | None) -> np.ndarray:
         i = self._index[agent]
         t = min(self._t, self.config.max_episode_steps - 1)
         peak = self._peak[i]
@@ -735,11 +736,8 @@ class MultiAgentMicrogrids(ParallelEnv):
             "last_clearing_price": self._last_price,
             "last_p2p_kwh": self._last_p2p[i] / peak, "last_grid_kwh": self._last_grid[i] / peak,
             "v_min_pu": self._v_min[i], "v_max_pu": self._v_max[i]})
-        if self._ahead is not None:
-            cols = ahead_market.observe(self._ahead_state, self._ahead, np.array([self._t]),
-                                        self._retail[None], self._feed_in[None],
-                                        self._load_kw[None], self._peak)
-            feats.extend(float(cols[k][0, i]) for k in ahead_market.AHEAD_LABELS)
+        if ahead is not None:
+            feats.extend(ahead[i].tolist())
         for d in self._agents[agent].devices:
             feats.extend(d.observe())
         feats.extend(self._coord.extra_obs_values(agent))  # [] unless a vertical protocol
@@ -760,12 +758,24 @@ class MultiAgentMicrogrids(ParallelEnv):
         raise ValueError(f"observation of agent {agent!r} has non-finite features {bad}")
 
     def _observations(self) -> dict[str, np.ndarray]:
-        return {a: self._obs(a) for a in self.agents}
+        ahead = self._ahead_columns()
+        return {a: self._obs(a, ahead) for a in self.agents}
 
-    def _obs(self, agent: str) -> np.ndarray:
-        """Any agent's observation, inside its space: the operator's comes from coordination."""
+    def _ahead_columns(self) -> np.ndarray | None:
+        """(N, features) ahead-market observation columns of every microgrid (once per
+        step for all agents), or None in the real-time market."""
+        if self._ahead is None:
+            return None
+        cols = ahead_market.observe(self._ahead_state, self._ahead, np.array([self._t]),
+                                    self._retail[None], self._feed_in[None],
+                                    self._load_kw[None], self._peak)
+        return np.stack([cols[k][0] for k in ahead_market.AHEAD_LABELS], axis=1)
+
+    def _obs(self, agent: str, ahead: np.ndarray | None) -> np.ndarray:
+        """Any agent's observation, inside its space: the operator's comes from coordination;
+        ``ahead`` holds the ahead-market columns (``_ahead_columns``)."""
         raw = (self._coord.dso_observation() if agent == DSO and self._coord.has_dso
-               else self._observe(agent))
+               else self._observe(agent, ahead))
         obs, self._obs_clipped[agent] = clip_observation(raw, self.observation_spaces[agent])
         return obs
 

@@ -1,35 +1,43 @@
-"""The fused step: :meth:`Simulation.step` for the common configuration in compiled code.
+"""The compiled step: :meth:`Simulation.step` in a few numba calls.
 
 Why: at B = 1 every numpy stage of ``powergrid.core.step`` is call overhead on arrays of
 two elements, so the scalar env ran slower through the core than through its own
-pipeline. Here the whole step (dispatch -> orders -> clearing -> settlement -> power
-flow -> safety -> costs -> state update) is one numba call, and the observations one more.
-The stages are small njit functions composed by :func:`_step`; they call the same
-compiled functions the general path uses (the device twins' :func:`step_twin`, the
-clearing rules' :func:`clear_into`, the batch power flow's :func:`solve_packed`) and
-repeat only the few array formulas of ``step.py`` that compilation requires (money,
-safety, costs), with the same operations in the same order.
+pipeline. The step is split into compiled stages around the stages that stay Python:
 
-:meth:`FusedStep.build` returns None unless every stage is compilable: built-in devices
-only (compiled twins), no market or a built-in clearing rule on the batched books, no
-per-row coordination (vertical protocol, distributed mode, pair fees, operator agent),
-the real-time market (no ahead market), no network costs, the fast power flow with
-numba, no cost term or feature the kernel does not know.
-Otherwise ``Simulation`` keeps the numpy stages (the general path). Rows whose power flow
-does not converge leave compiled code once, for ``FastSolver``'s Newton fallback.
+    K1 dispatch (+ PF set-points) -> [Python: tariff signal, per-row clearing through
+    each row's Coordination, ahead deliver + trade] -> K2 (compiled clearing,)
+    settlement with the grid, power flow -> [Python: coordination settle] -> K3 safety
+    -> [Python: network costs] -> K4 costs, rewards, state update
+
+and the observations are one more call (the ahead market's and the coordination's
+features are filled in by ``Simulation.observe`` in the columns left for them). When no
+stage is Python (:attr:`FusedStep.fused`), the whole step is one call (:func:`_step`).
+The stages are small njit functions; they call the same compiled functions the general
+path uses (the device twins' :func:`step_twin`, the clearing rules' :func:`clear_into`,
+the batch power flow's :func:`solve_packed`) and repeat only the few array formulas of
+``step.py`` that compilation requires (money, safety, costs), with the same operations
+in the same order.
+
+:meth:`FusedStep.build` returns None unless the devices are built-in (compiled twins)
+and the power flow is the fast one with numba, and the observation features and cost
+terms are the ones the kernel knows; then ``Simulation`` keeps the numpy stages (the
+general path). Rows whose power flow does not converge leave compiled code once, for
+``FastSolver``'s Newton fallback.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit
 
 from heron.market.batched import clear_into
-from powergrid.core.layout import COMMON_LABELS, COST_SIGNS, COST_TERMS
-from powergrid.core.market import EPS_KWH
+from powergrid.core.ahead import AHEAD_LABELS
+from powergrid.core.layout import COMMON_LABELS, COST_NAMES, COST_SIGNS
+from powergrid.core.market import EPS_KWH, MarketResult
 from powergrid.core.packing import f1, f2, i1, i2, pack
 from powergrid.core.powerflow import CHUNK, BatchPF, BatchPowerFlow, solve_packed
 from powergrid.devices.batched import (
@@ -41,15 +49,19 @@ from powergrid.devices.batched import (
     step_twin,
 )
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
+from powergrid.network_costs import NETWORK_COST_TERMS
 from powergrid.pf.jit import cache_depends_on
 
 if TYPE_CHECKING:
     from powergrid.core.step import Simulation, StepOutput
 
-# cost terms the kernel computes, as rows of its per-agent output (layout.COST_TERMS names)
+# every cost term the kernel knows, as rows of its per-agent output (layout.COST_TERMS
+# order); a step books the ones its configuration has (FusedStep.costs)
 COSTS = ("generation", "degradation", "other_devices", "grid_import", "grid_export_revenue",
          "p2p_payment", "p2p_revenue", "fees", "safety_penalty", "tracking_penalty",
-         "storage_terminal")
+         "storage_terminal", "imbalance", "network_losses", "network_violation")
+# the terms of every configuration; the ahead market adds imbalance, network costs theirs
+BASE_COSTS = COSTS[:11]
 # the rest of the (R, B, N) per-agent output, after the costs
 ROWS = (*COSTS, "total", "rewards", "grid_import_kwh", "grid_export_kwh", "bought_kwh",
         "sold_kwh", "net_kw", "load_kw", "v_min_pu", "v_max_pu", "voltage_violation_pu",
@@ -59,7 +71,6 @@ SHARED = ("clearing_price", "upstream_import_kw", "network_losses_kw", "feeder_v
           "feeder_v_max_pu", "pcc_loading_max_pct")
 FLAGS = ("device_limited", "soc_violation")
 R = {name: k for k, name in enumerate(ROWS)}
-COST_KEYS = tuple(f"costs/{c}" for c in COSTS)  # their flat info names
 # common observation features by code (layout.COMMON_OBS gives their order)
 FEATURES = ("load_now", "load_next", "pv_now", "pv_next", "hour_sin", "hour_cos",
             "retail_price", "feed_in_price", "last_clearing_price", "last_p2p_kwh",
@@ -70,33 +81,53 @@ HOUR_COS = np.array([math.cos(2 * math.pi * h / 24) for h in range(24)])
 
 # rows of the (len(ROWS), B, N) per-agent output, as compile-time constants
 (R_GEN, R_DEG, R_OTHER, R_IMPORT, R_EXPORT, R_PAID, R_RECEIVED, R_FEES, R_PENALTY, R_TRACKING,
- R_TERMINAL, R_TOTAL, R_REWARDS, R_IMPORT_KWH, R_EXPORT_KWH, R_BOUGHT, R_SOLD, R_NET, R_LOAD,
- R_VMIN, R_VMAX, R_VVIOL, R_LMAX, R_PCC) = range(len(ROWS))
+ R_TERMINAL, R_IMBALANCE, R_NET_LOSSES, R_NET_VIOLATION, R_TOTAL, R_REWARDS, R_IMPORT_KWH,
+ R_EXPORT_KWH, R_BOUGHT, R_SOLD, R_NET, R_LOAD, R_VMIN, R_VMAX, R_VVIOL, R_LMAX,
+ R_PCC) = range(len(ROWS))
 S_PRICE, S_UPSTREAM, S_LOSSES, S_FVMIN, S_FVMAX, S_PCCMAX = range(len(SHARED))
 # packed static items (powergrid.core.packing), in this order
 (F_PAR, F_AGENT, F_DEV_PAR, F_LOAD_SHARE, F_LOAD_Q, F_FEEDER_MW, F_SIGN, F_SIN, F_COS,
  I_PAR, I_DEV, I_PRICE_COL, I_LOAD_OWNER, I_FEEDER_ROWS, I_FEEDER_BUSES, I_BUS_PTR,
- I_BUS_IDX, I_LINE_PTR, I_LINE_IDX, I_OBS_CODE, I_OBS_OFF, I_PCC) = range(22)
+ I_BUS_IDX, I_LINE_PTR, I_LINE_IDX, I_OBS_CODE, I_OBS_OFF, I_PCC, I_COSTS) = range(23)
 # F_PAR entries
 P_DT, P_FEE, P_K, P_VLO, P_VHI, P_VPEN, P_LPEN, P_TERMINAL, P_FAIL = range(9)
-# I_PAR entries
-Q_N, Q_STEPS, Q_CODE, Q_MARKET, Q_SHARE, Q_NLOAD, Q_NSGEN, Q_NSTORAGE, Q_NLINE = range(9)
+# I_PAR entries (Q_CLEAR: the compiled clearing runs in the grid stage; Q_GAP: observation
+# columns after the common features that Simulation.observe fills, the ahead market's)
+(Q_N, Q_STEPS, Q_CODE, Q_CLEAR, Q_SHARE, Q_NLOAD, Q_NSGEN, Q_NSTORAGE, Q_NLINE,
+ Q_GAP) = range(10)
 # I_DEV columns: twin kind, agent, action column (packed), element is storage, pf row, bucket,
 # action width, state row of q_kvar (-1: no reactive power)
 D_KIND, D_AGENT, D_COL, D_STORAGE, D_ROW, D_BUCKET, D_WIDTH, D_QROW = range(8)
 
 
 class FusedStep:
-    """The compiled step of one :class:`Simulation` (see the module docstring)."""
+    """The compiled stages of one :class:`Simulation` (see the module docstring).
+
+    :meth:`step` runs a whole step in one call when :attr:`fused`; otherwise
+    ``Simulation.step`` calls the stages in order, with its Python stages in between:
+    :meth:`dispatch`, :meth:`book` (a market cleared in Python), :meth:`grid`,
+    :meth:`book_costs`, :meth:`check` and :meth:`close` (or :meth:`finish` for both), then
+    :meth:`output`.
+    """
 
     def __init__(self, sim: Simulation, devices: list[tuple[int, int, BatchedDevice]],
-                 code: int, k: float) -> None:
+                 code: int, k: float, clears: bool, fused: bool) -> None:
         from powergrid.core.step import StepOutput  # step.py imports this module
 
         self.sim, self.B, self.N = sim, sim.B, sim.params.n_agents
         self._output = StepOutput
         self.pf: BatchPowerFlow = sim.pf
         self._devices, self._code, self._k = devices, code, k
+        #: no Python stage: :meth:`step` is the whole step in one compiled call
+        self.fused = fused
+        #: the market clears in compiled code (the grid stage), not through :meth:`book`
+        self.clears = clears
+        #: the cost terms this configuration books, in COST_TERMS order
+        self.costs = tuple(c for c in COSTS if c in BASE_COSTS
+                           or (c == "imbalance" and sim.ahead is not None)
+                           or (c in NETWORK_COST_TERMS and sim.network_costs is not None))
+        self._cost_keys = tuple(f"costs/{c}" for c in self.costs)  # their flat info names
+        self._cost_rows = np.array([R[c] for c in self.costs], np.int64)
         # every device's state in one array; the twins' own state becomes views of it
         n = max(len(devices), 1)
         self.dev_state = np.zeros((n, STATE_ROWS, self.B))
@@ -105,7 +136,11 @@ class FusedStep:
             d.bind(self.dev_state[j], self.dev_clip[j])
         self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._widths: tuple[int, ...] = ()
-        dims = [len(COMMON_LABELS) + len(devs) for devs in sim.devices]
+        # observation columns: common, the gap Simulation.observe fills (ahead market),
+        # devices, then the coordination's extra features (also filled there)
+        self.gap = 0 if sim.ahead is None else len(AHEAD_LABELS)
+        dims = [len(COMMON_LABELS) + self.gap + len(devs) + sim.extra_obs
+                for devs in sim.devices]
         self._obs_off = np.cumsum([0, *dims])
         p, md, B = sim.params, sim.pf.model, self.B
         # scratch the caller never sees: PF set-points and results
@@ -117,25 +152,16 @@ class FusedStep:
         self._vm = np.zeros((B, md.n_bus))
         self._loading = np.zeros((B, md.n_line + md.n_trafo))  # lines, then trafos
         self._slack = np.zeros((2, B))
+        # the outputs of the step under way (new arrays each step: callers keep them)
+        self._out = self._flags = self._shared = self._ok = np.zeros(0)
 
     @classmethod
     def build(cls, sim: Simulation) -> FusedStep | None:
-        """The fused step of ``sim``, or None when some stage is not compilable."""
-        cost_order = [name for name, _ in COST_TERMS if name in COSTS]
-        if (sim.coords is not None or sim.has_dso or sim.extra_obs
-                or not isinstance(sim.pf, BatchPowerFlow) or not sim.pf.use_kernel
-                or sim.pf.voltages or sim.network_costs is not None
-                or getattr(sim, "ahead", None) is not None
-                or (sim.has_market and not sim.batch_market)
-                or set(FEATURES) != set(COMMON_LABELS) or cost_order != list(COSTS)
-                or sim.config.network_costs):
+        """The compiled stages of ``sim``, or None when the devices, the power flow, the
+        observation features or the cost terms are not all compilable."""
+        if (not isinstance(sim.pf, BatchPowerFlow) or not sim.pf.use_kernel
+                or set(FEATURES) != set(COMMON_LABELS) or COST_NAMES != COSTS):
             return None
-        code, k = 0, 0.0
-        if sim.has_market:
-            spec = sim._rule.kernel() if hasattr(sim._rule, "kernel") else None
-            if spec is None:
-                return None
-            code, k = spec
         devices = []
         for i, devs in enumerate(sim.devices):
             col = 0
@@ -144,7 +170,15 @@ class FusedStep:
                     return None
                 devices.append((i, col, d))
                 col += d.action_dim
-        return cls(sim, devices, int(code), float(k))
+        spec = sim.rule.kernel() if sim.batch_market and sim.rule is not None else None
+        code, k = (0, 0.0) if spec is None else spec
+        # the real-time batched books clear in compiled code; the ahead market's books
+        # and every per-row market clear in Python
+        clears = spec is not None and sim.ahead is None
+        fused = ((clears or not sim.has_market) and sim.coords is None and not sim.has_dso
+                 and not sim.extra_obs and sim.ahead is None and sim.network_costs is None
+                 and not sim.pf.voltages)
+        return cls(sim, devices, int(code), float(k), clears, fused)
 
     def _pack(self, widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The static inputs, once the action widths are known (first step)."""
@@ -154,68 +188,153 @@ class FusedStep:
         par = np.zeros((len(self.dev_state), PAR_LEN))
         for j, (i, col, d) in enumerate(self._devices):
             where = sim.devices[i].index(d)
-            element, row = sim._rows[i][where]
+            element, row = sim.device_rows[i][where]
             ct = d.compiled_form()
             q_row = (d.fields.index("q_kvar") + 2 if getattr(d, "reactive", False) else -1)
             meta[j] = (ct.kind, i, off[i] + col, element == "storage", row,
-                       sim._buckets[i][where], d.action_dim, q_row)
+                       sim.cost_buckets[i][where], d.action_dim, q_row)
             par[j] = ct.par
         fr, (lo, hi) = p.failure, p.voltage_band
         return pack([
-            np.array([p.dt, sim._fee, self._k, lo, hi, p.voltage_penalty_per_pu,
+            np.array([p.dt, sim.fee, self._k, lo, hi, p.voltage_penalty_per_pu,
                       p.line_overload_penalty_per_pct, p.storage_terminal_price, fr.base]),
             np.stack([p.peak_kw, fr.bound, fr.rated_kva, fr.q_per_kw,
                       fr.voltage_violation_pu]).astype(float),
             par, p.load_share_mw, p.load_q_ratio, p.feeder_load_mw.astype(float),
-            np.array([COST_SIGNS[c] for c in COSTS]), HOUR_SIN, HOUR_COS,
-            np.array([self.N, p.steps, self._code, sim.has_market, p.share_reward, p.n_load,
-                      p.n_sgen, p.n_storage, sim.pf.model.n_line], np.int64),
+            np.array([COST_SIGNS[c] for c in self.costs]), HOUR_SIN, HOUR_COS,
+            np.array([self.N, p.steps, self._code, self.clears, p.share_reward, p.n_load,
+                      p.n_sgen, p.n_storage, sim.pf.model.n_line, self.gap], np.int64),
             meta[:max(len(self._devices), 1)] if self._devices else np.zeros((0, 6), np.int64),
             off[1:] - 1, p.load_owner, p.feeder_load_rows, p.feeder_buses,
             np.cumsum([0, *(len(b) for b in p.bus_rows)]), np.concatenate(p.bus_rows),
             np.cumsum([0, *(len(b) for b in p.line_rows)]), np.concatenate(p.line_rows),
             np.array([FEATURES.index(f) for f in COMMON_LABELS], np.int64), self._obs_off,
-            p.pcc_rows,
+            p.pcc_rows, self._cost_rows,
         ])
 
     # ------------------------------------------------------------------ step
-    def step(self, acts: list[np.ndarray], live: np.ndarray) -> StepOutput:
-        s, B, N = self.sim.state, self.B, self.N
+    def _begin(self, acts: Sequence[np.ndarray]) -> np.ndarray:
+        """New output arrays for a step; the agents' actions packed in one array."""
+        B, N = self.B, self.N
         acts = acts[:N]
         widths = tuple(a.shape[1] for a in acts)
         if widths != self._widths:
             self._static, self._widths = self._pack(widths), widths
-        packed = np.concatenate(acts, axis=1) if N > 1 else acts[0]
-        out = np.zeros((len(ROWS), B, N))
-        flags = np.zeros((len(FLAGS), B, N), np.bool_)
-        shared = np.empty((len(SHARED), B))
-        ok = np.zeros(B, np.bool_)
+        self._out = np.zeros((len(ROWS), B, N))
+        self._flags = np.zeros((len(FLAGS), B, N), np.bool_)
+        self._shared = np.empty((len(SHARED), B))
+        self._ok = np.zeros(B, np.bool_)
+        return np.concatenate(acts, axis=1) if N > 1 else acts[0]
+
+    def step(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:
+        """The whole step in one compiled call (only when :attr:`fused`)."""
+        s, packed = self.sim.state, self._begin(acts)
         # sgen/storage columns without a device stay 0; every other column is rewritten
-        X, vm, loading, slack = self._X, self._vm, self._loading, self._slack
-        args = (packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
-                s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min, s.v_max,
-                s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset, self.dev_state,
-                self.dev_clip, out, flags, shared, ok, vm, loading, slack, *self._static)
-        if not _step(*args, X, self.pf.warm_start, *self.pf.packed):
+        if not _step(packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
+                     s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min,
+                     s.v_max, s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset,
+                     self.dev_state, self.dev_clip, self._out, self._flags, self._shared,
+                     self._ok, self._vm, self._loading, self._slack, *self._static, self._X,
+                     self.pf.warm_start, *self.pf.packed):
             # some rows did not converge: FastSolver (with its Newton fallback) re-solves
             # them, then the rest of the step runs on the repaired results
-            n_line = self.pf.model.n_line
-            pf = BatchPF(ok, vm, loading[:, :n_line], slack[0], slack[1], loading[:, n_line:])
-            self.pf.patch(pf, np.flatnonzero(~ok),
-                          *np.split(X, np.cumsum(self._groups)[:-1], axis=1))
-            _finish(*args)
-        rows = list(out)  # views, one per output row
-        per_agent = dict(zip(ROWS[R_IMPORT_KWH:], rows[R_IMPORT_KWH:]))
-        per_agent.update(zip(FLAGS, flags))
-        per_agent.update(zip(COST_KEYS, rows))
-        per_agent["costs/total"] = rows[R_TOTAL]
-        shared_out = dict(zip(SHARED, shared))
-        shared_out["pf_converged"] = ok
-        return self._output(dict(zip(COSTS, rows)), rows[R_TOTAL], rows[R_REWARDS], per_agent,
-                            shared_out, None, None)
+            self._repair()
+            self.finish(live)
+        return self.output()
+
+    def dispatch(self, acts: Sequence[np.ndarray]) -> np.ndarray:
+        """K1: the devices step; (B, N) net kW (a view of this step's outputs)."""
+        s, self._packed = self.sim.state, self._begin(acts)
+        _k_dispatch(self._packed, s.t, s.pv, s.load_kw, self.dev_state, self.dev_clip,
+                    self._out, self._flags, self._shared, self._X, *self._static)
+        return self._out[R_NET]
+
+    def book(self, market: MarketResult) -> None:
+        """A market cleared outside compiled code: its quantities, money and price."""
+        out = self._out
+        out[R_BOUGHT], out[R_SOLD], out[R_PAID] = market.bought, market.sold, market.paid
+        out[R_RECEIVED], out[R_FEES] = market.received, market.fees
+        self._shared[S_PRICE] = market.price
+
+    def traded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(B, N) kWh bought and sold this step (after the market)."""
+        return self._out[R_BOUGHT], self._out[R_SOLD]
+
+    def grid(self, retail: np.ndarray, feed_in: np.ndarray) -> BatchPF:
+        """K2: (the compiled clearing,) the residual with the grid at this step's (B,)
+        tariff, the power flow; rows it did not solve are repaired by ``FastSolver``."""
+        s = self.sim.state
+        if not _k_grid(self._packed, retail, feed_in, s.t, s.feeder_load_pu, self._out,
+                       self._shared, self._X, self._ok, self._vm, self._loading, self._slack,
+                       *self._static, self.pf.warm_start, *self.pf.packed):
+            return self._repair()
+        n_line = self.pf.model.n_line
+        return BatchPF(self._ok, self._vm, self._loading[:, :n_line], self._slack[0],
+                       self._slack[1], self._loading[:, n_line:],
+                       self.pf.kernel_voltages(self._ok))
+
+    def _repair(self) -> BatchPF:
+        """FastSolver re-solves the rows the batch kernel did not (Newton fallback)."""
+        n_line = self.pf.model.n_line
+        pf = BatchPF(self._ok, self._vm, self._loading[:, :n_line], self._slack[0],
+                     self._slack[1], self._loading[:, n_line:],
+                     self.pf.kernel_voltages(self._ok))
+        self.pf.patch(pf, np.flatnonzero(~self._ok),
+                      *np.split(self._X, np.cumsum(self._groups)[:-1], axis=1))
+        return pf
+
+    def book_costs(self, terms: dict[str, np.ndarray]) -> None:
+        """(B, N) cost terms computed in Python (tracking, imbalance, network costs, the
+        tariff on the ahead market's residual), before :meth:`close`."""
+        for name, value in terms.items():
+            self._out[R[name]] = value
+
+    def check(self) -> None:
+        """K3: safety (penalties, voltages, the failure rule) and state-of-charge flags."""
+        s = self.sim.state
+        _k_check(self._out, self._flags, self._ok, self._vm, self._loading, self._slack,
+                 self._shared, s.last_losses_kw, s.last_pcc, s.v_min, s.v_max, s.t,
+                 s.feeder_load_pu, self.dev_state, *self._static)
+
+    def close(self, live: np.ndarray) -> None:
+        """K4: storage terminal value, the signed total, rewards, the state update."""
+        s = self.sim.state
+        _k_close(self._out, self._shared, live, s.t, s.needs_reset, s.last_price, s.last_p2p,
+                 s.last_grid, self.dev_state, s.stored_start, *self._static)
+
+    def finish(self, live: np.ndarray) -> None:
+        """:meth:`check` then :meth:`close` in one call."""
+        s = self.sim.state
+        _finish(self._out, self._flags, self._ok, self._vm, self._loading, self._slack,
+                self._shared, s.last_losses_kw, s.last_pcc, s.v_min, s.v_max, s.t,
+                s.feeder_load_pu, self.dev_state, live, s.needs_reset, s.last_price,
+                s.last_p2p, s.last_grid, s.stored_start, *self._static)
+
+    def output(self, per_agent: dict[str, np.ndarray] | None = None,
+               shared: dict[str, np.ndarray] | None = None,
+               dso_reward: np.ndarray | None = None,
+               dso_info: dict[str, np.ndarray] | None = None,
+               market: MarketResult | None = None) -> StepOutput:
+        """This step's :class:`StepOutput` (row views), with the Python stages' infos."""
+        rows = list(self._out)  # views, one per output row
+        per = dict(zip(ROWS[R_IMPORT_KWH:], rows[R_IMPORT_KWH:]))
+        per.update(zip(FLAGS, self._flags))
+        costs = {c: rows[R[c]] for c in self.costs}
+        per.update(zip(self._cost_keys, costs.values()))
+        per["costs/total"] = rows[R_TOTAL]
+        shared_out = dict(zip(SHARED, self._shared))
+        shared_out["pf_converged"] = self._ok
+        if per_agent:
+            per.update(per_agent)
+        if shared:
+            shared_out.update(shared)
+        return self._output(costs, rows[R_TOTAL], rows[R_REWARDS], per, shared_out,
+                            dso_reward, dso_info, market)
 
     def observe(self) -> list[np.ndarray]:
-        """Raw (B, obs_dim) features per agent, as :meth:`Simulation.observe`."""
+        """Raw (B, obs_dim) features per agent, as :meth:`Simulation.observe`; the ahead
+        market's columns (after the common ones) and the coordination's (last) are left
+        for the caller to fill."""
         s, off = self.sim.state, self._obs_off
         obs = np.empty((self.B, int(off[-1])))
         if self._static is None:  # before the first step: action widths are not needed
@@ -224,7 +343,6 @@ class FusedStep:
                  s.last_p2p, s.last_grid, s.v_min, s.v_max, self.dev_state, obs,
                  *self._static)
         return [obs[:, a:b] for a, b in zip(off[:-1], off[1:])]
-
 
 # ---------------------------------------------------------------------- compiled stages
 
@@ -271,9 +389,10 @@ def _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, dev_par, dev, dt, out, 
 
 
 @njit(cache=True)
-def _market(acts, price_col, t, retail, feed_in, dt, fee, code, k, out,
+def _market(acts, price_col, retail, feed_in, dt, fee, code, k, out,
             price):  # pragma: no cover - compiled
-    """Orders from net positions (as powergrid.core.market.clear_batch), then clearing."""
+    """Orders from net positions (as powergrid.core.market.clear_batch), then clearing;
+    ``retail``/``feed_in`` (B,) are this step's tariff."""
     net = out[R_NET]
     B, N = net.shape
     side = np.zeros((B, N), np.int64)
@@ -281,7 +400,7 @@ def _market(acts, price_col, t, retail, feed_in, dt, fee, code, k, out,
     limit = np.empty((B, N))
     half = 0.5 * fee
     for b in range(B):
-        low, high = feed_in[b, t[b]] + half, retail[b, t[b]] - half
+        low, high = feed_in[b] + half, retail[b] - half
         for i in range(N):
             q = abs(net[b, i]) * dt
             qty[b, i] = q
@@ -295,16 +414,16 @@ def _market(acts, price_col, t, retail, feed_in, dt, fee, code, k, out,
 
 
 @njit(cache=True)
-def _settle(out, t, retail, feed_in, dt):  # pragma: no cover - compiled
-    """The residual with the grid: import at retail, export at feed-in."""
+def _settle(out, retail, feed_in, dt):  # pragma: no cover - compiled
+    """The residual with the grid: import at retail, export at feed-in ((B,) tariff)."""
     B, N = out.shape[1], out.shape[2]
     for b in range(B):
         for i in range(N):
             exchange = out[R_NET, b, i] * dt - out[R_SOLD, b, i] + out[R_BOUGHT, b, i]
             exp, imp = _max0(exchange), _max0(-exchange)
             out[R_EXPORT_KWH, b, i], out[R_IMPORT_KWH, b, i] = exp, imp
-            out[R_IMPORT, b, i] = imp * retail[b, t[b]]
-            out[R_EXPORT, b, i] = exp * feed_in[b, t[b]]
+            out[R_IMPORT, b, i] = imp * retail[b]
+            out[R_EXPORT, b, i] = exp * feed_in[b]
 
 
 @njit(cache=True)
@@ -326,7 +445,7 @@ def _safety(out, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v
             feeder_pu, fpar, agent_f, feeder_mw, bus_ptr, bus_idx, line_ptr, line_idx,
             feeder_buses, pcc_col):  # pragma: no cover - compiled
     """Penalties, voltage extremes, safety metrics and the failure rule
-    (powergrid.envs.safety), as ``Simulation._safety`` / ``_safety_metrics``."""
+    (powergrid.envs.safety), as the general path's safety stage."""
     band_lo, band_hi, vpen, lpen = fpar[P_VLO], fpar[P_VHI], fpar[P_VPEN], fpar[P_LPEN]
     B, N = out.shape[1], out.shape[2]
     for b in range(B):
@@ -404,8 +523,9 @@ def _soc_violation(flag, dev_state, dev_par, dev):  # pragma: no cover - compile
 
 @njit(cache=True)
 def _costs(out, t, dev_state, dev_par, dev, stored_start, terminal_price, steps, sign,
-           share):  # pragma: no cover - compiled
-    """Storage terminal value on last steps, the signed total (COST_TERMS order), rewards."""
+           cost_rows, share):  # pragma: no cover - compiled
+    """Storage terminal value on last steps, the signed total of the terms booked
+    (``cost_rows``, COST_TERMS order), rewards."""
     B, N = out.shape[1], out.shape[2]
     if terminal_price != 0.0:
         stored = np.zeros((B, N))  # soc x capacity summed over each agent's ESS
@@ -421,7 +541,7 @@ def _costs(out, t, dev_state, dev_par, dev, stored_start, terminal_price, steps,
         for i in range(N):
             total = 0.0
             for c in range(sign.shape[0]):
-                total += sign[c] * out[c, b, i]
+                total += sign[c] * out[cost_rows[c], b, i]
             out[R_TOTAL, b, i] = total
             out[R_REWARDS, b, i] = -total
         if share:
@@ -450,52 +570,91 @@ def _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid,
 
 
 @njit(cache=True)
-def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price, last_p2p,
-          last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset, dev_state,
-          dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv, h, X, V, pfv, piv,
-          ph):  # pragma: no cover - compiled
-    """Dispatch, market, settlement, power flow; then :func:`_finish` unless a row's power
-    flow failed (returns False: the caller repairs those rows, then calls ``_finish``)."""
+def _k_dispatch(acts, t, pv, load_kw, dev_state, dev_clip, out, flags, shared, X, fv, iv,
+                h):  # pragma: no cover - compiled
+    """K1: the devices step (net kW, cost buckets, limits, PF set-points); no price yet."""
+    ipar = i1(iv, h, I_PAR)
+    _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, f2(fv, h, F_DEV_PAR), i2(iv, h, I_DEV),
+              f1(fv, h, F_PAR)[P_DT], out, flags[0], X, ipar[Q_NLOAD], ipar[Q_NSGEN],
+              ipar[Q_NSTORAGE])
+    for b in range(acts.shape[0]):
+        shared[S_PRICE, b] = np.nan
+
+
+@njit(cache=True)
+def _k_grid(acts, retail, feed_in, t, feeder_pu, out, shared, X, ok, vm, loading, slack, fv, iv,
+            h, V, pfv, piv, ph):  # pragma: no cover - compiled
+    """K2: the compiled clearing (when the market has one), the residual with the grid at
+    the (B,) tariff, the power flow. False when a row did not converge."""
     fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
     dt = fpar[P_DT]
-    dev = i2(iv, h, I_DEV)
-    _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, f2(fv, h, F_DEV_PAR), dev, dt, out,
-              flags[0], X, ipar[Q_NLOAD], ipar[Q_NSGEN], ipar[Q_NSTORAGE])
-    if ipar[Q_MARKET]:
-        _market(acts, i1(iv, h, I_PRICE_COL), t, retail, feed_in, dt, fpar[P_FEE],
-                ipar[Q_CODE], fpar[P_K], out, shared[S_PRICE])
-    else:
-        for b in range(acts.shape[0]):
-            shared[S_PRICE, b] = np.nan
-    _settle(out, t, retail, feed_in, dt)
+    if ipar[Q_CLEAR]:
+        _market(acts, i1(iv, h, I_PRICE_COL), retail, feed_in, dt, fpar[P_FEE], ipar[Q_CODE],
+                fpar[P_K], out, shared[S_PRICE])
+    _settle(out, retail, feed_in, dt)
     _loads(out, t, feeder_pu, X, i1(iv, h, I_LOAD_OWNER), f1(fv, h, F_LOAD_SHARE),
            f1(fv, h, F_LOAD_Q), i1(iv, h, I_FEEDER_ROWS), f1(fv, h, F_FEEDER_MW))
     solve_packed(X, V, ok, vm, loading, slack, CHUNK, pfv, piv, ph)
     for b in range(ok.shape[0]):
         if not ok[b]:
             return False
-    _finish(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price,
-            last_p2p, last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset,
-            dev_state, dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv, h)
     return True
 
 
 @njit(cache=True)
-def _finish(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price,
-            last_p2p, last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset,
-            dev_state, dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv,
-            h):  # pragma: no cover - compiled
-    """Safety, costs, rewards and the state update, on the power flow's results."""
+def _k_check(out, flags, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
+             feeder_pu, dev_state, fv, iv, h):  # pragma: no cover - compiled
+    """K3: safety on the power flow's results, state-of-charge flags."""
     fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
     _safety(out, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
             feeder_pu, fpar, f2(fv, h, F_AGENT), f1(fv, h, F_FEEDER_MW), i1(iv, h, I_BUS_PTR),
             i1(iv, h, I_BUS_IDX), i1(iv, h, I_LINE_PTR), i1(iv, h, I_LINE_IDX),
             i1(iv, h, I_FEEDER_BUSES), i1(iv, h, I_PCC) + ipar[Q_NLINE])
     _soc_violation(flags[1], dev_state, f2(fv, h, F_DEV_PAR), i2(iv, h, I_DEV))
+
+
+@njit(cache=True)
+def _k_close(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid, dev_state,
+             stored_start, fv, iv, h):  # pragma: no cover - compiled
+    """K4: costs and rewards, then the state update."""
+    fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
     _costs(out, t, dev_state, f2(fv, h, F_DEV_PAR), i2(iv, h, I_DEV), stored_start,
-           fpar[P_TERMINAL], ipar[Q_STEPS], f1(fv, h, F_SIGN), ipar[Q_SHARE])
+           fpar[P_TERMINAL], ipar[Q_STEPS], f1(fv, h, F_SIGN), i1(iv, h, I_COSTS),
+           ipar[Q_SHARE])
     _advance(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid, fpar[P_DT],
              ipar[Q_STEPS])
+
+
+@njit(cache=True)
+def _finish(out, flags, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
+            feeder_pu, dev_state, live, needs_reset, last_price, last_p2p, last_grid,
+            stored_start, fv, iv, h):  # pragma: no cover - compiled
+    """K3 then K4: safety, costs, rewards and the state update."""
+    _k_check(out, flags, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
+             feeder_pu, dev_state, fv, iv, h)
+    _k_close(out, shared, live, t, needs_reset, last_price, last_p2p, last_grid, dev_state,
+             stored_start, fv, iv, h)
+
+
+@njit(cache=True)
+def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price, last_p2p,
+          last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset, dev_state,
+          dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv, h, X, V, pfv,
+          piv, ph):  # pragma: no cover - compiled
+    """The fused step: K1, K2 at the episode's tariff, then :func:`_finish` unless a row's
+    power flow failed (returns False: the caller repairs those rows, then finishes)."""
+    B = acts.shape[0]
+    rt, ft = np.empty(B), np.empty(B)
+    for b in range(B):
+        rt[b], ft[b] = retail[b, t[b]], feed_in[b, t[b]]
+    _k_dispatch(acts, t, pv, load_kw, dev_state, dev_clip, out, flags, shared, X, fv, iv, h)
+    if not _k_grid(acts, rt, ft, t, feeder_pu, out, shared, X, ok, vm, loading, slack, fv, iv,
+                   h, V, pfv, piv, ph):
+        return False
+    _finish(out, flags, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
+            feeder_pu, dev_state, live, needs_reset, last_price, last_p2p, last_grid,
+            stored_start, fv, iv, h)
+    return True
 
 
 @njit(cache=True)
@@ -524,7 +683,7 @@ def _observe(t, hours, pv, retail, feed_in, load_forecast, last_price, last_p2p,
             o = off[i]
             for q in range(code.shape[0]):
                 obs[b, o + q] = feat[code[q]]
-            o += code.shape[0]
+            o += code.shape[0] + ipar[Q_GAP]  # the ahead market's columns: the caller's
             for j in range(dev.shape[0]):
                 if dev[j, D_AGENT] == i:
                     observe_twin(dev[j, D_KIND], dev_state[j, :, b:b + 1], dev_par[j], col)
@@ -533,6 +692,7 @@ def _observe(t, hours, pv, retail, feed_in, load_forecast, last_price, last_p2p,
 
 
 # the fused kernels inline compiled code of these modules: recompile when they change
-cache_depends_on((_step, _finish, _observe), "heron.market.batched", "powergrid.core.market",
-                 "powergrid.core.packing", "powergrid.core.powerflow",
-                 "powergrid.devices.batched", "powergrid.envs.safety")
+cache_depends_on((_step, _k_dispatch, _k_grid, _k_check, _k_close, _finish, _observe),
+                 "heron.market.batched", "powergrid.core.market", "powergrid.core.packing",
+                 "powergrid.core.powerflow", "powergrid.devices.batched",
+                 "powergrid.envs.safety")

@@ -98,7 +98,7 @@ class BatchPowerFlow:
         solve_packed(X, self._V, conv, vm, loading, slack, CHUNK, *self.packed)
         nl = self._n_line
         out = BatchPF(conv, vm, loading[:, :nl], slack[0], slack[1], loading[:, nl:],
-                      self._kernel_voltages(conv))
+                      self.kernel_voltages(conv))
         bad = np.flatnonzero(~conv)
         if len(bad):
             self.patch(out, bad, *setpoints)
@@ -118,7 +118,7 @@ class BatchPowerFlow:
         # A failed iterate is no warm start (FastSolver restarts from w too).
         self.reset(np.isin(np.arange(self.num_envs), rows))
 
-    def _kernel_voltages(self, conv: np.ndarray) -> np.ndarray | None:
+    def kernel_voltages(self, conv: np.ndarray) -> np.ndarray | None:
         """The kernel's PQ-bus state (its warm start, updated on converged rows) as
         internal voltages; NaN on rows that did not converge."""
         if not self.voltages:

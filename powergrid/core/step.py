@@ -22,7 +22,7 @@ import numpy as np
 from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.core import ahead as ahead_market
 from powergrid.core.kernel import FusedStep
-from powergrid.core.layout import DEVICE_COSTS, common_features, cost_total
+from powergrid.core.layout import COMMON_LABELS, DEVICE_COSTS, common_features, cost_total
 from powergrid.core.market import MarketResult, clear_batch, row_orders, settle_rows
 from powergrid.core.params import CoreParams
 from powergrid.core.powerflow import make_batch_power_flow
@@ -56,6 +56,19 @@ def check_finite(agent: str, devices: Sequence[BatchedDevice]) -> None:
                     f"step(); a device must give finite power (kW) and cost ($)")
 
 
+def grid_exchange(net_kw: np.ndarray, dt: float, bought: np.ndarray,
+                  sold: np.ndarray) -> np.ndarray:
+    """(B, N) kWh exchanged with the grid after trading: > 0 export, < 0 import."""
+    return net_kw * dt - sold + bought
+
+
+def tariff_costs(tariff_kwh: np.ndarray, retail: np.ndarray,
+                 feed_in: np.ndarray) -> dict[str, np.ndarray]:
+    """``grid_import`` / ``grid_export_revenue`` of (B, N) kWh settled at the (B,) tariff."""
+    return {"grid_import": np.maximum(-tariff_kwh, 0.0) * retail[:, None],
+            "grid_export_revenue": np.maximum(tariff_kwh, 0.0) * feed_in[:, None]}
+
+
 @dataclass
 class SafetyMetrics:
     """The safety stage's infos: (B, N) per agent, (B,) shared."""
@@ -75,24 +88,27 @@ class StepOutput:
     shared: dict[str, np.ndarray]
     dso_reward: np.ndarray | None  # (B,) with a learning operator
     dso_info: dict[str, np.ndarray] | None
+    market: MarketResult | None = None  # the real-time clearing (per-row results, orders)
 
 
 class Simulation:
     """Parameters, state and stage objects of B envs built like ``template``."""
 
     def __init__(self, template: MultiAgentMicrogrids, num_envs: int,
-                 fused: bool = True) -> None:
+                 fused: bool = True, row_market: bool = False) -> None:
         cfg, net = template.config, template.network
         self.B = B = num_envs
         self.agents = template.microgrid_agents
         self.params = p = CoreParams.build(cfg, net, self.agents)
         self.config, self.profiles = cfg, template.profiles
-        self._retail_price, self._feed_in_price = template.retail_price, template.feed_in_price
+        self._retail_price, self.feed_in_price = template.retail_price, template.feed_in_price
         self._days_split = template._days_split
         self.devices = [[batched(d, B) for d in template.devices(a)] for a in self.agents]
-        self._buckets = [[DEVICE_COSTS.index(d.cost_term) for d in devs] for devs in self.devices]
-        self._rows = [[net.device_rows[(a, d.name)] for d in template.devices(a)]
-                      for a in self.agents]
+        #: each device's cost bucket (DEVICE_COSTS index) and power-flow (element, row)
+        self.cost_buckets = [[DEVICE_COSTS.index(d.cost_term) for d in devs]
+                             for devs in self.devices]
+        self.device_rows = [[net.device_rows[(a, d.name)] for d in template.devices(a)]
+                            for a in self.agents]
         self._ess = [[bd for bd, d in zip(devs, template.devices(a)) if isinstance(d, ESS)]
                      for a, devs in zip(self.agents, self.devices)]
         self._soc_bounds = [[(d.params.soc_min - 1e-9, d.params.soc_max + 1e-9)
@@ -105,12 +121,14 @@ class Simulation:
             template.solver, B, voltages=self.network_costs is not None,
             model=None if nc is None else nc.costs.sens.model)
         proto = template.protocol
-        self._fee = 0.0 if proto is None else float(proto.fee_per_unit)
-        self._rule = None if proto is None else getattr(proto, "clearing_rule", None)
+        self.fee = 0.0 if proto is None else float(proto.fee_per_unit)
+        self.rule = None if proto is None else getattr(proto, "clearing_rule", None)
         self.has_market = proto is not None
-        # pair-dependent fees clear per row (the batched books take one fee per unit here)
+        # pair-dependent fees clear per row (the batched books take one fee per unit here);
+        # row_market: every row clears through its own Coordination (Order/Trade lists)
         self.batch_market = (proto is not None and type(proto) is P2PTradingProtocol
-                             and cfg.centralized and hasattr(self._rule, "clear_batch")
+                             and not row_market
+                             and cfg.centralized and hasattr(self.rule, "clear_batch")
                              and getattr(proto, "pair_fee", None) is None)
         # one Coordination per row wherever a protocol or the broker is involved
         needs_rows = (template.vertical_protocol is not None or not cfg.centralized
@@ -157,7 +175,7 @@ class Simulation:
                 d.reset(mask)
         self.pf.reset(mask)
         ser = episode_series_batch(self.config, self.profiles, self._retail_price,
-                                   self._feed_in_price, self.config.microgrids, days, noise)
+                                   self.feed_in_price, self.config.microgrids, days, noise)
         s.t[rows], s.start_day[rows] = 0, days
         s.hours[rows], s.days[rows], s.pv[rows] = ser.hours, ser.days, ser.pv_per_kw
         s.retail[rows], s.feed_in[rows] = ser.retail, ser.feed_in
@@ -190,7 +208,9 @@ class Simulation:
     def step(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:
         """Advance the live rows by one step; ``acts`` (B, act_dim) per possible agent."""
         if self.kernel is not None:
-            return self.kernel.step(acts, live)
+            if self.kernel.fused:
+                return self.kernel.step(acts, live)
+            return self._step_compiled(acts, live)
         p, s, N = self.params, self.state, self.params.n_agents
         t, r = s.t, self._arange
         retail, feed_in = self._tariff(live)
@@ -203,7 +223,7 @@ class Simulation:
             market, settled = ahead_market.deliver(s.ahead, self.ahead, net_kw * p.dt,
                                                    retail, feed_in)
             self._trade_ahead(acts, live)
-        exchange = net_kw * p.dt - market.sold + market.bought  # > 0 export, < 0 import
+        exchange = grid_exchange(net_kw, p.dt, market.bought, market.sold)
         tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
         pf = self._power_flow(load_kw, sgen, storage, live)
         penalty, converged, upstream_kw, losses_kw, safety = self._safety(pf, net_kw, load_kw)
@@ -213,8 +233,7 @@ class Simulation:
         tariff_kwh = exchange if settled is None else settled.residual
         costs = {
             "generation": dev_cost[0], "degradation": dev_cost[1], "other_devices": dev_cost[2],
-            "grid_import": np.maximum(-tariff_kwh, 0.0) * retail[:, None],
-            "grid_export_revenue": np.maximum(tariff_kwh, 0.0) * feed_in[:, None],
+            **tariff_costs(tariff_kwh, retail, feed_in),
             "p2p_payment": market.paid, "p2p_revenue": market.received, "fees": market.fees,
             "safety_penalty": penalty, "tracking_penalty": tracking,
             "storage_terminal": self._storage_terminal(t + 1 >= p.steps),
@@ -240,7 +259,50 @@ class Simulation:
         shared = {"clearing_price": market.price, "pf_converged": converged,
                   "upstream_import_kw": upstream_kw, "network_losses_kw": losses_kw,
                   **safety.shared, **network_info}
-        return StepOutput(costs, total, rewards, per_agent, shared, dso_reward, dso_info)
+        return StepOutput(costs, total, rewards, per_agent, shared, dso_reward, dso_info,
+                          market)
+
+    def _step_compiled(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:
+        """The compiled stages (``powergrid.core.kernel``) with the Python stages of this
+        class between them: the tariff signal, per-row or ahead clearing, the
+        coordination's settlement, network costs. The coordination settles after the
+        power flow here (neither reads the other)."""
+        p, s, k = self.params, self.state, self.kernel
+        assert k is not None
+        retail, feed_in = self._tariff(live)
+        net_kw = k.dispatch(acts)
+        market = settled = None
+        if self.ahead is not None:  # deliver the commitment due now, clear the next gate
+            market, settled = ahead_market.deliver(s.ahead, self.ahead, net_kw * p.dt,
+                                                   retail, feed_in)
+            self._trade_ahead(acts, live)
+        elif self.has_market and not k.clears:
+            market = self._market(acts, net_kw, retail, feed_in, live)
+        if market is not None:
+            k.book(market)
+        pf = k.grid(retail, feed_in)
+        terms: dict[str, np.ndarray] = {}
+        dso_reward = dso_info = None
+        if self.coords is not None:
+            bought, sold = k.traded()
+            exchange = grid_exchange(net_kw, p.dt, bought, sold)
+            terms["tracking_penalty"], dso_reward, dso_info = self._settle(exchange, net_kw,
+                                                                           acts, live)
+        per_agent: dict[str, np.ndarray] = {}
+        if settled is not None:  # the tariff on the residual beyond the imbalance volumes
+            terms.update(tariff_costs(settled.residual, retail, feed_in),
+                         imbalance=settled.imbalance_cost)
+            per_agent = {"shortfall_kwh": settled.shortfall, "excess_kwh": settled.excess}
+        network_info: dict[str, np.ndarray] = {}
+        if self.network_costs is None:
+            k.book_costs(terms)
+            k.finish(live)
+        else:  # network costs linearise the solved state of rows safety admitted
+            k.check()
+            network_terms, network_info = self._network_costs(pf, pf.converged, retail, live)
+            k.book_costs({**terms, **network_terms})
+            k.close(live)
+        return k.output(per_agent, network_info, dso_reward, dso_info, market)
 
     def _tariff(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Import/export price per row: the tariff, or the operator's signal (per row)."""
@@ -270,7 +332,8 @@ class Simulation:
                              ) if p.reactive else (None, None)
         for i, devs in enumerate(self.devices):
             out, k = 0.0, 0
-            for d, bucket, (element, row) in zip(devs, self._buckets[i], self._rows[i]):
+            for d, bucket, (element, row) in zip(devs, self.cost_buckets[i],
+                                                 self.device_rows[i]):
                 power = d.step(acts[i][:, k:k + d.action_dim], ctx)
                 k += d.action_dim
                 out = out + power
@@ -297,8 +360,8 @@ class Simulation:
             return MarketResult.none(B, p.n_agents)
         price_acts = np.stack([acts[i][:, -1] for i in range(p.n_agents)], 1)
         if self.batch_market:
-            low, high = price_band(feed_in[:, None], retail[:, None], self._fee)
-            return clear_batch(self._rule, self._fee, net_kw, price_acts, low, high, p.dt)
+            low, high = price_band(feed_in[:, None], retail[:, None], self.fee)
+            return clear_batch(self.rule, self.fee, net_kw, price_acts, low, high, p.dt)
         results, orders = [None] * B, [[] for _ in range(B)]
         for b in np.flatnonzero(live):
             c = self.coords[b]
@@ -315,9 +378,9 @@ class Simulation:
         market_acts = np.stack([acts[i][:, -n_market:] for i in range(p.n_agents)], 1)
         retail_d, feed_in_d = ahead_market.delivery_tariff(s.retail, s.feed_in, s.t, ap.lead)
         if self.batch_market:
-            low, high = price_band(feed_in_d[:, None], retail_d[:, None], self._fee)
+            low, high = price_band(feed_in_d[:, None], retail_d[:, None], self.fee)
             low, high = (np.broadcast_to(x, (self.B, p.n_agents)) for x in (low, high))
-            ahead_market.trade_batch(s.ahead, ap, self._rule, self._fee, s.t, p.steps,
+            ahead_market.trade_batch(s.ahead, ap, self.rule, self.fee, s.t, p.steps,
                                      market_acts, low, high, live)
         else:
             ahead_market.trade_rows(s.ahead, ap, self.agents, self.coords, s.t, p.steps,
@@ -469,9 +532,26 @@ class Simulation:
     # ------------------------------------------------------------------ observations
     def observe(self) -> list[np.ndarray]:
         """Raw (B, obs_dim) features per possible agent, in the layout of ``COMMON_OBS``
-        then the devices' features then the coordination's."""
-        if self.kernel is not None:
-            return self.kernel.observe()
+        then the ahead market's, the devices' and the coordination's features."""
+        p, s = self.params, self.state
+        ahead_cols = (None if self.ahead is None else ahead_market.observe(
+            s.ahead, self.ahead, s.t, s.retail, s.feed_in, s.load_kw, p.peak_kw))
+        if self.kernel is not None:  # compiled, with the columns of the Python stages left
+            out = self.kernel.observe()
+            c0 = len(COMMON_LABELS)
+            for i, (o, a) in enumerate(zip(out, self.agents) if not self.kernel.fused else ()):
+                if ahead_cols is not None:
+                    o[:, c0:c0 + self.kernel.gap] = self._ahead_obs(ahead_cols, i)
+                if self.extra_obs:
+                    o[:, o.shape[1] - self.extra_obs:] = self._extra_obs(a)
+        else:
+            out = self._observe_general(ahead_cols)
+        if self.has_dso:
+            out.append(np.array([c.dso_observation() for c in self.coords], float))
+        return out
+
+    def _observe_general(self, ahead_cols: dict[str, np.ndarray] | None
+                         ) -> list[np.ndarray]:
         p, s, r = self.params, self.state, self._arange
         t = np.minimum(s.t, p.steps - 1)
         hours = s.hours[r, t]
@@ -479,8 +559,6 @@ class Simulation:
                   "hour_sin": HOUR_SIN[hours], "hour_cos": HOUR_COS[hours],
                   "retail_price": s.retail[r, t], "feed_in_price": s.feed_in[r, t],
                   "last_clearing_price": s.last_price}
-        ahead_cols = (None if self.ahead is None else ahead_market.observe(
-            s.ahead, self.ahead, s.t, s.retail, s.feed_in, s.load_kw, p.peak_kw))
         out = []
         for i, a in enumerate(self.agents):
             peak = p.peak_kw[i]
@@ -491,11 +569,19 @@ class Simulation:
                 "v_min_pu": s.v_min[:, i], "v_max_pu": s.v_max[:, i]})
             parts = [np.stack(cols, 1)]
             if ahead_cols is not None:
-                parts.append(np.stack([ahead_cols[k][:, i] for k in ahead_market.AHEAD_LABELS], 1))
+                parts.append(self._ahead_obs(ahead_cols, i))
             parts += [d.observe() for d in self.devices[i]]
             if self.extra_obs:
-                parts.append(np.array([c.extra_obs_values(a) for c in self.coords], float))
+                parts.append(self._extra_obs(a))
             out.append(np.concatenate(parts, axis=1))
-        if self.has_dso:
-            out.append(np.array([c.dso_observation() for c in self.coords], float))
         return out
+
+    @staticmethod
+    def _ahead_obs(ahead_cols: dict[str, np.ndarray], i: int) -> np.ndarray:
+        """(B, len(AHEAD_LABELS)) ahead-market features of agent ``i``."""
+        return np.stack([ahead_cols[k][:, i] for k in ahead_market.AHEAD_LABELS], 1)
+
+    def _extra_obs(self, agent: str) -> np.ndarray:
+        """(B, extra_obs) coordination features of ``agent`` (vertical protocols)."""
+        assert self.coords is not None
+        return np.array([c.extra_obs_values(agent) for c in self.coords], float)

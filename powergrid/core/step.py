@@ -15,6 +15,7 @@ import copy
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -32,7 +33,7 @@ from powergrid.devices import ESS
 from powergrid.devices.batched import BatchContext, BatchedDevice, batched
 from powergrid.envs.coordination import DSO, Coordination
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
-from powergrid.envs.series import episode_series_batch, price_band
+from powergrid.envs.series import SeriesPlanner, price_band
 from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
 
 if TYPE_CHECKING:
@@ -150,6 +151,12 @@ class Simulation:
         self.kernel = FusedStep.build(self) if fused else None
 
     # ------------------------------------------------------------------ reset
+    @cached_property
+    def series_planner(self) -> SeriesPlanner:
+        """The episode series' constants and per-start-day tables, built at the first reset."""
+        return SeriesPlanner(self.config, self.profiles, self._retail_price, self.feed_in_price,
+                             self.config.microgrids)
+
     def reset_rows(self, mask: np.ndarray, rngs: Sequence[np.random.Generator],
                    start_days: Sequence[int | None], split: str | None,
                    seeds: Sequence[int | None]) -> None:
@@ -159,23 +166,13 @@ class Simulation:
         rows = np.flatnonzero(mask)
         if not len(rows):
             return
-        shape = (p.steps + 1, p.n_agents)
-        days, noise = np.empty(len(rows), int), np.empty((len(rows), *shape))
-        devices = [d for devs in self.devices for d in devs]
-        row_devices = [d for d in devices if not d.compiled]
-        for k, b in enumerate(rows):
-            rng = rngs[b]
-            days[k] = (self._days_split.draw(rng, split) if start_days[b] is None
-                       else start_days[b])
-            for d in row_devices:  # a custom device may draw from the env's RNG
-                d.reset(self._arange == b, rngs)
-            noise[k] = rng.standard_normal(shape)
-        for d in devices:
-            if d.compiled:
-                d.reset(mask)
+        days, noise = self._draw_rows(rows, rngs, start_days, split)
+        for devs in self.devices:
+            for d in devs:
+                if d.compiled:
+                    d.reset(mask)
         self.pf.reset(mask)
-        ser = episode_series_batch(self.config, self.profiles, self._retail_price,
-                                   self.feed_in_price, self.config.microgrids, days, noise)
+        ser = self.series_planner.series(days, noise)
         s.t[rows], s.start_day[rows] = 0, days
         s.hours[rows], s.days[rows], s.pv[rows] = ser.hours, ser.days, ser.pv_per_kw
         s.retail[rows], s.feed_in[rows] = ser.retail, ser.feed_in
@@ -198,6 +195,24 @@ class Simulation:
                 if c.vertical is not None:
                     c.vertical.reset()
                 c.reset(seeds[b], s.hours[b].tolist(), s.retail[b], s.feed_in[b])
+
+    def _draw_rows(self, rows: np.ndarray, rngs: Sequence[np.random.Generator],
+                   start_days: Sequence[int | None], split: str | None
+                   ) -> tuple[np.ndarray, np.ndarray]:
+        """Start days (R,) and load noise (R, T+1, N) of ``rows``: the only per-row work of a
+        reset, since each row's RNG must be consumed in the scalar env's order (start day,
+        custom devices' resets, load noise)."""
+        p = self.params
+        days, noise = np.empty(len(rows), int), np.empty((len(rows), p.steps + 1, p.n_agents))
+        row_devices = [d for devs in self.devices for d in devs if not d.compiled]
+        draw = self._days_split.draw
+        for k, b in enumerate(rows):
+            rng, day = rngs[b], start_days[b]
+            days[k] = draw(rng, split) if day is None else day
+            for d in row_devices:  # a custom device may draw from the env's RNG
+                d.reset(self._arange == b, rngs)
+            rng.standard_normal(out=noise[k])
+        return days, noise
 
     def stored_kwh(self) -> np.ndarray:
         """(B, N) energy held in each microgrid's storage, kWh."""

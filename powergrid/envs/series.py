@@ -44,7 +44,15 @@ def episode_series_batch(cfg: EnvConfig, profiles: Profiles, retail_price: np.nd
     """Series of B episodes at once from their start days (B,) and normal draws (B, T+1, n).
 
     Pure given the draws, so the vector env (one RNG per env) and the scalar env share
-    every formula and get bit-identical series for the same draws.
+    every formula and get bit-identical series for the same draws. A caller that draws
+    many batches keeps a :class:`SeriesPlanner` instead (its per-call constants once).
+    """
+    planner = SeriesPlanner(cfg, profiles, retail_price, feed_in_price, specs, tabulate=False)
+    return planner.series(start_days, noise)
+
+
+class SeriesPlanner:
+    """The exogenous series of one configuration: what every batch of episodes shares.
 
     Profiles and tariffs are hourly step functions; step t covers hours
     [t dt, (t + 1) dt) after the start day's midnight and gets their *mean over the step*
@@ -52,30 +60,63 @@ def episode_series_batch(cfg: EnvConfig, profiles: Profiles, retail_price: np.nd
     step is right for any dt and dt = 1 reproduces the hourly values bit for bit. The
     tariff is the time mean: with the env's constant power over a step it is exactly the
     energy-weighted price. ``hours``/``days`` label the hour in which the step starts.
+
+    Why a planner: the step means depend only on the start day, so with ``tabulate`` they
+    are computed once for every day of the year (one (n_days, T+1) table per series, while
+    that stays under ``TABLE_ENTRIES``) and a batch is one fancy index per series, the same
+    numbers as computing them per batch (each row's sum is the same operation).
     """
-    start_days = np.asarray(start_days)
-    cells, weights = step_cells(cfg.dt_hours, cfg.max_episode_steps + 1)
-    cell_hours = cells % 24                                             # (T+1, K)
-    cell_days = (start_days[:, None, None] + cells[None] // 24) % profiles.n_days  # (B, T+1, K)
 
-    def step_mean(hourly: np.ndarray) -> np.ndarray:  # (n_days, 24) or (24,) -> (B, T+1)
+    #: largest table (n_days x (T+1) entries per series) kept; longer episodes compute per call
+    TABLE_ENTRIES = 2**18
+
+    def __init__(self, cfg: EnvConfig, profiles: Profiles, retail_price: np.ndarray,
+                 feed_in_price: np.ndarray, specs: Sequence[MicrogridSpec],
+                 tabulate: bool = True) -> None:
+        self.n_days, self.steps = profiles.n_days, cfg.max_episode_steps + 1
+        self.load_noise_std = cfg.load_noise_std
+        cells, self._weights = step_cells(cfg.dt_hours, self.steps)
+        self._cell_hours, self._cell_day = cells % 24, cells // 24         # (T+1, K)
+        self.hours = cells[:, 0] % 24                                     # (T+1,)
+        self._first_day = cells[:, 0] // 24
+        self._peaks = [m.peak_load_kw for m in specs]
+        #: the hourly sources, by EpisodeSeries field: (n_days, 24) or (24,) arrays
+        self._hourly = {"pv_per_kw": profiles.pv_per_kw,
+                        "retail": np.asarray(retail_price, float),
+                        "feed_in": np.asarray(feed_in_price, float),
+                        "loads": [profiles.microgrid_load(m.name, m.load_profile) for m in specs]}
+        self._tables: dict[str, np.ndarray] | None = None
+        if tabulate and self.n_days * self.steps <= self.TABLE_ENTRIES:
+            self._tables = self._means(np.arange(self.n_days))
+
+    def _step_mean(self, hourly: np.ndarray, start_days: np.ndarray) -> np.ndarray:
+        """(B, T+1) mean over each step of an (n_days, 24) or (24,) hourly series."""
         if hourly.ndim == 1:
-            return np.repeat(np.sum(hourly[cell_hours] * weights, axis=-1)[None],
+            return np.repeat(np.sum(hourly[self._cell_hours] * self._weights, axis=-1)[None],
                              len(start_days), axis=0)
-        return np.sum(hourly[cell_days, cell_hours] * weights, axis=-1)
+        cell_days = (start_days[:, None, None] + self._cell_day[None]) % self.n_days
+        return np.sum(hourly[cell_days, self._cell_hours] * self._weights, axis=-1)
 
-    first = cells[:, 0]
-    hours = np.repeat((first % 24)[None], len(start_days), axis=0)
-    days = (start_days[:, None] + first[None] // 24) % profiles.n_days
-    forecast = np.stack([m.peak_load_kw * step_mean(profiles.microgrid_load(m.name,
-                                                                            m.load_profile))
-                         for m in specs], axis=-1)
-    factor = 1.0 + cfg.load_noise_std * noise
-    return EpisodeSeries(hours=hours, days=days, pv_per_kw=step_mean(profiles.pv_per_kw),
-                         retail=step_mean(np.asarray(retail_price, float)),
-                         feed_in=step_mean(np.asarray(feed_in_price, float)),
-                         load_forecast_kw=forecast,
-                         load_kw=forecast * np.clip(factor, 0.0, None))
+    def _means(self, start_days: np.ndarray) -> dict[str, np.ndarray]:
+        """Every step-mean series of episodes starting on ``start_days``; loads (B, T+1, n) kW."""
+        h = self._hourly
+        out = {k: self._step_mean(h[k], start_days) for k in ("pv_per_kw", "retail", "feed_in")}
+        out["load_forecast_kw"] = np.stack(
+            [peak * self._step_mean(load, start_days) for peak, load in zip(self._peaks, h["loads"])],
+            axis=-1)
+        return out
+
+    def series(self, start_days: np.ndarray, noise: np.ndarray) -> EpisodeSeries:
+        """Series of B episodes from their start days (B,) and normal draws (B, T+1, n)."""
+        start_days = np.asarray(start_days)
+        if self._tables is None:
+            means = self._means(start_days)
+        else:
+            means = {k: table[start_days % self.n_days] for k, table in self._tables.items()}
+        days = (start_days[:, None] + self._first_day[None]) % self.n_days
+        factor = np.clip(1.0 + self.load_noise_std * noise, 0.0, None)
+        return EpisodeSeries(hours=np.repeat(self.hours[None], len(start_days), axis=0),
+                             days=days, load_kw=means["load_forecast_kw"] * factor, **means)
 
 
 def step_cells(dt_hours: float, steps: int) -> tuple[np.ndarray, np.ndarray]:

@@ -89,6 +89,11 @@ class SeriesPlanner:
         if tabulate and self.n_days * self.steps <= self.TABLE_ENTRIES:
             self._tables = self._means(np.arange(self.n_days))
 
+    @property
+    def tabulated(self) -> bool:
+        """Whether batches are gathered from the per-start-day tables (else computed)."""
+        return self._tables is not None
+
     def _step_mean(self, hourly: np.ndarray, start_days: np.ndarray) -> np.ndarray:
         """(B, T+1) mean over each step of an (n_days, 24) or (24,) hourly series."""
         if hourly.ndim == 1:

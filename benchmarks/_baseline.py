@@ -36,3 +36,11 @@ def best_by_setting(*runs: list[dict]) -> dict[str, dict]:
             if old is None or row["rate"] > old["rate"]:
                 best[row["setting"]] = row
     return best
+
+
+def baseline_best(script: str, src: str | None, args: list[str],
+                  before: list[list[dict]]) -> dict[str, dict]:
+    """The baseline's best rate per setting: the ``before`` runs and, with ``src``, one
+    more run after this checkout's (load drifts hit both); empty without a baseline."""
+    runs = [*before, run_baseline(script, src, args)] if src else list(before)
+    return best_by_setting(*runs)

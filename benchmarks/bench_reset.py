@@ -19,10 +19,10 @@ from collections.abc import Callable
 import numpy as np
 
 try:  # run as a script (benchmarks/ on sys.path) or imported as a module
-    from _baseline import best_by_setting, run_baseline
+    from _baseline import baseline_best, run_baseline
     from bench_env import best_rate, vector_steps
 except ImportError:
-    from benchmarks._baseline import best_by_setting, run_baseline
+    from benchmarks._baseline import baseline_best, run_baseline
     from benchmarks.bench_env import best_rate, vector_steps
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.vector import VectorMicrogrids
@@ -76,9 +76,7 @@ def main() -> None:
     if args.json:
         print(json.dumps(results, indent=2))
         return
-    if args.baseline:  # old code once more, after the new: load drifts hit both
-        base_runs.append(run_baseline(__file__, args.baseline, extra))
-    base = best_by_setting(*base_runs)
+    base = baseline_best(__file__, args.baseline, extra, base_runs)
     print(f"{'setting':<44} {'rate':>12} {'unit':<13}" + (f" {'x baseline':>11}" if base else ""))
     for r in results:
         line = f"{r['setting']:<44} {r['rate']:>12,.0f} {r['unit']:<13}"

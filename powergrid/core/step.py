@@ -173,16 +173,17 @@ class Simulation:
                     d.reset(mask)
         self.pf.reset(mask)
         ser = self.series_planner.series(days, noise)
-        s.t[rows], s.start_day[rows] = 0, days
-        s.hours[rows], s.days[rows], s.pv[rows] = ser.hours, ser.days, ser.pv_per_kw
-        s.retail[rows], s.feed_in[rows] = ser.retail, ser.feed_in
-        s.load_forecast[rows], s.load_kw[rows] = ser.load_forecast_kw, ser.load_kw
-        s.feeder_load_pu[rows] = self.profiles.load("residential")[ser.days, ser.hours]
-        s.last_price[rows], s.last_p2p[rows], s.last_grid[rows] = 0.0, 0.0, 0.0
-        s.v_min[rows], s.v_max[rows], s.last_losses_kw[rows] = 1.0, 1.0, 0.0
-        s.last_pcc[rows] = 0.0
-        s.needs_reset[rows] = False
-        s.stored_start[rows] = self.stored_kwh()[rows]
+        at = slice(None) if len(rows) == self.B else rows  # a slice writes faster
+        s.t[at], s.start_day[at] = 0, days
+        s.hours[at], s.days[at], s.pv[at] = ser.hours, ser.days, ser.pv_per_kw
+        s.retail[at], s.feed_in[at] = ser.retail, ser.feed_in
+        s.load_forecast[at], s.load_kw[at] = ser.load_forecast_kw, ser.load_kw
+        s.feeder_load_pu[at] = self.profiles.load("residential")[ser.days, ser.hours]
+        s.last_price[at], s.last_p2p[at], s.last_grid[at] = 0.0, 0.0, 0.0
+        s.v_min[at], s.v_max[at], s.last_losses_kw[at] = 1.0, 1.0, 0.0
+        s.last_pcc[at] = 0.0
+        s.needs_reset[at] = False
+        s.stored_start[at] = self.stored_kwh()[at]
         if self.ahead is not None:  # forecasts follow the load noise in each row's RNG
             s.ahead.reset_rows(rows)
             z = np.stack([ahead_market.forecast_normals(self.ahead, p.steps, rngs[b])
@@ -216,8 +217,10 @@ class Simulation:
 
     def stored_kwh(self) -> np.ndarray:
         """(B, N) energy held in each microgrid's storage, kWh."""
-        return np.stack([np.broadcast_to(np.asarray(v, float), (self.B,))
-                         for v in stored_kwh(self._ess)], 1)
+        out = np.empty((self.B, len(self._ess)))
+        for i, v in enumerate(stored_kwh(self._ess)):
+            out[:, i] = v
+        return out
 
     # ------------------------------------------------------------------ step
     def step(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:

@@ -62,8 +62,8 @@ class SeriesPlanner:
     energy-weighted price. ``hours``/``days`` label the hour in which the step starts.
 
     Why a planner: the step means depend only on the start day, so with ``tabulate`` they
-    are computed once for every day of the year (one (n_days, T+1) table per series, while
-    that stays under ``TABLE_ENTRIES``) and a batch is one fancy index per series, the same
+    are computed once for every day of the year (one (n_days, T+1, 3 + n) table, while
+    n_days x (T+1) stays under ``TABLE_ENTRIES``) and a batch is one fancy index, the same
     numbers as computing them per batch (each row's sum is the same operation).
     """
 
@@ -85,14 +85,14 @@ class SeriesPlanner:
                         "retail": np.asarray(retail_price, float),
                         "feed_in": np.asarray(feed_in_price, float),
                         "loads": [profiles.microgrid_load(m.name, m.load_profile) for m in specs]}
-        self._tables: dict[str, np.ndarray] | None = None
+        self._table: np.ndarray | None = None
         if tabulate and self.n_days * self.steps <= self.TABLE_ENTRIES:
-            self._tables = self._means(np.arange(self.n_days))
+            self._table = self._means(np.arange(self.n_days))
 
     @property
     def tabulated(self) -> bool:
         """Whether batches are gathered from the per-start-day tables (else computed)."""
-        return self._tables is not None
+        return self._table is not None
 
     def _step_mean(self, hourly: np.ndarray, start_days: np.ndarray) -> np.ndarray:
         """(B, T+1) mean over each step of an (n_days, 24) or (24,) hourly series."""
@@ -102,26 +102,27 @@ class SeriesPlanner:
         cell_days = (start_days[:, None, None] + self._cell_day[None]) % self.n_days
         return np.sum(hourly[cell_days, self._cell_hours] * self._weights, axis=-1)
 
-    def _means(self, start_days: np.ndarray) -> dict[str, np.ndarray]:
-        """Every step-mean series of episodes starting on ``start_days``; loads (B, T+1, n) kW."""
+    def _means(self, start_days: np.ndarray) -> np.ndarray:
+        """(B, T+1, 3 + n) step means of episodes starting on ``start_days``: PV per kW,
+        retail, feed-in, then each microgrid's load forecast in kW."""
         h = self._hourly
-        out = {k: self._step_mean(h[k], start_days) for k in ("pv_per_kw", "retail", "feed_in")}
-        out["load_forecast_kw"] = np.stack(
-            [peak * self._step_mean(load, start_days) for peak, load in zip(self._peaks, h["loads"])],
-            axis=-1)
-        return out
+        loads = [peak * self._step_mean(load, start_days)
+                 for peak, load in zip(self._peaks, h["loads"])]
+        return np.stack([self._step_mean(h[k], start_days)
+                         for k in ("pv_per_kw", "retail", "feed_in")] + loads, axis=-1)
 
     def series(self, start_days: np.ndarray, noise: np.ndarray) -> EpisodeSeries:
         """Series of B episodes from their start days (B,) and normal draws (B, T+1, n)."""
         start_days = np.asarray(start_days)
-        if self._tables is None:
-            means = self._means(start_days)
-        else:
-            means = {k: table[start_days % self.n_days] for k, table in self._tables.items()}
+        means = (self._means(start_days) if self._table is None
+                 else self._table[start_days % self.n_days])
         days = (start_days[:, None] + self._first_day[None]) % self.n_days
+        forecast = means[..., 3:]
         factor = np.clip(1.0 + self.load_noise_std * noise, 0.0, None)
         return EpisodeSeries(hours=np.repeat(self.hours[None], len(start_days), axis=0),
-                             days=days, load_kw=means["load_forecast_kw"] * factor, **means)
+                             days=days, pv_per_kw=means[..., 0], retail=means[..., 1],
+                             feed_in=means[..., 2], load_forecast_kw=forecast,
+                             load_kw=forecast * factor)
 
 
 def step_cells(dt_hours: float, steps: int) -> tuple[np.ndarray, np.ndarray]:

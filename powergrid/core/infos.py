@@ -168,3 +168,64 @@ class FlatRenderer:
             else:
                 costs[cost] = v
         return out
+
+
+_MISSING = object()
+
+
+def info_key(f: InfoField) -> str:
+    """The name a field's value goes by in the renderers' inputs: its flat name, or its
+    nested path joined by ``/`` (``"devices/ESS/soc"``, ``"market/orders"``)."""
+    return f.flat if f.flat is not None else "/".join(f.path)
+
+
+class NestedRenderer:
+    """The scalar rendering of a schema (nested dicts), planned once: it runs every step.
+
+    ``render(values)``: ``values[info_key(field)]`` is each leaf's value; a whole subtree
+    may be given under its joined path instead (``values["devices"]``, a dict, or
+    ``values["market/consensus"]``). A leaf without a value gets its neutral one (copied),
+    so ``render({})`` is the reset rendering (:func:`nested`).
+    """
+
+    def __init__(self, fields: Iterable[InfoField]) -> None:
+        self.fields = tuple(fields)
+        self._plan = self._build(self.fields, 0)
+
+    @classmethod
+    def _build(cls, fields: Sequence[InfoField], depth: int) -> tuple:
+        """(key, value name, neutral, None) per leaf, (key, subtree name, None, subplan)
+        per subtree, in the schema's order."""
+        order: list[str] = []
+        groups: dict[str, list[InfoField]] = {}
+        for f in fields:
+            head = f.path[depth]
+            if head not in groups:
+                order.append(head)
+                groups[head] = []
+            groups[head].append(f)
+        plan = []
+        for head in order:
+            group = groups[head]
+            if len(group) == 1 and len(group[0].path) == depth + 1:
+                plan.append((head, info_key(group[0]), group[0].neutral, None))
+            else:
+                plan.append((head, "/".join(group[0].path[:depth + 1]), None,
+                             cls._build(group, depth + 1)))
+        return tuple(plan)
+
+    def render(self, values: dict[str, Any]) -> dict[str, Any]:
+        return self._render(self._plan, values)
+
+    def _render(self, plan: tuple, values: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        get = values.get
+        for key, name, neutral, sub in plan:
+            v = get(name, _MISSING)
+            if v is not _MISSING:
+                out[key] = v
+            elif sub is not None:
+                out[key] = self._render(sub, values)
+            else:
+                out[key] = copy.copy(neutral)
+        return out

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from heron.market import Order
 from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.core import ahead as ahead_market
 from powergrid.core.kernel import FusedStep
@@ -95,16 +96,27 @@ class StepOutput:
 class Simulation:
     """Parameters, state and stage objects of B envs built like ``template``."""
 
-    def __init__(self, template: MultiAgentMicrogrids, num_envs: int,
-                 fused: bool = True, row_market: bool = False) -> None:
+    def __init__(self, template: MultiAgentMicrogrids, num_envs: int, fused: bool = True,
+                 row_market: bool = False, coords: Sequence[Coordination] | None = None,
+                 devices: Sequence[Sequence[BatchedDevice]] | None = None) -> None:
+        """``template``'s public configuration (config, network, solver, protocols, tariffs,
+        ``days_split``, ``network_costs``, ``coordination``) for ``num_envs`` rows.
+
+        ``row_market``: every row clears through its own Coordination (the ``results`` /
+        ``orders`` of :class:`MarketResult` are filled), never on the batched books.
+        ``coords`` (one per row) and ``devices`` (per agent, ``num_envs`` rows each) replace
+        the copies built from the template: the scalar env passes its own Coordination and
+        its own objects as row 0, so protocol and broker state stay one object.
+        """
         cfg, net = template.config, template.network
         self.B = B = num_envs
         self.agents = template.microgrid_agents
         self.params = p = CoreParams.build(cfg, net, self.agents)
         self.config, self.profiles = cfg, template.profiles
         self._retail_price, self.feed_in_price = template.retail_price, template.feed_in_price
-        self._days_split = template._days_split
-        self.devices = [[batched(d, B) for d in template.devices(a)] for a in self.agents]
+        self._days_split = template.days_split
+        self.devices = ([list(devs) for devs in devices] if devices is not None
+                        else [[batched(d, B) for d in template.devices(a)] for a in self.agents])
         #: each device's cost bucket (DEVICE_COSTS index) and power-flow (element, row)
         self.cost_buckets = [[DEVICE_COSTS.index(d.cost_term) for d in devs]
                              for devs in self.devices]
@@ -116,7 +128,7 @@ class Simulation:
                              for d in template.devices(a) if isinstance(d, ESS)]
                             for a in self.agents]
         # network costs linearise each row's solved state (powergrid.network_costs)
-        nc = template._network_costs
+        nc = template.network_costs
         self.network_costs = nc if nc is not None and nc.settings.network_costs else None
         self.pf = make_batch_power_flow(
             template.solver, B, voltages=self.network_costs is not None,
@@ -135,13 +147,20 @@ class Simulation:
         needs_rows = (template.vertical_protocol is not None or not cfg.centralized
                       or (proto is not None and not self.batch_market))
         self.coords: list[Coordination] | None = None
-        if needs_rows:
+        if needs_rows and coords is not None:
+            self.coords = list(coords)
+        elif needs_rows:
             self.coords = []
             for _ in range(B):
                 h, v = copy.deepcopy(proto), copy.deepcopy(template.vertical_protocol)
                 self.coords.append(Coordination(cfg, h, v, self.agents, p.peak_kw.tolist()))
-        self.has_dso = template._coord.has_dso
-        self.extra_obs = len(template._coord.extra_obs)
+        if self.coords is not None and len(self.coords) != B:
+            raise ValueError(f"coords: {len(self.coords)} Coordination objects for {B} rows")
+        if any(len(devs) != len(template.devices(a)) or any(d.num_envs != B for d in devs)
+               for devs, a in zip(self.devices, self.agents)):
+            raise ValueError(f"devices: expected each agent's devices with num_envs={B}")
+        self.has_dso = template.coordination.has_dso
+        self.extra_obs = len(template.coordination.extra_obs)
         self.state = CoreState.empty(B, p.n_agents, p.steps)
         self.ahead = ahead_market.AheadParams.build(cfg)
         if self.ahead is not None:
@@ -240,7 +259,7 @@ class Simulation:
         else:  # deliver the commitment due now, then clear the gate of the next step
             market, settled = ahead_market.deliver(s.ahead, self.ahead, net_kw * p.dt,
                                                    retail, feed_in)
-            self._trade_ahead(acts, live)
+            market.orders = self._trade_ahead(acts, live)
         exchange = grid_exchange(net_kw, p.dt, market.bought, market.sold)
         tracking, dso_reward, dso_info = self._settle(exchange, net_kw, acts, live)
         pf = self._power_flow(load_kw, sgen, storage, live)
@@ -293,7 +312,7 @@ class Simulation:
         if self.ahead is not None:  # deliver the commitment due now, clear the next gate
             market, settled = ahead_market.deliver(s.ahead, self.ahead, net_kw * p.dt,
                                                    retail, feed_in)
-            self._trade_ahead(acts, live)
+            market.orders = self._trade_ahead(acts, live)
         elif self.has_market and not k.clears:
             market = self._market(acts, net_kw, retail, feed_in, live)
         if market is not None:
@@ -389,8 +408,9 @@ class Simulation:
             results[b] = c.clear(orders[b])
         return settle_rows(self.agents, results, orders)
 
-    def _trade_ahead(self, acts, live) -> None:
-        """Orders for delivery t + k from the market components; clear the gate of t + 1."""
+    def _trade_ahead(self, acts, live) -> list[list[Order]] | None:
+        """Orders for delivery t + k from the market components; clear the gate of t + 1.
+        Per row, the orders placed (row clearing), else None."""
         p, s, ap = self.params, self.state, self.ahead
         n_market = 1 + ap.levels
         market_acts = np.stack([acts[i][:, -n_market:] for i in range(p.n_agents)], 1)
@@ -400,8 +420,8 @@ class Simulation:
             low, high = (np.broadcast_to(x, (self.B, p.n_agents)) for x in (low, high))
             ahead_market.trade_batch(s.ahead, ap, self.rule, self.fee, s.t, p.steps,
                                      market_acts, low, high, live)
-        else:
-            ahead_market.trade_rows(s.ahead, ap, self.agents, self.coords, s.t, p.steps,
+            return None
+        return ahead_market.trade_rows(s.ahead, ap, self.agents, self.coords, s.t, p.steps,
                                     market_acts, retail_d, feed_in_d, live)
 
     def _settle(self, exchange, net_kw, acts, live):

@@ -163,9 +163,14 @@ class PerRowDevices(BatchedDevice):
     the batch reproduces the device exactly, whatever its class does.
     """
 
-    def __init__(self, device: PowerDevice, num_envs: int) -> None:
+    def __init__(self, device: PowerDevice, num_envs: int, share: bool = False) -> None:
         self.num_envs = _check_num_envs(num_envs)
-        self.devices = [copy.deepcopy(device) for _ in range(self.num_envs)]
+        if share and self.num_envs != 1:
+            raise ValueError(f"PerRowDevices(share=True) steps the given object itself: "
+                             f"num_envs must be 1, got {self.num_envs}")
+        # share: row 0 is the object itself (the scalar env's live device), not a copy
+        self.devices = ([device] if share
+                        else [copy.deepcopy(device) for _ in range(self.num_envs)])
         self.name, self.bus, self.element = device.name, device.bus, device.element
         self.action_labels, self.obs_labels = tuple(device.action_labels), tuple(device.obs_labels)
         self.cost_term = device.cost_term
@@ -341,6 +346,7 @@ class _CompiledTwin(BatchedDevice):
     params_type: ClassVar[type[DeviceParams]]
     kind: ClassVar[int]
     fields: ClassVar[tuple[str, ...]] = ()  # scalar attribute per state row after p_kw, cost
+    bool_fields: ClassVar[frozenset[str]] = frozenset()  # of those, the scalar device's bools
 
     def __init__(self, device: PowerDevice, num_envs: int) -> None:
         self.num_envs = _check_num_envs(num_envs)
@@ -382,6 +388,15 @@ class _CompiledTwin(BatchedDevice):
         self._state, self.clipped = state[:n], clipped
         self.p_kw, self.cost = self._state[0], self._state[1]
 
+    def write_row(self, device: PowerDevice, b: int = 0) -> None:
+        """Set ``device``'s state attributes (``p_kw``, ``cost``, ``clipped`` and the twin's
+        ``fields``) to row ``b``: a scalar front end keeps its live objects current."""
+        values = self._state[:, b].tolist()
+        device.p_kw, device.cost = values[0], values[1]
+        device.clipped = bool(self.clipped[b])
+        for name, value in zip(self.fields, values[2:]):
+            setattr(device, name, bool(value) if name in self.bool_fields else value)
+
     def observe(self) -> np.ndarray:
         out = np.empty(self.num_envs)
         observe_twin(self.kind, self._state, self._par, out)
@@ -400,6 +415,7 @@ class BatchedGenerator(_CompiledTwin):
     """:class:`~powergrid.devices.Generator` over B envs (state: p_kw, cost, on)."""
 
     device_type, params_type, fields = Generator, GeneratorParams, ("on",)
+    bool_fields = frozenset({"on"})
     kind = KIND_GENERATOR
 
     @staticmethod

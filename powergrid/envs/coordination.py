@@ -136,6 +136,7 @@ class Coordination:
             for endpoint in (*self.agents, MARKET, DSO):
                 self.broker.register(endpoint)
         self._seed_rng = np.random.default_rng()
+        self.tariff_now: tuple[float, float] = (math.nan, math.nan)  # set by tariff()
 
     def _check(self, cfg: Any) -> None:
         h, v = self.horizontal, self.vertical
@@ -301,9 +302,11 @@ class Coordination:
         self._new_step(t)
         self._ratio = feed_in / retail if retail > 0 else 0.0
         self._vertical_info: dict[str, dict[str, Any]] = {}
+        self.tariff_now = (retail, feed_in)  # what this step settles at (infos report it)
         if self.price_signal is None:
             return retail, feed_in
         price, export = self._price, self._price * self._ratio
+        self.tariff_now = (price, export)
         self._vertical_info = {a: {"protocol": "price_signal", "mode": self.price_signal.mode,
                                    "price": price, "export_price": export,
                                    "known_price": self._known_price[a]} for a in self.agents}

@@ -217,6 +217,21 @@ class MultiAgentMicrogrids(ParallelEnv):
         """The microgrid agents, in order (``possible_agents`` without an operator)."""
         return list(self._mg)
 
+    @property
+    def days_split(self) -> DaySplit:
+        """The start days ``reset()`` draws from, per ``split``."""
+        return self._days_split
+
+    @property
+    def network_costs(self) -> EnvNetworkCosts | None:
+        """The loss/violation allocation and P2P network fee, or None when off."""
+        return self._network_costs
+
+    @property
+    def coordination(self) -> Coordination:
+        """The env's protocols and broker (``powergrid.envs.coordination``)."""
+        return self._coord
+
     def observation_space(self, agent: str) -> spaces.Box:
         return self.observation_spaces[agent]
 

@@ -121,7 +121,7 @@ class VectorMicrogrids:
             (), network_costs=self.sim.network_costs is not None, ahead=self.sim.ahead is not None))
         self._dso_infos = FlatRenderer(operator_schema())
         self._rngs = [np.random.default_rng() for _ in range(num_envs)]
-        self._days_split = tpl._days_split
+        self._days_split = tpl.days_split
         self._split = cfg.split
         self._started = False
 

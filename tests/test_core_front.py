@@ -1,0 +1,97 @@
+"""The core's inputs for a scalar front end: the nested info renderer, per-row clearing
+through given Coordination objects, shared device objects, twins written back to objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from heron.market import Order
+from powergrid.core.infos import NestedRenderer, info_key, microgrid_schema, nested
+from powergrid.core.step import Simulation
+from powergrid.devices import ESS, Generator
+from powergrid.devices.base import StepContext
+from powergrid.devices.batched import BatchContext, PerRowDevices, batched
+from powergrid.envs import MultiAgentMicrogrids
+
+
+def _schema(env: MultiAgentMicrogrids):
+    return microgrid_schema(env.devices("MG1"), network_costs=False)
+
+
+def test_nested_renderer_without_values_is_the_reset_rendering():
+    env = MultiAgentMicrogrids({"max_episode_steps": 2})
+    schema = _schema(env)
+    first, second = NestedRenderer(schema).render({}), NestedRenderer(schema).render({})
+    assert repr(first) == repr(nested(schema))
+    first["market"]["orders"].append("x")
+    assert second["market"]["orders"] == []  # neutral lists are copied, never shared
+
+
+def test_nested_renderer_places_leaves_by_flat_name_or_path_and_takes_whole_subtrees():
+    env = MultiAgentMicrogrids({"max_episode_steps": 2})
+    schema = _schema(env)
+    ess = next(d.name for d in env.devices("MG1") if isinstance(d, ESS))
+    out = NestedRenderer(schema).render({
+        "clearing_price": None, "costs/total": 3.0, f"devices/{ess}/soc": 0.25,
+        "comm": {"sent": 7}, "hour": 5})
+    assert out["market"]["clearing_price"] is None
+    assert out["costs"]["total"] == 3.0 and out["hour"] == 5
+    assert out["devices"][ess]["soc"] == 0.25
+    assert out["comm"] == {"sent": 7}
+    assert list(out) == list(nested(schema))  # the schema's key order
+    assert {info_key(f) for f in schema} >= {"clearing_price", "market/orders", "costs/total"}
+
+
+def test_row_market_clears_every_row_through_the_given_coordination():
+    env = MultiAgentMicrogrids({"max_episode_steps": 3})
+    sim = Simulation(env, 1, row_market=True, coords=[env.coordination])
+    assert not sim.batch_market and sim.coords[0] is env.coordination
+    sim.reset_rows(np.ones(1, bool), [np.random.default_rng(0)], [None], None, [0])
+    dims = [env.action_space(a).shape[0] for a in env.possible_agents]
+    # MG1 sells (generator full, ESS discharging), MG2 buys (ESS charging)
+    acts = [np.ones((1, dims[0])), np.concatenate([-np.ones((1, dims[1] - 1)),
+                                                   np.ones((1, 1))], 1)]
+    out = sim.step(acts, np.ones(1, bool))
+    m = out.market
+    assert m.orders is not None and all(isinstance(o, Order) for o in m.orders[0])
+    assert {o.agent for o in m.orders[0]} == set(env.possible_agents)
+    assert m.results[0] is not None
+    assert out.per_agent["bought_kwh"][0].tolist() == [m.results[0].bought(a)
+                                                       for a in env.possible_agents]
+
+
+def test_simulation_refuses_coordinations_or_devices_of_the_wrong_batch_size():
+    env = MultiAgentMicrogrids({"max_episode_steps": 2})
+    with pytest.raises(ValueError, match="coords: 1 Coordination objects for 2 rows"):
+        Simulation(env, 2, row_market=True, coords=[env.coordination])
+    devices = [[batched(d, 1) for d in env.devices(a)] for a in env.possible_agents]
+    with pytest.raises(ValueError, match="num_envs=2"):
+        Simulation(env, 2, devices=devices)
+
+
+def test_shared_per_row_device_steps_the_given_object_itself():
+    gen = MultiAgentMicrogrids({"max_episode_steps": 2}).devices("MG1")[0]
+    row = PerRowDevices(gen, 1, share=True)
+    assert row.devices[0] is gen
+    row.step(np.ones((1, gen.action_dim)), BatchContext(np.full(1, 12), 1.0, np.full(1, 0.5)))
+    assert gen.p_kw > 0 and row.p_kw[0] == gen.p_kw
+    with pytest.raises(ValueError, match="num_envs must be 1"):
+        PerRowDevices(gen, 2, share=True)
+
+
+def test_compiled_twin_writes_its_row_into_a_scalar_device():
+    env = MultiAgentMicrogrids({"max_episode_steps": 2})
+    ctx = StepContext(hour=12, dt_hours=1.0, pv_per_kw=0.5)
+    batch_ctx = BatchContext(np.full(2, 12), 1.0, np.full(2, 0.5))
+    devices = [d for a in env.possible_agents for d in env.devices(a)]
+    assert {type(d) for d in devices} >= {Generator, ESS}
+    for d in devices:
+        scalar, mirror, twin = d.params.build(), d.params.build(), batched(d, 2)
+        action = np.full(d.action_dim, 0.7)
+        scalar.step(action, ctx)
+        twin.step(np.tile(action, (2, 1)), batch_ctx)
+        twin.write_row(mirror, 1)
+        for k in ("p_kw", "cost", "clipped", *twin.fields):
+            assert getattr(mirror, k) == getattr(scalar, k), (d.name, k)
+            assert type(getattr(mirror, k)) is type(getattr(scalar, k)), (d.name, k)

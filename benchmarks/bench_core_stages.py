@@ -65,17 +65,18 @@ def main() -> None:
     ap.add_argument("--num-envs", type=int, nargs="+", default=[1, 1024])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--env-steps", type=int, default=100_000,
-                    help="env-steps per timing (steps x num_envs), at least 20 steps")
+                    help="env-steps per timing (steps x num_envs), at least one episode")
     ap.add_argument("--only", nargs="+", choices=list(CONFIGS), help="these configurations")
     args = ap.parse_args()
     for name in args.only or CONFIGS:
         config, row_market = CONFIGS[name]
         for B in args.num_envs:
             envs = {c: make(config, B, row_market, c) for c in (True, False)}
+            T = envs[True].config.max_episode_steps
+            steps = max(1, args.env_steps // B // T) * T
             best = dict.fromkeys(envs, 0.0)
             for _ in range(args.repeats):
-                for c, vec in envs.items():
-                    steps = max(20, args.env_steps // B // (1 if c else 4))
+                for c, vec in envs.items():  # whole episodes: resets weigh the same
                     best[c] = max(best[c], rate(vec, steps))
             kind = "fused" if envs[True].sim.kernel.fused else "stages"
             print(f"{name:28s} B={B:5d}: compiled ({kind}) {best[True]:>10,.0f}  numpy "

@@ -79,16 +79,31 @@ def row_orders(agents: Sequence[str], net_kw: Sequence[float], price_actions: Se
 
 def settle_rows(agents: Sequence[str], results: Sequence[ClearingResult | None],
                 orders: list) -> MarketResult:
-    """Per-agent quantities and money of per-row clearing results."""
+    """Per-agent quantities and money of per-row clearing results: one pass over each
+    row's trades, each agent's sums in trade order (as :func:`money` and
+    ``ClearingResult.bought``/``sold`` add them)."""
     B, N = len(results), len(agents)
     out = MarketResult(*(np.zeros((B, N)) for _ in range(5)), np.full(B, np.nan),
                        list(results), orders)
+    index = {a: i for i, a in enumerate(agents)}
     for b, market in enumerate(results):
-        if market is None:
+        if market is None or not market.trades:
             continue
-        for i, a in enumerate(agents):
-            out.bought[b, i], out.sold[b, i] = market.bought(a), market.sold(a)
-            out.paid[b, i], out.received[b, i], out.fees[b, i] = money(market, a)
+        bought, sold, paid, received, fees = ([0.0] * N for _ in range(5))
+        for tr in market.trades:
+            i, s = index.get(tr.buyer), index.get(tr.seller)
+            if i is not None:
+                bought[i] += tr.quantity
+                paid[i] += tr.value
+                fees[i] += tr.fee / 2
+            if s is not None:
+                sold[s] += tr.quantity
+                if s != i:  # as money(): a trade counts once per agent, as its buyer first
+                    # McAfee keeps a surplus: the seller is credited below the buyer's price
+                    received[s] += tr.value - tr.surplus
+                    fees[s] += tr.fee / 2
+        out.bought[b], out.sold[b], out.paid[b] = bought, sold, paid
+        out.received[b], out.fees[b] = received, fees
         if market.volume > 0:
             out.price[b] = market.clearing_price
     return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
+from functools import lru_cache
 
 import numpy as np
 
@@ -75,10 +76,9 @@ class SeriesPlanner:
                  tabulate: bool = True) -> None:
         self.n_days, self.steps = profiles.n_days, cfg.max_episode_steps + 1
         self.load_noise_std = cfg.load_noise_std
-        cells, self._weights = step_cells(cfg.dt_hours, self.steps)
-        self._cell_hours, self._cell_day = cells % 24, cells // 24         # (T+1, K)
-        self.hours = cells[:, 0] % 24                                     # (T+1,)
-        self._first_day = cells[:, 0] // 24
+        # (T+1, K) hour of day / day offset / weight of each cell, (T+1,) of each step start
+        (self._cell_hours, self._cell_day, self._weights, self.hours,
+         self._first_day) = _step_grid(float(cfg.dt_hours), self.steps)
         self._peaks = [m.peak_load_kw for m in specs]
         #: the hourly sources, by EpisodeSeries field: (n_days, 24) or (24,) arrays
         self._hourly = {"pv_per_kw": profiles.pv_per_kw,
@@ -87,7 +87,8 @@ class SeriesPlanner:
                         "loads": [profiles.microgrid_load(m.name, m.load_profile) for m in specs]}
         self._table: np.ndarray | None = None
         if tabulate and self.n_days * self.steps <= self.TABLE_ENTRIES:
-            self._table = self._means(np.arange(self.n_days))
+            *series, loads = self._means(np.arange(self.n_days))
+            self._table = np.concatenate([np.stack(series, axis=-1), loads], axis=-1)
 
     @property
     def tabulated(self) -> bool:
@@ -102,27 +103,38 @@ class SeriesPlanner:
         cell_days = (start_days[:, None, None] + self._cell_day[None]) % self.n_days
         return np.sum(hourly[cell_days, self._cell_hours] * self._weights, axis=-1)
 
-    def _means(self, start_days: np.ndarray) -> np.ndarray:
-        """(B, T+1, 3 + n) step means of episodes starting on ``start_days``: PV per kW,
-        retail, feed-in, then each microgrid's load forecast in kW."""
+    def _means(self, start_days: np.ndarray) -> list[np.ndarray]:
+        """Step means of episodes starting on ``start_days``: (B, T+1) PV per kW, retail,
+        feed-in, then (B, T+1, n) each microgrid's load forecast in kW."""
         h = self._hourly
-        loads = [peak * self._step_mean(load, start_days)
-                 for peak, load in zip(self._peaks, h["loads"])]
-        return np.stack([self._step_mean(h[k], start_days)
-                         for k in ("pv_per_kw", "retail", "feed_in")] + loads, axis=-1)
+        out = [self._step_mean(h[k], start_days) for k in ("pv_per_kw", "retail", "feed_in")]
+        return out + [np.stack([peak * self._step_mean(load, start_days)
+                                for peak, load in zip(self._peaks, h["loads"])], axis=-1)]
 
     def series(self, start_days: np.ndarray, noise: np.ndarray) -> EpisodeSeries:
         """Series of B episodes from their start days (B,) and normal draws (B, T+1, n)."""
         start_days = np.asarray(start_days)
-        means = (self._means(start_days) if self._table is None
-                 else self._table[start_days % self.n_days])
+        if self._table is None:
+            pv, retail, feed_in, forecast = self._means(start_days)
+        else:  # one gather, then views of its columns
+            rows = self._table[start_days % self.n_days]
+            pv, retail, feed_in, forecast = rows[..., 0], rows[..., 1], rows[..., 2], rows[..., 3:]
         days = (start_days[:, None] + self._first_day[None]) % self.n_days
-        forecast = means[..., 3:]
         factor = np.clip(1.0 + self.load_noise_std * noise, 0.0, None)
         return EpisodeSeries(hours=np.repeat(self.hours[None], len(start_days), axis=0),
-                             days=days, pv_per_kw=means[..., 0], retail=means[..., 1],
-                             feed_in=means[..., 2], load_forecast_kw=forecast,
-                             load_kw=forecast * factor)
+                             days=days, pv_per_kw=pv, retail=retail, feed_in=feed_in,
+                             load_forecast_kw=forecast, load_kw=forecast * factor)
+
+
+@lru_cache(maxsize=32)
+def _step_grid(dt_hours: float, steps: int) -> tuple[np.ndarray, ...]:
+    """:func:`step_cells` split into what a planner indexes with, read-only and cached:
+    the scalar env builds a planner every reset, and dt -> fraction is the slow part."""
+    cells, weights = step_cells(dt_hours, steps)
+    out = (cells % 24, cells // 24, weights, cells[:, 0] % 24, cells[:, 0] // 24)
+    for a in out:
+        a.setflags(write=False)
+    return out
 
 
 def step_cells(dt_hours: float, steps: int) -> tuple[np.ndarray, np.ndarray]:

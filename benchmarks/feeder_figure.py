@@ -1,7 +1,9 @@
 """One-line diagram of the shared IEEE-34 feeder, buses coloured by voltage at one hour.
 
-Runs the scenario ``p2p-3mg-v2`` under the rule-based policy up to the given hour and draws every bus (IEEE-34 and the microgrids' IEEE-13 buses), lines and
-transformers (PCC transformers thick). Writes ``docs/img/ieee34_voltage.png``, and the
+Runs the scenario ``p2p-3mg-v2`` under the rule-based policy up to the given hour, on the
+pandapower backend (whose solved ``net.res_bus`` holds every bus voltage), and draws every
+bus (IEEE-34 and the microgrids' IEEE-13 buses), lines and transformers (PCC transformers
+thick). Writes ``docs/img/ieee34_voltage.png``, and the
 whole day's ``powergrid.viz.plot_episode`` (violations marked) to
 ``docs/img/ieee34_episode.png``.
 
@@ -26,17 +28,22 @@ from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids  # noqa: 
 from powergrid.viz import plot_episode  # noqa: E402
 
 
-def solved_env(day: int, hour: int) -> MultiAgentMicrogrids:
-    env = powergrid.make("p2p-3mg-v2", max_episode_steps=hour + 1, split=None)
+def solved_env(day: int, hour: int) -> tuple[MultiAgentMicrogrids, dict[str, dict]]:
+    """The env after ``hour + 1`` rule-based steps of ``day``, and that last step's infos."""
+    env = powergrid.make("p2p-3mg-v2", max_episode_steps=hour + 1, split=None,
+                         power_flow="pandapower")
     policy = RuleBasedPolicy(env)
     obs, _ = env.reset(seed=0, options={"start_day": day})
+    infos: dict[str, dict] = {}
     while env.agents:
-        obs, *_ = env.step(policy(obs))
-    return env
+        obs, _, _, _, infos = env.step(policy(obs))
+    return env, infos
 
 
 def draw(env: MultiAgentMicrogrids, path: Path, title: str) -> None:
-    net, vm = env.network.net, env._last_pf.vm_pu
+    net = env.network.net
+    # the pandapower backend's solved copy of the net: the last step's bus voltages
+    vm = env.solver.net.res_bus["vm_pu"].reindex(net.bus.index).to_numpy()
     pos_of = {b: k for k, b in enumerate(net.bus.index)}
     g = nx.Graph()
     g.add_nodes_from(range(len(net.bus)))
@@ -80,8 +87,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("docs/img/ieee34_voltage.png"))
     ap.add_argument("--episode-out", type=Path, default=Path("docs/img/ieee34_episode.png"))
     args = ap.parse_args()
-    env = solved_env(args.day, args.hour)
-    info = env._last_infos["MG1"]
+    env, infos = solved_env(args.day, args.hour)
+    info = infos["MG1"]
     title = (f"IEEE-34 + 3 IEEE-13 microgrids, rule-based, day {args.day} hour {args.hour}: "
              f"feeder {info['feeder_v_min_pu']:.3f}-{info['feeder_v_max_pu']:.3f} pu, "
              f"max PCC {info['pcc_loading_max_pct']:.0f} %")

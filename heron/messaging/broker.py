@@ -232,8 +232,16 @@ class InMemoryBroker(ScheduledBroker):
         super().__init__(latency_steps, drop_prob, seed)
 
     @classmethod
-    def _restore(cls, knobs: tuple, clock: tuple, in_flight: list, inboxes: dict) -> InMemoryBroker:
-        """An in-memory broker in exactly the given state (how other brokers are copied)."""
+    def from_state(cls, knobs: tuple, clock: tuple, in_flight: list, inboxes: dict
+                   ) -> InMemoryBroker:
+        """An in-memory broker in exactly the given state: how other brokers are copied and
+        pickled (``ZmqBroker.__reduce__``), so every transport can hand over its state.
+
+        ``knobs``: ``(latency_steps, drop_prob, seed)``; ``clock``: ``(rng bit-generator
+        state, step, next sequence number, sent, delivered, dropped)``; ``in_flight``:
+        ``(due, seq, recipient, message)`` tuples not yet delivered; ``inboxes``: the
+        delivered, unread messages per registered agent.
+        """
         broker = cls(*knobs)
         for agent in inboxes:
             broker.register(agent)

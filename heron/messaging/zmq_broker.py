@@ -209,5 +209,5 @@ class ZmqBroker(ScheduledBroker):
             inboxes[name] = [pickle.loads(b) for b in inbox]
         clock = (self._rng.bit_generator.state, self._step, self._seq, self._sent,
                  self._delivered, self._dropped)
-        return (InMemoryBroker._restore,
+        return (InMemoryBroker.from_state,
                 ((self.latency_steps, self.drop_prob, self._seed), clock, in_flight, inboxes))

@@ -8,7 +8,7 @@ Adding your own device (the extension point; see ``examples/04_custom_device.py`
    ``observe`` and ``step`` (set ``p_kw``, ``cost`` in $ for the step, ``clipped``).
 2. Subclass :class:`DeviceParams` as a ``@dataclass(frozen=True)`` with defaults for
    ``name`` and ``bus`` (an IEEE-13 bus name), validate in ``__post_init__`` (call
-   ``super().__post_init__()`` for the name/bus checks; ``self._check(field, Range)``
+   ``super().__post_init__()`` for the name/bus checks; ``self.check(field, Range)``
    with the ranges of :mod:`powergrid.limits` for numbers) and return the device from
    ``build()``.
 3. Put the params into a microgrid: ``MicrogridSpec("MG2", (..., MyParams()))``.
@@ -108,13 +108,15 @@ class DeviceParams:
     def build(self) -> PowerDevice:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _require(self, condition: bool, field: str, expected: str) -> None:
+    def require(self, condition: bool, field: str, expected: str) -> None:
+        """ValueError naming the params class, the device, ``field`` and its value unless
+        ``condition`` holds; ``expected`` says what a valid value is."""
         if not condition:
             value = getattr(self, field)
             raise ValueError(f"{type(self).__name__}({self.name!r}).{field} = {value!r}: expected {expected}")
 
-    def _check(self, field: str, valid: Range) -> None:
+    def check(self, field: str, valid: Range) -> None:
         """``field`` must lie in ``valid``; stored as a plain float/int (numpy scalars too)."""
         value = valid.coerce(getattr(self, field))
-        self._require(value is not None, field, valid.describe())
+        self.require(value is not None, field, valid.describe())
         object.__setattr__(self, field, value)

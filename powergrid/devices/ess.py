@@ -31,16 +31,16 @@ class ESSParams(DeviceParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check("capacity_kwh", ENERGY_KWH)
-        self._check("p_max_kw", POWER_KW)
+        self.check("capacity_kwh", ENERGY_KWH)
+        self.check("p_max_kw", POWER_KW)
         for f in ("eta_charge", "eta_discharge"):
-            self._check(f, EFFICIENCY)
+            self.check(f, EFFICIENCY)
         for f in ("soc_min", "soc_max", "soc_init"):
-            self._check(f, FRACTION)
-        self._check("degradation_cost_per_kwh", PRICE_PER_KWH)
-        self._require(self.soc_min < self.soc_max, "soc_min",
+            self.check(f, FRACTION)
+        self.check("degradation_cost_per_kwh", PRICE_PER_KWH)
+        self.require(self.soc_min < self.soc_max, "soc_min",
                       "0 <= soc_min < soc_max <= 1")
-        self._require(self.soc_min <= self.soc_init <= self.soc_max, "soc_init",
+        self.require(self.soc_min <= self.soc_init <= self.soc_max, "soc_init",
                       "in [soc_min, soc_max]")
         check_kva(self, self.p_max_kw)
 

@@ -34,14 +34,14 @@ class GeneratorParams(DeviceParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check("p_max_kw", POWER_KW)
-        self._check("p_min_kw", POWER_KW_OR_ZERO)
-        self._require(self.p_min_kw <= self.p_max_kw, "p_min_kw", "in [0, p_max_kw]")
-        self._check("ramp_kw_per_h", RAMP_KW_PER_H)
-        self._check("cost_a_per_kw2h", COST_PER_KW2H)
-        self._check("cost_b_per_kwh", PRICE_PER_KWH)
-        self._check("cost_c_per_h", MONEY_PER_HOUR)
-        self._check("startup_cost", MONEY)
+        self.check("p_max_kw", POWER_KW)
+        self.check("p_min_kw", POWER_KW_OR_ZERO)
+        self.require(self.p_min_kw <= self.p_max_kw, "p_min_kw", "in [0, p_max_kw]")
+        self.check("ramp_kw_per_h", RAMP_KW_PER_H)
+        self.check("cost_a_per_kw2h", COST_PER_KW2H)
+        self.check("cost_b_per_kwh", PRICE_PER_KWH)
+        self.check("cost_c_per_h", MONEY_PER_HOUR)
+        self.check("startup_cost", MONEY)
 
     def build(self) -> Generator:
         return Generator(self)

@@ -107,8 +107,8 @@ def check_kva(params, rated_kw: float) -> None:
 
     if params.s_kva is None:
         return
-    params._check("s_kva", POWER_KW)
-    params._require(params.s_kva >= rated_kw, "s_kva",
+    params.check("s_kva", POWER_KW)
+    params.require(params.s_kva >= rated_kw, "s_kva",
                     f"an inverter rating >= the rated active power {rated_kw:g} kW "
                     f"(default {KVA_PER_KW:g} x that)")
 

@@ -26,9 +26,9 @@ class SolarParams(DeviceParams):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        self._check("capacity_kw", POWER_KW)
+        self.check("capacity_kw", POWER_KW)
         if self.inverter_kw is not None:
-            self._check("inverter_kw", POWER_KW)
+            self.check("inverter_kw", POWER_KW)
         check_kva(self, self.rated_kw)
 
     @property

@@ -90,8 +90,8 @@ from powergrid.devices.inverter import q_action
 from powergrid.envs.config import EnvConfig, no_trade_overrides
 from powergrid.envs.multi_agent_microgrids import EPS_KWH, MultiAgentMicrogrids
 from powergrid.evaluation.oracle_network import (
-    _MAX_LINEARISATIONS,
     LIMITS,
+    MAX_LINEARISATIONS,
     FeederFlow,
     Linearisation,
     NetworkReport,
@@ -635,13 +635,13 @@ def optimum(env_or_scenario: Any, day: int, *, seed: int = 0, trading: bool = Tr
         best_before = _best_round(plans, limits) if plans else None
         plans.append(_Round(m, models, rows, volume, x, lower, refinements, status, lin, ac,
                             plan))
-        if rounds >= _MAX_LINEARISATIONS + (_MAX_COST_ROUNDS if network_costs else 0):
+        if rounds >= MAX_LINEARISATIONS + (_MAX_COST_ROUNDS if network_costs else 0):
             break
         if trust is None:  # limits alone (the network-cost-blind plan is a candidate)
             if limits == "none" and not network_costs:
                 break
             if not settled(limits, ac, rows.penalty(x), rows.violation(x)):
-                if rounds < _MAX_LINEARISATIONS:
+                if rounds < MAX_LINEARISATIONS:
                     lin, rounds = linearise(flow, plan, cfg), rounds + 1
                     continue
             if not network_costs:

@@ -16,7 +16,7 @@ devices' kW in ``FeederFlow.solve``, so the same differences give dV/dQ, d loadi
 the charged losses' tangent in Q. The first base point is the network-blind
 optimum; the MILP is then re-solved with the rows linearised at its own previous solution
 (sequential linear programming) until the AC state of the plan confirms the limits
-(``settled``) or ``_MAX_LINEARISATIONS`` rounds are done.
+(``settled``) or ``MAX_LINEARISATIONS`` rounds are done.
 
 Network costs (the config's ``network_costs``, ``powergrid.network_costs``): the losses
 the env allocates to the microgrids are linearised through the env's own allocation rule
@@ -61,7 +61,7 @@ from powergrid.pf.model import NetworkModel
 
 _H_KW = 1.0                # finite-difference step, kW
 _V_TOL_PU = 1e-4           # stop linearising once the model's voltages are this close to AC
-_MAX_LINEARISATIONS = 4
+MAX_LINEARISATIONS = 4     # sequential-LP rounds for the limits (the oracle stops after them)
 _MARGIN_PU = 1e-3          # hard limits: inside the band by this much (linearisation error)
 _MARGIN_PCT = 0.5          # hard limits: loadings at most 100 - this
 _HARD_PER_PU = 1e5         # $/pu-step of an elastic slack on a hard voltage limit

@@ -15,13 +15,23 @@ from typing import Any
 _announced = False
 
 
+def _numba_cache_file(kernel: Any) -> Any:
+    """The cache file object of a numba dispatcher.
+
+    numba has no public API for it: this and the two reads of its fields below
+    (``_index_path``, ``_source_stamp``) are the only places that touch numba internals;
+    callers catch ``AttributeError`` and fall back to numba's own behaviour.
+    """
+    return kernel._cache._cache_file
+
+
 def announce_compilation(*kernels: Any) -> None:
     """Print one line if any of ``kernels`` (numba dispatchers) has no cache index yet."""
     global _announced
     if _announced:
         return
     try:  # numba's cache locator; if its layout changes, stay silent rather than fail
-        paths = [k._cache._cache_file._index_path for k in kernels]
+        paths = [_numba_cache_file(k)._index_path for k in kernels]
     except AttributeError:
         return
     missing = [p for p in paths if not os.path.exists(p)]
@@ -46,7 +56,7 @@ def cache_depends_on(kernels: Any, *modules: str) -> None:
         files = [sys.modules[m].__file__ for m in modules]
         stamps = tuple((os.stat(f).st_mtime, os.stat(f).st_size) for f in files)
         for k in kernels:
-            cache_file = k._cache._cache_file
+            cache_file = _numba_cache_file(k)
             own = cache_file._source_stamp
             if not (isinstance(own, tuple) and len(own) == 2 and own[1] == stamps):
                 cache_file._source_stamp = (own, stamps)

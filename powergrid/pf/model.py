@@ -204,7 +204,7 @@ class NetworkModel:
         except Exception as exc:  # noqa: BLE001 - any failure means we cannot build
             raise ValueError(f"pandapower could not solve the no-load case: {exc}") from exc
 
-        ppci = net._ppc["internal"]
+        ppci, lookups, options = _pandapower_internals(net)
         ref = np.asarray(ppci["ref"], dtype=np.int64)
         pv = np.asarray(ppci["pv"], dtype=np.int64)
         if len(ref) != 1 or len(pv) != 0:
@@ -221,14 +221,13 @@ class NetworkModel:
         Z = np.linalg.inv(Y[np.ix_(pq, pq)])
         w = -Z @ (Y[pq, s] * v_slack)
 
-        lookup = net._pd2ppc_lookups["bus"]
-        pd_bus = lookup[net.bus.index.to_numpy()]
+        pd_bus = lookups["bus"][net.bus.index.to_numpy()]
         bus_map = np.where(pd_bus < n, pd_bus, -1).astype(np.int64)
 
         cons0 = (bus[:, PD] + 1j * bus[:, QD]) / base
-        M = np.concatenate([_incidence(net, table, sign, n) * (1j if col == "q_mvar" else 1.0)
+        M = np.concatenate([_incidence(net, lookups["bus"], table, sign, n) * (1j if col == "q_mvar" else 1.0)
                             for table, col, sign in INPUT_COLUMNS], axis=1) / base
-        br = _branches(net, ppci, bus, base)
+        br = _branches(net, ppci, lookups["branch"], options, bus, base)
         M_T = np.ascontiguousarray(-M[pq].T)
         in_pos, in_coef = _one_bus_per_column(M_T)
         return cls(
@@ -240,6 +239,16 @@ class NetworkModel:
             slack_M=M[s].copy(), total_cons0=complex(cons0.sum()), total_M=M.sum(axis=0),
             in_pos=in_pos, in_coef=in_coef, lu=SparseLU.factor(Y[np.ix_(pq, pq)]), **br,
         )
+
+
+def _pandapower_internals(net: pp.pandapowerNet) -> tuple[dict, dict, dict]:
+    """pandapower's compiled model after ``runpp``: the internal ppc (Ybus, Yf/Yt, the bus
+    and branch tables), the element -> ppc row lookups and the runpp options.
+
+    pandapower has no public accessor for them; this is the only place here that reads its
+    private fields (allowlisted in tests/test_private_access.py).
+    """
+    return net._ppc["internal"], net._pd2ppc_lookups, net._options
 
 
 def check_scope(net: pp.pandapowerNet) -> None:
@@ -282,7 +291,8 @@ def _block_ranges(Y: np.ndarray, pq: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return lo, hi
 
 
-def _incidence(net: pp.pandapowerNet, table: str, sign: float, n: int) -> np.ndarray:
+def _incidence(net: pp.pandapowerNet, bus_lookup: np.ndarray, table: str, sign: float,
+               n: int) -> np.ndarray:
     """Dense (n_bus_internal, n_element) map of set-points to bus demand.
 
     Folds ``scaling``/``in_service`` in (frozen at construction) the same way pandapower
@@ -292,7 +302,7 @@ def _incidence(net: pp.pandapowerNet, table: str, sign: float, n: int) -> np.nda
     C = np.zeros((n, len(df)))
     if len(df) == 0:
         return C
-    ppc_bus = net._pd2ppc_lookups["bus"][df["bus"].to_numpy()]
+    ppc_bus = bus_lookup[df["bus"].to_numpy()]
     bus_live = net.bus.loc[df["bus"], "in_service"].to_numpy(bool)
     coef = sign * df["scaling"].to_numpy(float) * df["in_service"].to_numpy(bool) * bus_live
     ok = (ppc_bus < n) & (coef != 0)
@@ -300,7 +310,8 @@ def _incidence(net: pp.pandapowerNet, table: str, sign: float, n: int) -> np.nda
     return C
 
 
-def _branches(net: pp.pandapowerNet, ppci: dict, bus: np.ndarray, base: float) -> dict:
+def _branches(net: pp.pandapowerNet, ppci: dict, branch_lookup: dict, options: dict,
+              bus: np.ndarray, base: float) -> dict:
     """Lines and trafos as one branch set: end buses, 2x2 admittances, rating factors.
 
     pandapower orders ppc branches (line, trafo, ...) and the internal model keeps only
@@ -312,13 +323,13 @@ def _branches(net: pp.pandapowerNet, ppci: dict, bus: np.ndarray, base: float) -
     ppc2ppci = np.full(len(branch_is), -1, dtype=np.int64)
     ppc2ppci[branch_is] = np.arange(int(branch_is.sum()))
     br = np.real(ppci["branch"])
-    trafo_power = net._options.get("trafo_loading", "current") == "power"
+    trafo_power = options.get("trafo_loading", "current") == "power"
     rows, dest, kf_all, kt_all, pw = [], [], [], [], []
     offset = 0
     for el in ("line", "trafo"):
         df = net[el]
-        if len(df) and el in net._pd2ppc_lookups["branch"]:
-            f, t = net._pd2ppc_lookups["branch"][el]
+        if len(df) and el in branch_lookup:
+            f, t = branch_lookup[el]
             r = ppc2ppci[f:t]
             ok = r >= 0
             r = r[ok]

@@ -89,9 +89,11 @@ class PandapowerSolver(PowerFlowSolver):
             - float(net.res_load["p_mw"].sum())
             - float(net.res_storage["p_mw"].sum())
         )
+        # pandapower keeps the Newton-Raphson iteration count only in its private ppc
+        ppc = net._ppc
         return PFResult(
             converged=True,
-            iterations=int(net._ppc["iterations"]) if "iterations" in net._ppc else -1,
+            iterations=int(ppc["iterations"]) if "iterations" in ppc else -1,
             vm_pu=fin(net.res_bus["vm_pu"].to_numpy(dtype=float)),
             va_degree=fin(net.res_bus["va_degree"].to_numpy(dtype=float)),
             line_p_from_mw=fin(net.res_line["p_from_mw"].to_numpy(dtype=float)),

@@ -7,13 +7,15 @@ import functools
 import numpy as np
 import pytest
 
-from benchmarks.feeder_stress import STRESSED_FEEDER
 from powergrid import scenarios
 from powergrid.baselines import RuleBasedPolicy, run_episode
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.evaluation import optimum, replay_cost
 from powergrid.network_costs import NETWORK_COST_TERMS
+from powergrid.scenarios import shared_feeder_config
 
+# p2p-3mg-v2's network and microgrids alone (as benchmarks/feeder_stress.py sizes them)
+STRESSED_FEEDER = shared_feeder_config(3)
 # a stressed day: the network-blind optimum overloads a PCC transformer in the AC replay
 DAY = 80
 V_TOLERANCE_PU = 1e-3  # documented: |V_lin - V_ac| at the optimum (measured ~1e-4)

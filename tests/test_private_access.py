@@ -63,17 +63,9 @@ SAME_MODULE: dict[tuple[str, str], str] = {
 # MultiAgentMicrogrids on Simulation, the compiled step with Python stages). Entries that
 # no longer occur are harmless here; drop them as they go.
 TEMPORARY: set[tuple[str, str]] = {
-    ("powergrid/core/step.py", "template._days_split"),
-    ("powergrid/core/step.py", "template._network_costs"),
-    ("powergrid/core/step.py", "template._coord"),
-    ("powergrid/core/kernel.py", "sim._rule"),
-    ("powergrid/core/kernel.py", "sim._rows"),
-    ("powergrid/core/kernel.py", "sim._buckets"),
-    ("powergrid/core/kernel.py", "sim._fee"),
-    ("powergrid/envs/vector.py", "tpl._days_split"),
     ("powergrid/envs/render.py", "env._last_infos"),
-    # benchmarks/profile_core.py times FusedStep's parts from its buffers and its private
-    # step kernel: it needs public names in powergrid/core/kernel.py (being rewritten)
+    # benchmarks/profile_core.py times FusedStep's parts from its buffers and the module's
+    # private step kernel: it needs public names in powergrid/core/kernel.py (being rewritten)
     ("benchmarks/profile_core.py", "kernel._step"),
     ("benchmarks/profile_core.py", "fs._X"),
     ("benchmarks/profile_core.py", "fs._vm"),

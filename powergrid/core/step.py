@@ -58,6 +58,12 @@ def check_finite(agent: str, devices: Sequence[BatchedDevice]) -> None:
                     f"step(); a device must give finite power (kW) and cost ($)")
 
 
+def live_rows(live: np.ndarray) -> list[int]:
+    """Indices of the live rows as Python ints (cheaper than ``np.flatnonzero`` at small B,
+    where the per-row stages run)."""
+    return [b for b, x in enumerate(live.tolist()) if x]
+
+
 def grid_exchange(net_kw: np.ndarray, dt: float, bought: np.ndarray,
                   sold: np.ndarray) -> np.ndarray:
     """(B, N) kWh exchanged with the grid after trading: > 0 export, < 0 import."""
@@ -347,11 +353,10 @@ class Simulation:
         retail, feed_in = s.retail[r, s.t], s.feed_in[r, s.t]
         if self.coords is None:
             return retail, feed_in
-        retail, feed_in = retail.copy(), feed_in.copy()
-        for b in np.flatnonzero(live):
-            retail[b], feed_in[b] = self.coords[b].tariff(int(s.t[b]), float(retail[b]),
-                                                          float(feed_in[b]))
-        return retail, feed_in
+        t, retail, feed_in = s.t.tolist(), retail.tolist(), feed_in.tolist()
+        for b in live_rows(live):
+            retail[b], feed_in[b] = self.coords[b].tariff(t[b], retail[b], feed_in[b])
+        return np.array(retail), np.array(feed_in)
 
     def _dispatch(self, acts, live, load_kw):
         """Devices apply their actions: net kW (B, N), cost buckets (3, B, N), limit flags,
@@ -395,16 +400,19 @@ class Simulation:
         p, B = self.params, self.B
         if not self.has_market:
             return MarketResult.none(B, p.n_agents)
-        price_acts = np.stack([acts[i][:, -1] for i in range(p.n_agents)], 1)
         if self.batch_market:
+            price_acts = np.stack([acts[i][:, -1] for i in range(p.n_agents)], 1)
             low, high = price_band(feed_in[:, None], retail[:, None], self.fee)
             return clear_batch(self.rule, self.fee, net_kw, price_acts, low, high, p.dt)
+        # per row, on Python floats (at B = 1, the scalar env, numpy calls are overhead)
         results, orders = [None] * B, [[] for _ in range(B)]
-        for b in np.flatnonzero(live):
+        retail, feed_in, net = retail.tolist(), feed_in.tolist(), net_kw.tolist()
+        price_acts = [a[:, -1].tolist() for a in acts[:p.n_agents]]
+        for b in live_rows(live):
             c = self.coords[b]
-            bands = [c.band(a, float(feed_in[b]), float(retail[b])) for a in self.agents]
-            orders[b] = row_orders(self.agents, net_kw[b].tolist(), price_acts[b].tolist(),
-                                   bands, p.dt)
+            bands = [c.band(a, feed_in[b], retail[b]) for a in self.agents]
+            orders[b] = row_orders(self.agents, net[b], [x[b] for x in price_acts], bands,
+                                   p.dt)
             results[b] = c.clear(orders[b])
         return settle_rows(self.agents, results, orders)
 
@@ -434,7 +442,7 @@ class Simulation:
         dso_reward = np.zeros(B) if self.has_dso else None
         dso_info = ({"aggregate_exchange": np.zeros(B), "next_price": np.zeros(B)}
                     if self.has_dso else None)
-        for b in np.flatnonzero(live):
+        for b in live_rows(live):
             c = self.coords[b]
             tracking[b] = c.settle(exchange[b], net_kw[b] * self.params.dt,
                                    None if dso_act is None else dso_act[b])
@@ -548,7 +556,7 @@ class Simulation:
         B, N = self.B, self.params.n_agents
         terms = {k: np.zeros((B, N)) for k in NETWORK_COST_TERMS}
         info = {k: np.zeros(B) for k in NETWORK_DSO_KEYS}
-        for b in np.flatnonzero(live):
+        for b in live_rows(live):
             row, shared = nc.step_voltages(pf.V[b], bool(converged[b]), float(retail[b]),
                                            self.params.dt, float(pf.losses_mw[b]))
             for i, t in enumerate(row):

@@ -124,7 +124,7 @@ def test_declared_observation_bounds_must_match_the_labels():
 def test_observation_outside_its_bound_is_clipped_and_flagged():
     env = MultiAgentMicrogrids({"max_episode_steps": 3})
     env.reset(seed=0)
-    env._peak = env._peak * 1e-6  # exchange per peak load far beyond its bound
+    env._sim.state.load_forecast[:] *= 1e6  # the load forecast far beyond its bound
     obs, _, _, _, infos = env.step({a: np.ones(3, np.float32) for a in env.agents})
     for a in env.possible_agents:
         assert env.observation_space(a).contains(obs[a])

@@ -54,7 +54,7 @@ def check_finite(agent: str, devices: Sequence[BatchedDevice]) -> None:
             if not np.isfinite(values).all():
                 bad = values[~np.isfinite(values)][0]
                 raise ValueError(
-                    f"device {d.name!r} of agent {agent!r} returned {what}={bad!r} from "
+                    f"device {d.name!r} of agent {agent!r} returned {what}={float(bad)!r} from "
                     f"step(); a device must give finite power (kW) and cost ($)")
 
 

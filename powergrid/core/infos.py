@@ -171,6 +171,7 @@ class FlatRenderer:
 
 
 _MISSING = object()
+_COPY = object()  # plan marker: a leaf whose neutral value is mutable (copied per render)
 
 
 def info_key(f: InfoField) -> str:
@@ -194,8 +195,8 @@ class NestedRenderer:
 
     @classmethod
     def _build(cls, fields: Sequence[InfoField], depth: int) -> tuple:
-        """(key, value name, neutral, None) per leaf, (key, subtree name, None, subplan)
-        per subtree, in the schema's order."""
+        """(key, value name, neutral, None or _COPY) per leaf, (key, subtree name, None,
+        subplan) per subtree, in the schema's order."""
         order: list[str] = []
         groups: dict[str, list[InfoField]] = {}
         for f in fields:
@@ -208,7 +209,9 @@ class NestedRenderer:
         for head in order:
             group = groups[head]
             if len(group) == 1 and len(group[0].path) == depth + 1:
-                plan.append((head, info_key(group[0]), group[0].neutral, None))
+                neutral = group[0].neutral  # copied at render time only if mutable
+                plan.append((head, info_key(group[0]), neutral,
+                             _COPY if isinstance(neutral, list | dict) else None))
             else:
                 plan.append((head, "/".join(group[0].path[:depth + 1]), None,
                              cls._build(group, depth + 1)))
@@ -224,8 +227,10 @@ class NestedRenderer:
             v = get(name, _MISSING)
             if v is not _MISSING:
                 out[key] = v
-            elif sub is not None:
-                out[key] = self._render(sub, values)
-            else:
+            elif sub is None:
+                out[key] = neutral
+            elif sub is _COPY:
                 out[key] = copy.copy(neutral)
+            else:
+                out[key] = self._render(sub, values)
         return out

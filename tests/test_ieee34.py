@@ -153,6 +153,18 @@ def test_env_on_ieee34_reports_feeder_metrics_and_keeps_own_feeder_metrics():
     assert max(v_ranges) > 0.01  # a real feeder: voltages differ along it
 
 
+def test_own_feeder_voltage_range_is_the_solved_voltages_of_its_buses():
+    # the pandapower backend keeps its solved net: the infos must be its MG2 bus voltages
+    env = MultiAgentMicrogrids({**IEEE34_ENV, "power_flow": "pandapower", "max_episode_steps": 3})
+    env.reset(seed=0, options={"start_day": 172})
+    net, rows = env.solver.net, env.network.bus_rows["MG2"]
+    while env.agents:
+        _, _, _, _, infos = env.step(random_actions(env, RNG))
+        vm = net.res_bus["vm_pu"].reindex(net.bus.index).to_numpy()[rows]
+        assert infos["MG2"]["v_min_pu"] == pytest.approx(vm.min(), abs=1e-9)
+        assert infos["MG2"]["v_max_pu"] == pytest.approx(vm.max(), abs=1e-9)
+
+
 def test_default_tied_network_reports_the_115kv_bus_as_the_feeder():
     env = MultiAgentMicrogrids({"max_episode_steps": 2})
     env.reset(seed=1)

@@ -63,7 +63,6 @@ SAME_MODULE: dict[tuple[str, str], str] = {
 # MultiAgentMicrogrids on Simulation, the compiled step with Python stages). Entries that
 # no longer occur are harmless here; drop them as they go.
 TEMPORARY: set[tuple[str, str]] = {
-    ("powergrid/envs/render.py", "env._last_infos"),
     # benchmarks/profile_core.py times FusedStep's parts from its buffers and the module's
     # private step kernel: it needs public names in powergrid/core/kernel.py (being rewritten)
     ("benchmarks/profile_core.py", "kernel._step"),

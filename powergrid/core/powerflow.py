@@ -144,12 +144,15 @@ class RowPowerFlow:
     """Any solver (e.g. pandapower's ``runpp``) in B envs: one deep copy per row.
 
     With ``voltages=True`` it reports internal voltages of ``model`` (the solver's
-    network compiled), from each row's magnitudes and angles.
+    network compiled), from each row's magnitudes and angles. ``share`` (one row): that row
+    is ``solver`` itself, not a copy (the scalar env's solver keeps its solved state).
     """
 
     def __init__(self, solver, num_envs: int, voltages: bool = False,
-                 model: NetworkModel | None = None) -> None:
-        self.solvers = [copy.deepcopy(solver) for _ in range(num_envs)]
+                 model: NetworkModel | None = None, share: bool = False) -> None:
+        if share and num_envs != 1:
+            raise ValueError(f"share=True needs num_envs=1, got {num_envs}")
+        self.solvers = [solver] if share else [copy.deepcopy(solver) for _ in range(num_envs)]
         if voltages and model is None:
             model = getattr(solver, "model", None) or NetworkModel.from_net(solver.net)
         self.model = model if voltages else None
@@ -194,12 +197,14 @@ def result_voltages(model: NetworkModel, converged: np.ndarray, vm_pu: np.ndarra
 
 
 def make_batch_power_flow(solver, num_envs: int, voltages: bool = False,
-                          model: NetworkModel | None = None) -> BatchPowerFlow | RowPowerFlow:
+                          model: NetworkModel | None = None,
+                          share: bool = False) -> BatchPowerFlow | RowPowerFlow:
     """The batched kernel for the fast solver, the per-row fallback for any other;
-    ``voltages=True`` adds each row's internal voltages (``BatchPF.V``)."""
+    ``voltages=True`` adds each row's internal voltages (``BatchPF.V``); ``share``: the
+    per-row fallback's single row is ``solver`` itself (see :class:`RowPowerFlow`)."""
     if isinstance(solver, FastSolver):
         return BatchPowerFlow(solver, num_envs, voltages)
-    return RowPowerFlow(solver, num_envs, voltages, model)
+    return RowPowerFlow(solver, num_envs, voltages, model, share)
 
 
 def _kernel_args(md: NetworkModel, tol: float, max_iter: int) -> tuple:

@@ -104,7 +104,8 @@ class Simulation:
 
     def __init__(self, template: MultiAgentMicrogrids, num_envs: int, fused: bool = True,
                  row_market: bool = False, coords: Sequence[Coordination] | None = None,
-                 devices: Sequence[Sequence[BatchedDevice]] | None = None) -> None:
+                 devices: Sequence[Sequence[BatchedDevice]] | None = None,
+                 share_solver: bool = False) -> None:
         """``template``'s public configuration (config, network, solver, protocols, tariffs,
         ``days_split``, ``network_costs``, ``coordination``) for ``num_envs`` rows.
 
@@ -113,6 +114,8 @@ class Simulation:
         ``coords`` (one per row) and ``devices`` (per agent, ``num_envs`` rows each) replace
         the copies built from the template: the scalar env passes its own Coordination and
         its own objects as row 0, so protocol and broker state stay one object.
+        ``share_solver`` (B = 1): a per-row solver (pandapower) is the template's own, so
+        its solved network (``solver.net.res_*``) shows the env's last step.
         """
         cfg, net = template.config, template.network
         self.B = B = num_envs
@@ -138,7 +141,7 @@ class Simulation:
         self.network_costs = nc if nc is not None and nc.settings.network_costs else None
         self.pf = make_batch_power_flow(
             template.solver, B, voltages=self.network_costs is not None,
-            model=None if nc is None else nc.costs.sens.model)
+            model=None if nc is None else nc.costs.sens.model, share=share_solver)
         proto = template.protocol
         self.fee = 0.0 if proto is None else float(proto.fee_per_unit)
         self.rule = None if proto is None else getattr(proto, "clearing_rule", None)

@@ -209,6 +209,11 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     # ------------------------------------------------------------------ PettingZoo API
     @property
+    def last_infos(self) -> dict[str, dict]:
+        """The infos of the last ``reset()``/``step()`` (what ``render`` shows)."""
+        return self._last_infos
+
+    @property
     def microgrid_agents(self) -> list[str]:
         """The microgrid agents, in order (``possible_agents`` without an operator)."""
         return list(self._mg)
@@ -310,7 +315,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._twins = [(bd, d) for devs, a in zip(rows, self._mg)
                        for bd, d in zip(devs, self._agents[a].devices) if bd.compiled]
         self._live = np.ones(1, bool)
-        self._sim = Simulation(self, 1, row_market=True, coords=[self._coord], devices=rows)
+        self._sim = Simulation(self, 1, row_market=True, coords=[self._coord], devices=rows,
+                               share_solver=True)
 
     def _sync_devices(self) -> None:
         for twin, device in self._twins:

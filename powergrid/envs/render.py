@@ -20,7 +20,7 @@ def render_ansi(env: MultiAgentMicrogrids) -> str:
     The devices column shows each device's power in kW (ESS: + discharge, with its SOC;
     PV: used/available).
     """
-    infos = env._last_infos
+    infos = env.last_infos
     if not infos or not any(infos.values()):
         agents = ", ".join(env.agents or env.possible_agents)
         return (f"day {getattr(env, 'start_day', '?')}: episode not started "

@@ -18,7 +18,6 @@ from powergrid.core.infos import (
     NestedRenderer,
     device_info_keys,
     microgrid_schema,
-    nested,
     operator_schema,
 )
 from powergrid.core.layout import COMMON_OBS
@@ -458,12 +457,11 @@ class MultiAgentMicrogrids(ParallelEnv):
             if self._coord.has_dso:
                 self._info_schema[DSO] = operator_schema()
             self._renderers = {a: NestedRenderer(f) for a, f in self._info_schema.items()}
-        infos = {a: nested(self._info_schema[a]) for a in self.agents}
-        for a, info in infos.items():
-            info.update(start_day=self.start_day, obs_clipped=self._obs_clipped[a])
-            if "hour" in info:
-                info.update(hour=self._hours[0], day=int(self._days[0]))
-        return infos
+        # the step's renderer with nothing measured: every other leaf is its neutral value
+        episode = {"start_day": self.start_day, "hour": self._hours[0],
+                   "day": int(self._days[0])}
+        return {a: self._renderers[a].render({**episode, "obs_clipped": self._obs_clipped[a]})
+                for a in self.agents}
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
         if not isinstance(actions, Mapping):

@@ -328,8 +328,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         schema (``NestedRenderer``), then the coordination's annotations."""
         market = out.market
         result = market.results[0] if market is not None and market.results else None
-        orders = market.orders[0] if market is not None and market.orders else []
-        orders = orders or []
+        orders = (market.orders[0] if market is not None and market.orders else None) or []
         price = (result.clearing_price if result is not None and result.volume > 0
                  else None)
         coordinated = self._sim.coords is not None  # else no protocol ever ran this step

@@ -38,22 +38,6 @@ class MarketResult:
         return cls(z, z, z, z, z, np.full(B, np.nan))
 
 
-def money(market: ClearingResult | None, agent: str) -> tuple[float, float, float]:
-    """(payments, revenue, fees) of ``agent`` in one clearing, $."""
-    pay = rev = fees = 0.0
-    if market is None:
-        return pay, rev, fees
-    for tr in market.trades:
-        if tr.buyer == agent:
-            pay += tr.value
-            fees += tr.fee / 2
-        elif tr.seller == agent:
-            # McAfee keeps a surplus: the seller is credited below the buyer's price
-            rev += tr.value - tr.surplus
-            fees += tr.fee / 2
-    return pay, rev, fees
-
-
 def clear_batch(rule, fee: float, net_kw: np.ndarray, price_actions: np.ndarray,
                 low: np.ndarray, high: np.ndarray, dt: float) -> MarketResult:
     """All B books at once; slot i is agent i's order, in agent order as in the scalar env."""
@@ -80,8 +64,8 @@ def row_orders(agents: Sequence[str], net_kw: Sequence[float], price_actions: Se
 def settle_rows(agents: Sequence[str], results: Sequence[ClearingResult | None],
                 orders: list) -> MarketResult:
     """Per-agent quantities and money of per-row clearing results: one pass over each
-    row's trades, each agent's sums in trade order (as :func:`money` and
-    ``ClearingResult.bought``/``sold`` add them)."""
+    row's trades, each agent's sums in trade order (as ``ClearingResult.bought``/``sold``
+    add them)."""
     B, N = len(results), len(agents)
     out = MarketResult(*(np.zeros((B, N)) for _ in range(5)), np.full(B, np.nan),
                        list(results), orders)
@@ -98,7 +82,7 @@ def settle_rows(agents: Sequence[str], results: Sequence[ClearingResult | None],
                 fees[i] += tr.fee / 2
             if s is not None:
                 sold[s] += tr.quantity
-                if s != i:  # as money(): a trade counts once per agent, as its buyer first
+                if s != i:  # a trade's money counts once per agent, as its buyer first
                     # McAfee keeps a surplus: the seller is credited below the buyer's price
                     received[s] += tr.value - tr.surplus
                     fees[s] += tr.fee / 2

@@ -212,8 +212,6 @@ class FastSolver(PowerFlowSolver):
         self._x_slots = tuple((slice(int(a), int(b)), n) for a, b, n in
                               zip(edges[:-1], edges[1:], sizes))
         self.reset()
-        if self.use_numba:
-            announce_compilation(_fixed_point_nb, _post_nb, _solve_nb)  # scalar path
 
     # ------------------------------------------------------------------ solve
     def solve(self, load_p_mw: np.ndarray | None = None, load_q_mvar: np.ndarray | None = None,
@@ -248,6 +246,8 @@ class FastSolver(PowerFlowSolver):
         if self.use_numba:
             # One compiled call for injections + iteration + results: at ~30 buses
             # numpy's per-call overhead would otherwise dominate the solve.
+            if not _solve_nb.signatures:  # first solve of this process: loads or compiles
+                announce_compilation(_fixed_point_nb, _post_nb, _solve_nb)
             V = np.empty_like(self._V_single)
             res = np.zeros(self._packed.n_res)
             it, status = _solve_nb(x, self._V_single, V, res, *self._kargs)

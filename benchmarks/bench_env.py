@@ -3,7 +3,7 @@
 Every ratio is against the pandapower baseline measured in the same run, and each figure
 is the best of a few repeats after a warm-up, so a busy (shared) machine distorts it less.
 
-    python benchmarks/bench_env.py [--quick] [--json] [--baseline DIR]
+    python benchmarks/bench_env.py [--quick] [--json] [--baseline DIR] [--only TEXT ...]
 """
 
 from __future__ import annotations
@@ -95,8 +95,12 @@ def main() -> None:
                     help="also time the package checked out in DIR (e.g. the commit before a "
                          "change) in this run, before and after this checkout, and print "
                          "the ratios")
+    ap.add_argument("--only", metavar="TEXT", action="append", default=[],
+                    help="time only the settings whose label contains TEXT (repeatable; the "
+                         "pandapower rows always run: every ratio is against them)")
     args = ap.parse_args()
-    extra = ["--no-progress"] + (["--quick"] if args.quick else [])
+    extra = (["--no-progress"] + (["--quick"] if args.quick else [])
+             + [f"--only={t}" for t in args.only])
     base_runs = [run_baseline(__file__, args.baseline, extra)] if args.baseline else []
     q = args.quick
     reps = 2 if q else 5  # best-of: this class of VM shows +-30 % run-to-run noise
@@ -139,6 +143,9 @@ def main() -> None:
         ("ieee34 VectorMicrogrids B=1024", lambda: best_rate(vector_steps(
             VectorMicrogrids(1024, STRESSED_FEEDER), 10 if q else 40), reps), "env steps/s"),
     ]
+    if args.only:
+        stages = [st for st in stages
+                  if "pandapower" in st[0] or any(t in st[0] for t in args.only)]
     rows: list[tuple[str, float, str]] = []
     with progress(total=len(stages), desc="bench_env", disable=args.no_progress) as bar:
         for label, measure, unit in stages:

@@ -331,18 +331,17 @@ class FusedStep:
         return self._output(costs, rows[R_TOTAL], rows[R_REWARDS], per, shared_out,
                             dso_reward, dso_info, market)
 
-    def observe(self) -> list[np.ndarray]:
-        """Raw (B, obs_dim) features per agent, as :meth:`Simulation.observe`; the ahead
-        market's columns (after the common ones) and the coordination's (last) are left
-        for the caller to fill."""
-        s, off = self.sim.state, self._obs_off
-        obs = np.empty((self.B, int(off[-1])))
+    def observe_into(self, out: np.ndarray) -> None:
+        """Every agent's raw features side by side into ``out`` ((B, >= total obs_dim)
+        float64, C-contiguous; columns beyond the agents' untouched). The ahead market's
+        columns (after the common ones) and the coordination's (last of each agent) are
+        left for the caller to fill."""
+        s = self.sim.state
         if self._static is None:  # before the first step: action widths are not needed
             self._static = self._pack(tuple(1 for _ in range(self.N)))
         _observe(s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_forecast, s.last_price,
-                 s.last_p2p, s.last_grid, s.v_min, s.v_max, self.dev_state, obs,
+                 s.last_p2p, s.last_grid, s.v_min, s.v_max, self.dev_state, out,
                  *self._static)
-        return [obs[:, a:b] for a, b in zip(off[:-1], off[1:])]
 
 # ---------------------------------------------------------------------- compiled stages
 

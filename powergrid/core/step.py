@@ -32,7 +32,7 @@ from powergrid.core.state import CoreState
 from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.devices import ESS
 from powergrid.devices.batched import BatchContext, BatchedDevice, batched
-from powergrid.envs.coordination import DSO, Coordination
+from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
 from powergrid.envs.series import SeriesPlanner, price_band
 from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
@@ -579,24 +579,47 @@ class Simulation:
         return np.where(last[:, None], value, 0.0)
 
     # ------------------------------------------------------------------ observations
+    @cached_property
+    def obs_offsets(self) -> tuple[int, ...]:
+        """Column offsets of each possible agent's features in :meth:`observe_all`
+        (microgrids in order, then the DSO's), and the total at the end."""
+        c0 = len(COMMON_LABELS) + (0 if self.ahead is None else len(ahead_market.AHEAD_LABELS))
+        dims = [c0 + sum(len(d.obs_labels) for d in devs) + self.extra_obs
+                for devs in self.devices]
+        if self.has_dso:
+            dims.append(len(DSO_OBS))
+        return tuple(np.cumsum([0, *dims]).tolist())
+
     def observe(self) -> list[np.ndarray]:
         """Raw (B, obs_dim) features per possible agent, in the layout of ``COMMON_OBS``
-        then the ahead market's, the devices' and the coordination's features."""
-        p, s = self.params, self.state
+        then the ahead market's, the devices' and the coordination's features (views of
+        :meth:`observe_all`)."""
+        obs, off = self.observe_all(), self.obs_offsets
+        return [obs[:, a:b] for a, b in zip(off[:-1], off[1:])]
+
+    def observe_all(self) -> np.ndarray:
+        """(B, total obs_dim) raw features of every possible agent side by side (columns
+        ``obs_offsets``), new each call: a front end checks and clips all agents at once."""
+        p, s, off = self.params, self.state, self.obs_offsets
         ahead_cols = (None if self.ahead is None else ahead_market.observe(
             s.ahead, self.ahead, s.t, s.retail, s.feed_in, s.load_kw, p.peak_kw))
-        if self.kernel is not None:  # compiled, with the columns of the Python stages left
-            out = self.kernel.observe()
+        dso = (np.array([c.dso_observation() for c in self.coords], float)
+               if self.has_dso and self.coords is not None else None)
+        if self.kernel is None:
+            return np.concatenate(self._observe_general(ahead_cols)
+                                  + ([] if dso is None else [dso]), axis=1)
+        out = np.empty((self.B, off[-1]))  # compiled, then the columns of the Python stages
+        self.kernel.observe_into(out)
+        if ahead_cols is not None or self.extra_obs:
             c0 = len(COMMON_LABELS)
-            for i, (o, a) in enumerate(zip(out, self.agents) if not self.kernel.fused else ()):
+            for i, a in enumerate(self.agents):
+                o = out[:, off[i]:off[i + 1]]
                 if ahead_cols is not None:
                     o[:, c0:c0 + self.kernel.gap] = self._ahead_obs(ahead_cols, i)
                 if self.extra_obs:
                     o[:, o.shape[1] - self.extra_obs:] = self._extra_obs(a)
-        else:
-            out = self._observe_general(ahead_cols)
-        if self.has_dso:
-            out.append(np.array([c.dso_observation() for c in self.coords], float))
+        if dso is not None:
+            out[:, off[-2]:] = dso
         return out
 
     def _observe_general(self, ahead_cols: dict[str, np.ndarray] | None

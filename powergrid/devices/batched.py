@@ -362,6 +362,8 @@ class _CompiledTwin(BatchedDevice):
         self._state = np.repeat(self._column(device)[:, None], self.num_envs, axis=1)
         self.clipped = np.full(self.num_envs, bool(device.clipped))
         self.p_kw, self.cost = self._state[0], self._state[1]
+        self._rows: dict[int, np.ndarray] = {}  # write_row's views of _state, per row
+        self._write_plan = tuple((f, f in self.bool_fields) for f in self.fields)
         if "q_kvar" not in self.fields:  # no inverter: no reactive power
             self.q_kvar = np.zeros(self.num_envs)
 
@@ -387,15 +389,19 @@ class _CompiledTwin(BatchedDevice):
         clipped[:] = self.clipped
         self._state, self.clipped = state[:n], clipped
         self.p_kw, self.cost = self._state[0], self._state[1]
+        self._rows = {}
 
     def write_row(self, device: PowerDevice, b: int = 0) -> None:
         """Set ``device``'s state attributes (``p_kw``, ``cost``, ``clipped`` and the twin's
-        ``fields``) to row ``b``: a scalar front end keeps its live objects current."""
-        values = self._state[:, b].tolist()
-        device.p_kw, device.cost = values[0], values[1]
-        device.clipped = bool(self.clipped[b])
-        for name, value in zip(self.fields, values[2:]):
-            setattr(device, name, bool(value) if name in self.bool_fields else value)
+        ``fields``) to row ``b``: a scalar front end keeps its live objects current (after
+        every step, so the row's view and the attribute plan are made once)."""
+        row = self._rows.get(b)
+        if row is None:
+            row = self._rows[b] = self._state[:, b]
+        p_kw, cost, *values = row.tolist()
+        device.p_kw, device.cost, device.clipped = p_kw, cost, self.clipped.item(b)
+        for (name, as_bool), value in zip(self._write_plan, values):
+            setattr(device, name, value != 0.0 if as_bool else value)
 
     def observe(self) -> np.ndarray:
         out = np.empty(self.num_envs)

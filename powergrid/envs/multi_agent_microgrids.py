@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from gymnasium import spaces
@@ -37,6 +37,7 @@ from powergrid.envs.series import EpisodeSeries
 from powergrid.envs.spaces import (
     EXCHANGE_BOUND,
     Feature,
+    SideBySide,
     box,
     clip_observation,
     price_cap,
@@ -365,9 +366,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         if not self._started:
             raise RuntimeError("state() called before reset(): there is no episode yet; "
                                "call reset() first")
-        parts = self._observe_all()
-        extra = np.array(self._grid_mw, np.float32)
-        state = np.concatenate(parts + [extra]).astype(np.float32)
+        state = np.concatenate((self._observe_all(), np.array(self._grid_mw, np.float32)))
         return clip_observation(state, self.state_space)[0]
 
     def render(self) -> str | None:
@@ -414,6 +413,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         self.state_space = box(np.concatenate([p.low for p in parts] + [[-flow, 0.0]]),
                                np.concatenate([p.high for p in parts] + [[flow, flow]]))
         self._obs_clipped = dict.fromkeys(self.possible_agents, False)
+        # every agent observed and clipped in one pass (the core's observe_all layout)
+        self._obs_box = SideBySide.of(parts)
+        off = self._obs_box.offsets.tolist()
+        self._obs_slices = [(a, off[k], off[k + 1]) for k, a in enumerate(self.possible_agents)]
 
     @staticmethod
     def _make_protocol(cfg: EnvConfig) -> HorizontalProtocol | None:
@@ -508,32 +511,41 @@ class MultiAgentMicrogrids(ParallelEnv):
         return {d.name: {k: getattr(d, k) for k in keys}
                 for d, keys in self._device_keys[agent]}
 
-    def _raise_non_finite_obs(self, agent: str, obs: np.ndarray) -> None:
-        labels = self.obs_labels[agent]
-        bad = [labels[k] for k in np.flatnonzero(~np.isfinite(obs))]
-        for d in self._agents[agent].devices:
-            values = np.asarray(d.observe(), float)
-            if not np.isfinite(values).all():
-                raise ValueError(f"device {d.name!r} ({type(d).__name__}) of agent {agent!r} "
-                                 f"observed non-finite {bad} = {values.tolist()}; observe() "
-                                 f"must return finite numbers")
-        raise ValueError(f"observation of agent {agent!r} has non-finite features {bad}")
+    def _raise_non_finite_obs(self, raw: np.ndarray) -> NoReturn:
+        """A feature is NaN/inf in float32: raise naming it and, if any, the device."""
+        for agent, lo, hi in self._obs_slices:
+            obs = raw[lo:hi].astype(np.float32)
+            if np.isfinite(obs).all():
+                continue
+            labels = self.obs_labels[agent]
+            bad = [labels[k] for k in np.flatnonzero(~np.isfinite(obs))]
+            for d in self._agents[agent].devices if agent in self._agents else ():
+                values = np.asarray(d.observe(), float)
+                if not np.isfinite(values).all():
+                    raise ValueError(f"device {d.name!r} ({type(d).__name__}) of agent "
+                                     f"{agent!r} observed non-finite {bad} = "
+                                     f"{values.tolist()}; observe() must return finite numbers")
+            raise ValueError(f"observation of agent {agent!r} has non-finite features {bad}")
+        raise AssertionError("_raise_non_finite_obs: every observation is finite")
 
     def _observations(self) -> dict[str, np.ndarray]:
-        return {a: obs for a, obs in zip(self.possible_agents, self._observe_all())
-                if a in self.agents}
+        """The live agents' observations: views of one new array per call, so a kept
+        observation is never overwritten by a later step."""
+        obs = self._observe_all()
+        live = self.agents
+        return {a: obs[lo:hi] for a, lo, hi in self._obs_slices if a in live}
 
-    def _observe_all(self) -> list[np.ndarray]:
-        """Every possible agent's observation from the core, inside its space (clipped
-        and flagged in ``_obs_clipped``); never NaN/inf, which raise naming the feature."""
-        out = []
-        for a, raw in zip(self.possible_agents, self._sim.observe()):
-            obs = raw[0].astype(np.float32)
-            if not np.isfinite(obs).all():
-                self._raise_non_finite_obs(a, obs)
-            obs, self._obs_clipped[a] = clip_observation(obs, self.observation_spaces[a])
-            out.append(obs)
-        return out
+    def _observe_all(self) -> np.ndarray:
+        """Every possible agent's observation from the core, side by side (float32), each
+        inside its space (clipped and flagged in ``_obs_clipped``); never NaN/inf, which
+        raise naming the feature."""
+        raw = self._sim.observe_all()[0]
+        clipped = self._obs_box.clip(raw)
+        if clipped is None:
+            self._raise_non_finite_obs(raw)
+        obs, flags = clipped
+        self._obs_clipped = dict(zip(self.possible_agents, flags))
+        return obs
 
     def devices(self, agent: str) -> list[PowerDevice]:
         """The live device objects of ``agent`` (read their state; do not mutate)."""

@@ -19,10 +19,13 @@ microgrid's NaN/inf feature raises before that, naming the device).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from gymnasium import spaces
+from numba import njit
 
 PRICE = "price"
 PER_PEAK = "per_peak"
@@ -85,3 +88,50 @@ def clip_observation(obs: np.ndarray, space: spaces.Box) -> tuple[np.ndarray, bo
         obs = np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
     clipped = np.minimum(np.maximum(obs, space.low), space.high)
     return clipped, bool(not finite or (clipped != obs).any())
+
+
+@dataclass(frozen=True)
+class SideBySide:
+    """Several agents' Boxes with their bounds side by side, so that one pass casts,
+    checks and clips every agent's observation of a step (what ``clip_observation`` does
+    per agent, at a fraction of the per-call numpy overhead of a small env)."""
+
+    low: np.ndarray      # float32, every agent's low, concatenated
+    high: np.ndarray
+    offsets: np.ndarray  # int64 (agents + 1,): agent k's features are [offsets[k], offsets[k+1])
+
+    @classmethod
+    def of(cls, boxes: Sequence[spaces.Box]) -> SideBySide:
+        dims = [int(np.prod(b.shape)) for b in boxes]
+        return cls(np.concatenate([b.low.ravel() for b in boxes]).astype(np.float32),
+                   np.concatenate([b.high.ravel() for b in boxes]).astype(np.float32),
+                   np.cumsum([0, *dims]).astype(np.int64))
+
+    def clip(self, raw: np.ndarray) -> tuple[np.ndarray, list[bool]] | None:
+        """``raw`` (the agents' float64 features side by side) as a new float32 array
+        inside the bounds, and per agent whether a value was clipped; None when a value is
+        NaN/inf in float32 (the caller raises, naming it)."""
+        out = np.empty(len(self.low), np.float32)
+        flags = np.empty(len(self.offsets) - 1, np.bool_)
+        if not _clip_side_by_side(raw, self.low, self.high, self.offsets, out, flags):
+            return None
+        return out, flags.tolist()
+
+
+@njit(cache=True)
+def _clip_side_by_side(raw, low, high, offsets, out, flags):  # pragma: no cover - compiled
+    """The float32 cast, then ``np.minimum(np.maximum(x, low), high)`` element by element
+    (numpy's comparisons), and per agent whether a value changed; False if a value is not
+    finite."""
+    finite = True
+    for k in range(offsets.shape[0] - 1):
+        changed = False
+        for q in range(offsets[k], offsets[k + 1]):
+            x = np.float32(raw[q])
+            finite &= math.isfinite(x)
+            c = x if x >= low[q] else low[q]
+            c = c if c <= high[q] else high[q]
+            changed |= c != x
+            out[q] = c
+        flags[k] = changed
+    return finite

@@ -43,6 +43,34 @@ def test_nested_renderer_places_leaves_by_flat_name_or_path_and_takes_whole_subt
     assert {info_key(f) for f in schema} >= {"clearing_price", "market/orders", "costs/total"}
 
 
+def test_compiled_renderer_gives_the_rendering_of_the_same_values_by_position():
+    env = MultiAgentMicrogrids({"max_episode_steps": 2})
+    schema = _schema(env)
+    ess = next(d.name for d in env.devices("MG1") if isinstance(d, ESS))
+    renderer = NestedRenderer(schema)
+    render = renderer.compile(("hour", "costs/total"), ("net_kw", "clearing_price"),
+                              (f"devices/{ess}/soc", "market/orders"))
+    out = render([5, 1.0], [[-2.0, -3.0], [0.1, 0.2]], 1, [0.25, ["o"]])
+    expected = renderer.render({"hour": 5, "costs/total": 1.0, "net_kw": -3.0,
+                                "clearing_price": 0.2, f"devices/{ess}/soc": 0.25,
+                                "market/orders": ["o"]})
+    assert repr(out) == repr(expected)  # same keys, order, values (NaN neutrals too)
+
+
+def test_compiled_renderer_takes_a_name_from_its_last_group():
+    renderer = NestedRenderer(_schema(MultiAgentMicrogrids({"max_episode_steps": 2})))
+    render = renderer.compile(("hour",), ("hour",), ("hour",))
+    assert render([1], [[2]], 0, [3])["hour"] == 3
+    assert renderer.compile(("hour",), ("hour",))([1], [[2]], 0, [])["hour"] == 2
+
+
+def test_compiled_renderer_gives_fresh_neutral_lists_every_call():
+    render = NestedRenderer(_schema(MultiAgentMicrogrids({"max_episode_steps": 2}))).compile(())
+    first = render([], [], 0, [])
+    first["market"]["trades"].append("x")
+    assert render([], [], 0, [])["market"]["trades"] == []
+
+
 def test_row_market_clears_every_row_through_the_given_coordination():
     env = MultiAgentMicrogrids({"max_episode_steps": 3})
     sim = Simulation(env, 1, row_market=True, coords=[env.coordination])

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -219,6 +219,41 @@ class NestedRenderer:
 
     def render(self, values: dict[str, Any]) -> dict[str, Any]:
         return self._render(self._plan, values)
+
+    def compile(self, common: Sequence[str], per_agent: Sequence[str] = (),
+                own: Sequence[str] = ()) -> Callable[[Sequence, Sequence, int, Sequence],
+                                                     dict[str, Any]]:
+        """This schema's rendering from positional values, as one generated function.
+
+        ``f(c, p, i, x)`` renders what :meth:`render` would from the values named
+        ``common[j]`` = ``c[j]``, ``per_agent[j]`` = ``p[j][i]`` (agent ``i``'s entry of
+        one list per key) and ``own[j]`` = ``x[j]``; a name given twice takes its last
+        group's value (as ``{**common, **per_agent, **own}``). It runs every step for every
+        agent: one dict display per subtree instead of a walk of the plan with lookups.
+        """
+        source: dict[str, str] = {}
+        for names, template in ((common, "c[{}]"), (per_agent, "p[{}][i]"), (own, "x[{}]")):
+            source.update((name, template.format(j)) for j, name in enumerate(names))
+        consts: list[Any] = []
+
+        def const(value: Any) -> str:
+            consts.append(value)
+            return f"K[{len(consts) - 1}]"
+
+        def display(plan: tuple) -> str:
+            items = []
+            for key, name, neutral, sub in plan:
+                expr = source.get(name)
+                if expr is None:
+                    expr = (const(neutral) if sub is None else f"copy({const(neutral)})"
+                            if sub is _COPY else display(sub))
+                items.append(f"{key!r}: {expr}")
+            return "{" + ", ".join(items) + "}"
+
+        code = f"def render(c, p, i, x):\n    return {display(self._plan)}\n"
+        namespace: dict[str, Any] = {"K": tuple(consts), "copy": copy.copy}
+        exec(compile(code, "<NestedRenderer.compile>", "exec"), namespace)  # noqa: S102
+        return namespace["render"]
 
     def _render(self, plan: tuple, values: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

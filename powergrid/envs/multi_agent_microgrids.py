@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import operator
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -44,6 +45,7 @@ from powergrid.envs.spaces import (
     resolve,
     unify_same_shape,
 )
+from powergrid.envs.step_infos import InfoPlan, split_market
 from powergrid.limits import PRICE_PER_KWH
 from powergrid.network_costs import EnvNetworkCosts, NetworkCostSettings
 from powergrid.networks import FeederDevice, make_network
@@ -205,6 +207,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._last_infos: dict[str, dict] = {}
         self._started = False  # set by reset(); state() needs an episode's series
         self._info_schema: dict[str, tuple] | None = None  # built at the first reset
+        self._plan: InfoPlan | None = None  # built at the first step
         self._build_core()
 
     # ------------------------------------------------------------------ PettingZoo API
@@ -278,19 +281,21 @@ class MultiAgentMicrogrids(ParallelEnv):
         t = self._t
         out = self._sim.step([acts[a][None] for a in self.possible_agents], self._live)
         self._sync_devices()
-        per = {k: v[0].tolist() for k, v in out.per_agent.items()}
-        shared = {k: v[0].item() for k, v in out.shared.items()}
-        for i, a in enumerate(self._mg):  # the scalar env's check: one per agent
-            if not math.isfinite(per["net_kw"][i] + per["costs/total"][i]):
-                self._raise_non_finite_device(a)
+        plan = self._info_plan(out)
+        per = [v[0].tolist() for v in out.per_agent.values()]  # one list per key
+        shared = [v.item() for v in out.shared.values()]
+        net, total = per[plan.net_kw], per[plan.total]
+        if not all(map(math.isfinite, map(operator.add, net, total))):
+            for i, a in enumerate(self._mg):  # the scalar env's check: one per agent
+                if not math.isfinite(net[i] + total[i]):
+                    self._raise_non_finite_device(a)
         rewards = dict(zip(self._mg, out.rewards[0].tolist()))
-        infos = self._step_infos(t, out, per, shared, clipped, rewards)
-        self._grid_mw = (shared["upstream_import_kw"] * 1e-3,
-                         shared["network_losses_kw"] * 1e-3)
+        infos = self._step_infos(t, out, plan, per, shared, clipped, rewards)
+        self._grid_mw = (shared[plan.upstream] * 1e-3, shared[plan.losses] * 1e-3)
         self._t += 1
         done = self._t >= self.config.max_episode_steps
-        terminateds = {a: False for a in self.agents}
-        truncateds = {a: done for a in self.agents}
+        terminateds = dict.fromkeys(self.agents, False)
+        truncateds = dict.fromkeys(self.agents, done)
         self._last_infos = infos
         obs = self._observations()
         for a, info in infos.items():
@@ -322,11 +327,21 @@ class MultiAgentMicrogrids(ParallelEnv):
         for twin, device in self._twins:
             twin.write_row(device, 0)
 
-    def _step_infos(self, t: int, out: Any, per: dict[str, list], shared: dict[str, Any],
+    def _info_plan(self, out: Any) -> InfoPlan:
+        """The step infos' plan for the core's output keys (built at the first step)."""
+        keys = (tuple(out.per_agent), tuple(out.shared))
+        plan = self._plan
+        if plan is None or plan.keys != keys:
+            plan = self._plan = InfoPlan.build(
+                keys, [self._renderers[a] for a in self._mg],
+                [self._device_keys[a] for a in self._mg])
+        return plan
+
+    def _step_infos(self, t: int, out: Any, plan: InfoPlan, per: list[list], shared: list,
                     clipped: dict[str, bool], rewards: dict[str, float]
                     ) -> dict[str, dict[str, Any]]:
         """The nested infos of one step, rendered from the core's output through the info
-        schema (``NestedRenderer``), then the coordination's annotations."""
+        schema (``InfoPlan``), then the coordination's annotations."""
         market = out.market
         result = market.results[0] if market is not None and market.results else None
         orders = (market.orders[0] if market is not None and market.orders else None) or []
@@ -335,17 +350,15 @@ class MultiAgentMicrogrids(ParallelEnv):
         coordinated = self._sim.coords is not None  # else no protocol ever ran this step
         retail, feed_in = (self._coord.tariff_now if coordinated
                            else (float(self.series.retail[t]), float(self.series.feed_in[t])))
-        common = {**shared, "hour": self._hours[t], "day": int(self._days[t]),
-                  "clearing_price": price, "retail_price": retail, "feed_in_price": feed_in,
-                  "market/volume_kwh": result.volume if result is not None else 0.0}
+        common = [*shared, self._hours[t], int(self._days[t]), price, retail, feed_in,
+                  result.volume if result is not None else 0.0]
+        mine, deals = split_market(self._mg, orders,
+                                   result.trades if result is not None else None)
         infos: dict[str, dict[str, Any]] = {}
-        for i, a in enumerate(self._mg):
-            values = {**common, **{k: v[i] for k, v in per.items()},
-                      "devices": self._device_info(a), "action_clipped": clipped[a],
-                      "market/orders": [o for o in orders if o.agent == a],
-                      "market/trades": [tr for tr in result.trades if a in (tr.buyer, tr.seller)]
-                      if result is not None else []}
-            infos[a] = self._renderers[a].render(values)
+        for i, (a, render, readers) in enumerate(zip(self._mg, plan.renders, plan.readers)):
+            own = plan.device_values(readers)
+            own += (clipped[a], mine[a], deals[a])
+            infos[a] = render(common, per, i, own)
         if coordinated:
             self._coord.annotate(infos, rewards)
         return infos
@@ -506,10 +519,6 @@ class MultiAgentMicrogrids(ParallelEnv):
         if fees is not None and self.protocol is not None:  # the market and the bands see it
             self.protocol.pair_fee = fees  # type: ignore[union-attr]
         return hook
-
-    def _device_info(self, agent: str) -> dict[str, dict[str, float]]:
-        return {d.name: {k: getattr(d, k) for k in keys}
-                for d, keys in self._device_keys[agent]}
 
     def _raise_non_finite_obs(self, raw: np.ndarray) -> NoReturn:
         """A feature is NaN/inf in float32: raise naming it and, if any, the device."""

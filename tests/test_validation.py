@@ -120,3 +120,14 @@ def test_config_dict_and_dataclass_are_equivalent():
     ob, _ = b.reset(seed=1)
     for k in oa:
         np.testing.assert_array_equal(oa[k], ob[k])
+
+
+def test_in_bounds_float32_actions_act_as_their_float64_values():
+    envs = [MultiAgentMicrogrids({"max_episode_steps": 4}) for _ in range(2)]
+    for env in envs:
+        env.reset(seed=3)
+    values = np.array([0.3, -0.7, 1.0], np.float32)
+    steps = [env.step({a: values.astype(dtype) for a in env.agents})
+             for env, dtype in zip(envs, (np.float32, np.float64))]
+    assert steps[0][1] == steps[1][1]
+    assert steps[0][4]["MG1"]["action_clipped"] is False

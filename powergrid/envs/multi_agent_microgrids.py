@@ -479,6 +479,28 @@ class MultiAgentMicrogrids(ParallelEnv):
                 for a in self.agents}
 
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
+        """Float64 copies of the actions and whether each was clipped to [-1, 1]."""
+        agents = self.agents
+        if type(actions) is dict and len(actions) == len(agents):
+            # the common case, checked in one pass: a dict of exactly the live agents' float
+            # arrays of their shapes, finite and in bounds (nothing to clip)
+            out = {}
+            for a in agents:
+                arr = actions.get(a)
+                if (type(arr) is not np.ndarray or arr.dtype.kind != "f"
+                        or arr.shape != self.action_spaces[a].shape):
+                    break
+                values = arr.tolist()  # a finite sum: no NaN/inf (each is within bounds)
+                if not (values and -1.0 <= min(values) and max(values) <= 1.0
+                        and math.isfinite(sum(values))):
+                    break
+                out[a] = np.array(values)
+            else:
+                return out, dict.fromkeys(agents, False)
+        return self._check_actions(actions)
+
+    def _check_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
+        """Every check of ``_validate_actions``, one error per mistake."""
         if not isinstance(actions, Mapping):
             raise ValueError(f"actions must be a dict {{agent: action}}, got "
                              f"{type(actions).__name__}")

@@ -32,7 +32,7 @@ from powergrid.core.state import CoreState
 from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.devices import ESS
 from powergrid.devices.batched import BatchContext, BatchedDevice, batched
-from powergrid.envs.coordination import DSO, DSO_OBS, Coordination
+from powergrid.envs.coordination import DSO, DSO_OBS, Coordination, StepNeeds
 from powergrid.envs.safety import LOADING_CEIL_PCT, V_CEIL_PU, V_FLOOR_PU
 from powergrid.envs.series import SeriesPlanner, price_band
 from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
@@ -356,10 +356,17 @@ class Simulation:
         retail, feed_in = s.retail[r, s.t], s.feed_in[r, s.t]
         if self.coords is None:
             return retail, feed_in
-        t, retail, feed_in = s.t.tolist(), retail.tolist(), feed_in.tolist()
-        for b in live_rows(live):
-            retail[b], feed_in[b] = self.coords[b].tariff(t[b], retail[b], feed_in[b])
-        return np.array(retail), np.array(feed_in)
+        t, prices, exports = s.t.tolist(), retail.tolist(), feed_in.tolist()
+        for b in live_rows(live):  # each row's tariff_now (infos), its signal if it has one
+            prices[b], exports[b] = self.coords[b].tariff(t[b], prices[b], exports[b])
+        if not self._coord_needs.signal:  # no row has a signal: the tariff itself
+            return retail, feed_in
+        return np.array(prices), np.array(exports)
+
+    @cached_property
+    def _coord_needs(self) -> StepNeeds:
+        """The per-step coordination work some row needs (none in the default set-up)."""
+        return StepNeeds.any(c.needs for c in self.coords or ())
 
     def _dispatch(self, acts, live, load_kw):
         """Devices apply their actions: net kW (B, N), cost buckets (3, B, N), limit flags,
@@ -439,7 +446,7 @@ class Simulation:
         """Coordination's settlement per row: tracking penalties, the operator's reward."""
         B, N = self.B, self.params.n_agents
         tracking = np.zeros((B, N))
-        if self.coords is None:
+        if self.coords is None or not self._coord_needs.settle:  # nothing to settle
             return tracking, None, None
         dso_act = acts[N] if self.has_dso else None
         dso_reward = np.zeros(B) if self.has_dso else None

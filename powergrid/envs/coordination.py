@@ -58,7 +58,8 @@ Distributed mode
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -105,6 +106,32 @@ def tariff_price_signal(retail_price: Sequence[float], mode: str = "rule",
                                price_bounds=bounds)
 
 
+@dataclass(frozen=True)
+class StepNeeds:
+    """Which per-step work of :class:`Coordination` a set-up needs, fixed at construction.
+
+    The default (a centralized market, no operator, no broker) needs neither: its tariff is
+    the series' and it has no penalties or signals to settle, so the per-row stages can skip
+    it (the per-step calls cost a noticeable share of a scalar step).
+    """
+
+    signal: bool  # tariff(): an operator signal, broker deliveries or a consensus record
+    settle: bool  # settle(): tracking penalties, the operator's state, next step's signals
+
+    @classmethod
+    def of(cls, horizontal: HorizontalProtocol | None, vertical: VerticalProtocol | None,
+           centralized: bool) -> StepNeeds:
+        operated = vertical is not None or not centralized
+        return cls(signal=operated or isinstance(horizontal, ConsensusProtocol),
+                   settle=operated)
+
+    @classmethod
+    def any(cls, needs: Iterable[StepNeeds]) -> StepNeeds:
+        """What a batch of rows needs: whatever any row needs."""
+        needs = list(needs)
+        return cls(any(n.signal for n in needs), any(n.settle for n in needs))
+
+
 class Coordination:
     """Runs the vertical and horizontal protocols for ``agents`` (the microgrids), each step.
 
@@ -123,6 +150,7 @@ class Coordination:
         self._scale = float(self._peak.sum()) * self.dt  # kWh of all peaks in one step
         self.centralized = bool(cfg.centralized)
         self._check(cfg)
+        self.needs = StepNeeds.of(horizontal, vertical, self.centralized)
         self.price_signal = vertical if isinstance(vertical, PriceSignalProtocol) else None
         self.setpoint = vertical if isinstance(vertical, SetpointProtocol) else None
         self.has_dso = self.price_signal is not None and self.price_signal.mode == "agent"
@@ -232,6 +260,7 @@ class Coordination:
         self._pending: dict[int, list[Order]] = {}  # ahead market: orders by delivery step
         self._last_agg = 0.0
         self._dso_reward, self._dso_info = 0.0, {}
+        self._vertical_info: dict[str, dict[str, Any]] = {}
         self._known_price: dict[str, float] = {}
         self._known_setpoint: dict[str, float] = {}
         if self.price_signal is not None:
@@ -243,10 +272,16 @@ class Coordination:
 
     def _new_step(self, t: int) -> None:
         self._t = t
-        self._comm = {a: dict.fromkeys(COMM_KEYS, 0) for a in (*self.agents, DSO)}
         self._consensus: dict[str, Any] | None = None
-        if self.broker is not None:
+        if self.broker is not None:  # only messages are counted (annotate: zeros without)
+            self._comm = {a: dict.fromkeys(COMM_KEYS, 0) for a in (*self.agents, DSO)}
             self.broker.deliver(t)
+
+    def _comm_of(self, endpoint: str) -> dict[str, int]:
+        """This step's message counts of ``endpoint`` (a new all-zero record without broker)."""
+        if self.broker is None:
+            return dict.fromkeys(COMM_KEYS, 0)
+        return self._comm[endpoint]
 
     def _announce(self, k: int, dso_action: np.ndarray | None) -> None:
         """Set and send the operator's signals for step ``k`` (before agents act in it)."""
@@ -299,10 +334,12 @@ class Coordination:
     # ------------------------------------------------------------------ one step
     def tariff(self, t: int, retail: float, feed_in: float) -> tuple[float, float]:
         """Import and export price of step ``t``: the tariff, or the operator's signal."""
+        self.tariff_now = (retail, feed_in)  # what this step settles at (infos report it)
+        if not self.needs.signal:
+            return retail, feed_in
         self._new_step(t)
         self._ratio = feed_in / retail if retail > 0 else 0.0
-        self._vertical_info: dict[str, dict[str, Any]] = {}
-        self.tariff_now = (retail, feed_in)  # what this step settles at (infos report it)
+        self._vertical_info = {}
         if self.price_signal is None:
             return retail, feed_in
         price, export = self._price, self._price * self._ratio
@@ -416,6 +453,8 @@ class Coordination:
         generation - load (before trading).
         """
         penalties = np.zeros(len(self.agents))
+        if not self.needs.settle:
+            return penalties
         if self.broker is not None:
             self._drain()  # trade confirmations of this step
         if self.setpoint is not None:
@@ -440,14 +479,14 @@ class Coordination:
     def annotate(self, infos: dict[str, dict], rewards: dict[str, float]) -> None:
         """Add this step's coordination details to ``infos`` (and the DSO's reward)."""
         for a in self.agents:
-            infos[a]["comm"] = self._comm[a]
+            infos[a]["comm"] = self._comm_of(a)
             if self._vertical_info:
                 infos[a]["vertical"] = self._vertical_info[a]
             if isinstance(self.horizontal, ConsensusProtocol):
                 infos[a]["market"]["consensus"] = self._consensus
         if self.has_dso:
             rewards[DSO] = self._dso_reward
-            infos[DSO] = {**self._dso_info, "comm": self._comm[DSO],
+            infos[DSO] = {**self._dso_info, "comm": self._comm_of(DSO),
                           "next_price": self._price}
 
 

@@ -284,3 +284,27 @@ def test_examples_run(script, argv, capsys):
 def test_unknown_broker_rejected_naming_the_choices() -> None:
     with pytest.raises(ValueError, match="broker.*'memory', 'zmq'"):
         MultiAgentMicrogrids({"centralized": False, "broker": "mqtt"})
+
+
+@pytest.mark.parametrize(("cfg", "signal", "settle"), [
+    ({}, False, False),
+    ({"horizontal_protocol": ConsensusProtocol()}, True, False),
+    ({"vertical_protocol": tariff_price_signal(RETAIL, mode="fixed")}, True, True),
+    ({"vertical_protocol": SetpointProtocol(0.1), "horizontal_protocol": None}, True, True),
+    ({"centralized": False}, True, True),
+])
+def test_per_step_coordination_work_is_needed_only_with_an_operator_broker_or_consensus(
+        cfg, signal, settle):
+    needs = MultiAgentMicrogrids(cfg).coordination.needs
+    assert (needs.signal, needs.settle) == (signal, settle)
+
+
+def test_message_counts_without_a_broker_are_new_zero_records_every_step():
+    env = MultiAgentMicrogrids({"max_episode_steps": 3})
+    env.reset(seed=0)
+    acts = {a: np.zeros(env.action_space(a).shape, np.float32) for a in env.agents}
+    first = env.step(acts)[4]
+    first[env.agents[0]]["comm"]["sent"] = 99  # a caller's edit stays in its own step
+    second = env.step(acts)[4]
+    assert all(second[a]["comm"] == dict.fromkeys(("sent", "delivered", "dropped", "stale",
+                                                   "received"), 0) for a in env.agents)

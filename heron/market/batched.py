@@ -29,9 +29,12 @@ from numba import njit
 if TYPE_CHECKING:
     from heron.market.clearing import ClearingRule
 
-__all__ = ["BatchClearing", "clear_into", "clear_kernel", "clear_rows"]
+__all__ = ["BatchClearing", "clear_into", "clear_kernel", "clear_logged", "clear_rows"]
 
 UNIFORM, PAY_AS_BID, MCAFEE, CDA = 0, 1, 2, 3
+#: columns of a trade log (:func:`clear_logged`), one row per trade
+LOG_BUYER, LOG_SELLER, LOG_QTY, LOG_PRICE, LOG_SURPLUS, LOG_FEE = range(6)
+LOG_WIDTH = 6
 _DUST = 1e-12  # as heron.market.clearing._DUST
 
 
@@ -139,11 +142,21 @@ def clear_rows(rule: ClearingRule, side: np.ndarray, quantity: np.ndarray, price
 
 
 @njit(cache=True)
-def _trade(b, i, s, q, pr, sur, fee, pf, bought, sold, paid, received,
-           fees):  # pragma: no cover - compiled
-    """Book one trade of q at pr (surplus sur) between buy slot i and sell slot s of row b."""
+def _trade(b, i, s, q, pr, sur, fee, pf, bought, sold, paid, received, fees,
+           log, nlog):  # pragma: no cover - compiled
+    """Book one trade of q at pr (surplus sur) between buy slot i and sell slot s of row b;
+    with a ``log`` (rows > 0) also append (buyer slot, seller slot, q, pr, sur, fee) to it."""
     v = q * pr
     f = (fee + pf[b if pf.shape[0] > 1 else 0, i, s]) * q
+    if log.shape[0] > 0:
+        n = nlog[0]
+        log[n, LOG_BUYER] = i
+        log[n, LOG_SELLER] = s
+        log[n, LOG_QTY] = q
+        log[n, LOG_PRICE] = pr
+        log[n, LOG_SURPLUS] = sur
+        log[n, LOG_FEE] = f
+        nlog[0] = n + 1
     bought[b, i] += q
     paid[b, i] += v
     fees[b, i] += f / 2
@@ -165,8 +178,8 @@ def _insert_sorted(slots, n, j, key):  # pragma: no cover - compiled
 
 @njit(cache=True)
 def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                 volume, surplus, bids, asks, key, seg_b, seg_a,
-                 seg_q):  # pragma: no cover - compiled
+                 volume, surplus, bids, asks, key, seg_b, seg_a, seg_q, log,
+                 nlog):  # pragma: no cover - compiled
     """Uniform k-DA, pay-as-bid or McAfee on row b: cross the curves, then price segments.
     ``bids``/``asks``/``key`` (K,) and ``seg_*`` (2K,) are scratch (one set per call)."""
     K = side.shape[1]
@@ -235,7 +248,8 @@ def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, receiv
         q = seg_q[s]
         pr = prc[b, seg_b[s]] if code == PAY_AS_BID else p
         sur = sur_per_unit * q
-        _trade(b, seg_b[s], seg_a[s], q, pr, sur, fee, pf, bought, sold, paid, received, fees)
+        _trade(b, seg_b[s], seg_a[s], q, pr, sur, fee, pf, bought, sold, paid, received, fees,
+               log, nlog)
         vol += q
         val += q * pr
         sur_total += sur
@@ -248,7 +262,7 @@ def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, receiv
 
 @njit(cache=True)
 def _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price, volume,
-             surplus, rest, rem, count):  # pragma: no cover - compiled
+             surplus, rest, rem, count, log, nlog):  # pragma: no cover - compiled
     """Continuous double auction replayed in slot (arrival) order on row b; ``rest``
     (2, K) int, ``rem`` (2, K) and ``count`` (2,) int are scratch (one set per call)."""
     K = side.shape[1]
@@ -275,9 +289,11 @@ def _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, pri
             x = left if left < r else r
             pr = prc[b, r_slot]
             if is_buy:
-                _trade(b, o, r_slot, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees)
+                _trade(b, o, r_slot, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees,
+                       log, nlog)
             else:
-                _trade(b, r_slot, o, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees)
+                _trade(b, r_slot, o, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees,
+                       log, nlog)
             vol += x
             val += x * pr
             r -= x
@@ -319,6 +335,29 @@ def clear_into(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, f
                volume, surplus):  # pragma: no cover - compiled
     """Clear every row with rule ``code`` into the outputs (zeros, price NaN on entry);
     the inputs are trusted (:func:`check_books`). For compiled callers (a fused step)."""
+    _clear_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
+                  volume, surplus, np.empty((0, LOG_WIDTH)), np.zeros(1, np.int64))
+
+
+@njit(cache=True)
+def clear_logged(code, k, side, qty, prc, fee):  # pragma: no cover - compiled
+    """One book (``(1, K)`` inputs, trusted; no pair fees) with its trade log: the
+    ``(n, LOG_WIDTH)`` trades in the rule's trade order (columns ``LOG_*``) and the
+    clearing price (NaN without trades). Lets a caller rebuild the scalar rule's
+    ``Trade`` list without clearing in Python."""
+    K = side.shape[1]
+    z = np.zeros((5, 1, K))  # per-slot sums the caller does not need
+    price = np.full(1, np.nan)
+    # every trade fills an auction segment (at most 2K) or empties a CDA order (at most 2K)
+    log, nlog = np.empty((2 * K, LOG_WIDTH)), np.zeros(1, np.int64)
+    _clear_logged(code, k, side, qty, prc, fee, np.zeros((1, K, K)), z[0], z[1], z[2], z[3],
+                  z[4], price, np.zeros(1), np.zeros(1), log, nlog)
+    return log[:nlog[0]], price[0]
+
+
+@njit(cache=True)
+def _clear_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
+                  volume, surplus, log, nlog):  # pragma: no cover - compiled
     K = side.shape[1]
     # scratch shared by all rows: a clearing allocates nothing per book
     bids, asks = np.empty(K, np.int64), np.empty(K, np.int64)
@@ -328,7 +367,7 @@ def clear_into(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, f
     for b in range(side.shape[0]):
         if code == CDA:
             _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                     volume, surplus, rest, rem, count)
+                     volume, surplus, rest, rem, count, log, nlog)
         else:
             _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
-                         price, volume, surplus, bids, asks, key, seg_b, seg_a, seg_q)
+                         price, volume, surplus, bids, asks, key, seg_b, seg_a, seg_q, log, nlog)

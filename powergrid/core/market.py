@@ -12,11 +12,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from heron.market import ClearingResult, Order, Side
+from heron.market import ClearingResult, Order, Side, Trade
+from heron.market.batched import (
+    CDA,
+    LOG_BUYER,
+    LOG_FEE,
+    LOG_PRICE,
+    LOG_QTY,
+    LOG_SELLER,
+    LOG_SURPLUS,
+    PAY_AS_BID,
+    clear_logged,
+)
+from heron.market.clearing import CLEARING_RULES
+from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.envs.series import limit_price
+
+if TYPE_CHECKING:
+    from powergrid.envs.coordination import Coordination
 
 EPS_KWH = 1e-9
 
@@ -59,6 +76,43 @@ def row_orders(agents: Sequence[str], net_kw: Sequence[float], price_actions: Se
             orders.append(Order(a, Side.SELL if net > 0 else Side.BUY, qty,
                                 limit_price(float(act), low, high)))
     return orders
+
+
+def compiled_clearing(coord: Coordination) -> tuple[int, float] | None:
+    """``(code, k)`` of the compiled kernel that clears ``coord``'s market exactly as
+    ``coord.clear`` does, or None: only the plain built-in case (the protocol exactly
+    :class:`P2PTradingProtocol`, a built-in rule of its exact class, no pair fee, no
+    broker to tell of trades). Anything a user overrides keeps the Python clearing."""
+    proto = coord.horizontal
+    if type(proto) is not P2PTradingProtocol or proto.pair_fee is not None:
+        return None
+    if coord.broker is not None or type(proto.clearing_rule) not in _BUILTIN_RULES:
+        return None
+    return proto.clearing_rule.kernel()
+
+
+_BUILTIN_RULES = frozenset(CLEARING_RULES.values())
+
+
+def clear_compiled(spec: tuple[int, float], orders: Sequence[Order],
+                   fee: float) -> ClearingResult:
+    """``orders`` cleared by the compiled kernel ``spec`` (see :func:`compiled_clearing`):
+    the scalar rule's result (trades in its order, with the book's order ids = positions
+    in ``orders``), from the kernel's trade log instead of an ``OrderBook``."""
+    code, k = spec
+    if not orders:
+        return ClearingResult.from_trades(())
+    side = np.array([[1 if o.side is Side.BUY else -1 for o in orders]], np.int64)
+    qty = np.array([[o.quantity for o in orders]])
+    prc = np.array([[o.price for o in orders]])
+    log, price = clear_logged(code, k, side, qty, prc, fee)
+    trades = [Trade(orders[int(b)].agent, orders[int(s)].agent, q, p, f, int(b), int(s), sur)
+              for b, s, q, p, sur, f in log[:, _LOG_FIELDS].tolist()]
+    # as the rules: pay-as-bid and CDA price by volume weight, the others at one price
+    return ClearingResult.from_trades(trades, None if code in (PAY_AS_BID, CDA) else price)
+
+
+_LOG_FIELDS = [LOG_BUYER, LOG_SELLER, LOG_QTY, LOG_PRICE, LOG_SURPLUS, LOG_FEE]
 
 
 def settle_rows(agents: Sequence[str], results: Sequence[ClearingResult | None],

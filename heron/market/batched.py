@@ -33,7 +33,8 @@ __all__ = ["BatchClearing", "clear_into", "clear_kernel", "clear_logged", "clear
 
 UNIFORM, PAY_AS_BID, MCAFEE, CDA = 0, 1, 2, 3
 #: columns of a trade log (:func:`clear_logged`), one row per trade
-LOG_BUYER, LOG_SELLER, LOG_QTY, LOG_PRICE, LOG_SURPLUS, LOG_FEE = range(6)
+#: (``Trade``'s field order: a row unpacks into buyer, seller, quantity, price, fee, surplus)
+LOG_BUYER, LOG_SELLER, LOG_QTY, LOG_PRICE, LOG_FEE, LOG_SURPLUS = range(6)
 LOG_WIDTH = 6
 _DUST = 1e-12  # as heron.market.clearing._DUST
 
@@ -340,12 +341,18 @@ def clear_into(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, f
 
 
 @njit(cache=True)
-def clear_logged(code, k, side, qty, prc, fee):  # pragma: no cover - compiled
-    """One book (``(1, K)`` inputs, trusted; no pair fees) with its trade log: the
-    ``(n, LOG_WIDTH)`` trades in the rule's trade order (columns ``LOG_*``) and the
-    clearing price (NaN without trades). Lets a caller rebuild the scalar rule's
-    ``Trade`` list without clearing in Python."""
-    K = side.shape[1]
+def clear_logged(code, k, book, fee):  # pragma: no cover - compiled
+    """One book given as a ``(K, 3)`` array of (side, quantity, price) per slot (trusted;
+    no pair fees) with its trade log: the ``(n, LOG_WIDTH)`` trades in the rule's trade
+    order (columns ``LOG_*``) and the clearing price (NaN without trades). Lets a caller
+    rebuild the scalar rule's ``Trade`` list without clearing in Python."""
+    K = book.shape[0]
+    side = np.empty((1, K), np.int64)
+    qty, prc = np.empty((1, K)), np.empty((1, K))
+    for j in range(K):
+        side[0, j] = int(book[j, 0])
+        qty[0, j] = book[j, 1]
+        prc[0, j] = book[j, 2]
     z = np.zeros((5, 1, K))  # per-slot sums the caller does not need
     price = np.full(1, np.nan)
     # every trade fills an auction segment (at most 2K) or empties a CDA order (at most 2K)

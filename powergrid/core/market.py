@@ -17,17 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from heron.market import ClearingResult, Order, Side, Trade
-from heron.market.batched import (
-    CDA,
-    LOG_BUYER,
-    LOG_FEE,
-    LOG_PRICE,
-    LOG_QTY,
-    LOG_SELLER,
-    LOG_SURPLUS,
-    PAY_AS_BID,
-    clear_logged,
-)
+from heron.market.batched import CDA, PAY_AS_BID, clear_logged
 from heron.market.clearing import CLEARING_RULES
 from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.envs.series import limit_price
@@ -100,19 +90,16 @@ def clear_compiled(spec: tuple[int, float], orders: Sequence[Order],
     the scalar rule's result (trades in its order, with the book's order ids = positions
     in ``orders``), from the kernel's trade log instead of an ``OrderBook``."""
     code, k = spec
-    if not orders:
+    sides = [1.0 if o.side is Side.BUY else -1.0 for o in orders]
+    if not (1.0 in sides and -1.0 in sides):  # one side only: nothing can cross
         return ClearingResult.from_trades(())
-    side = np.array([[1 if o.side is Side.BUY else -1 for o in orders]], np.int64)
-    qty = np.array([[o.quantity for o in orders]])
-    prc = np.array([[o.price for o in orders]])
-    log, price = clear_logged(code, k, side, qty, prc, fee)
+    book = np.array([(x, o.quantity, o.price) for x, o in zip(sides, orders)])
+    log, price = clear_logged(code, k, book, fee)
+    # a log row is (buyer slot, seller slot, quantity, price, fee, surplus): Trade's fields
     trades = [Trade(orders[int(b)].agent, orders[int(s)].agent, q, p, f, int(b), int(s), sur)
-              for b, s, q, p, sur, f in log[:, _LOG_FIELDS].tolist()]
+              for b, s, q, p, f, sur in log.tolist()]
     # as the rules: pay-as-bid and CDA price by volume weight, the others at one price
     return ClearingResult.from_trades(trades, None if code in (PAY_AS_BID, CDA) else price)
-
-
-_LOG_FIELDS = [LOG_BUYER, LOG_SELLER, LOG_QTY, LOG_PRICE, LOG_SURPLUS, LOG_FEE]
 
 
 def settle_rows(agents: Sequence[str], results: Sequence[ClearingResult | None],

@@ -40,6 +40,7 @@ from powergrid.core.layout import COMMON_LABELS, COST_NAMES, COST_SIGNS
 from powergrid.core.market import EPS_KWH, MarketResult
 from powergrid.core.packing import f1, f2, i1, i2, pack
 from powergrid.core.powerflow import CHUNK, BatchPF, BatchPowerFlow, solve_packed
+from powergrid.core.rows import RowLayout
 from powergrid.devices.batched import (
     KIND_ESS,
     PAR_LEN,
@@ -128,6 +129,14 @@ class FusedStep:
                            or (c in NETWORK_COST_TERMS and sim.network_costs is not None))
         self._cost_keys = tuple(f"costs/{c}" for c in self.costs)  # their flat info names
         self._cost_rows = np.array([R[c] for c in self.costs], np.int64)
+        # the layouts of output(): rows of the (R, B, N) outputs and flags, the (S, B) shared
+        self._costs_layout = RowLayout.build(self.costs, [(0, R[c]) for c in self.costs])
+        per = (*ROWS[R_IMPORT_KWH:], *FLAGS, *self._cost_keys, "costs/total")
+        self._per_layout = RowLayout.build(per, [
+            *((0, r) for r in range(R_IMPORT_KWH, len(ROWS))), *((1, r) for r in range(len(FLAGS))),
+            *((0, R[c]) for c in (*self.costs, "total"))])
+        self._shared_layout = RowLayout.build((*SHARED, "pf_converged"),
+                                      [*((0, r) for r in range(len(SHARED))), (1, None)])
         # every device's state in one array; the twins' own state becomes views of it
         n = max(len(devices), 1)
         self.dev_state = np.zeros((n, STATE_ROWS, self.B))
@@ -316,19 +325,12 @@ class FusedStep:
                dso_info: dict[str, np.ndarray] | None = None,
                market: MarketResult | None = None) -> StepOutput:
         """This step's :class:`StepOutput` (row views), with the Python stages' infos."""
-        rows = list(self._out)  # views, one per output row
-        per = dict(zip(ROWS[R_IMPORT_KWH:], rows[R_IMPORT_KWH:]))
-        per.update(zip(FLAGS, self._flags))
-        costs = {c: rows[R[c]] for c in self.costs}
-        per.update(zip(self._cost_keys, costs.values()))
-        per["costs/total"] = rows[R_TOTAL]
-        shared_out = dict(zip(SHARED, self._shared))
-        shared_out["pf_converged"] = self._ok
-        if per_agent:
-            per.update(per_agent)
-        if shared:
-            shared_out.update(shared)
-        return self._output(costs, rows[R_TOTAL], rows[R_REWARDS], per, shared_out,
+        out = self._out  # tables of its rows: views made on access, one row read at once
+        per = self._per_layout.bind((out, self._flags))
+        shared_out = self._shared_layout.bind((self._shared, self._ok))
+        return self._output(self._costs_layout.bind((out,)), out[R_TOTAL], out[R_REWARDS],
+                            per.extended(per_agent) if per_agent else per,
+                            shared_out.extended(shared) if shared else shared_out,
                             dso_reward, dso_info, market)
 
     def observe_into(self, out: np.ndarray) -> None:

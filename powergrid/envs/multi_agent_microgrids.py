@@ -24,6 +24,7 @@ from powergrid.core.infos import (
 from powergrid.core.layout import COMMON_OBS
 from powergrid.core.layout import COST_SIGNS as COST_SIGNS  # re-exported: public name
 from powergrid.core.market import EPS_KWH as EPS_KWH  # re-exported: public name
+from powergrid.core.rows import RowTable
 from powergrid.data import load_profiles
 from powergrid.data.user import user_profiles
 from powergrid.devices import PowerDevice
@@ -282,8 +283,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         out = self._sim.step([acts[a][None] for a in self.possible_agents], self._live)
         self._sync_devices()
         plan = self._info_plan(out)
-        per = [v[0].tolist() for v in out.per_agent.values()]  # one list per key
-        shared = [v.item() for v in out.shared.values()]
+        per = RowTable.of(out.per_agent).row(0)  # one list (over agents) per key
+        shared = RowTable.of(out.shared).row(0)
         net, total = per[plan.net_kw], per[plan.total]
         if not all(map(math.isfinite, map(operator.add, net, total))):
             for i, a in enumerate(self._mg):  # the scalar env's check: one per agent

@@ -3,9 +3,11 @@
 Two implementations of one contract (per agent (B, N) bought / sold kWh, paid /
 received / fees in $, and the (B,) clearing price, NaN when nothing cleared):
 :func:`clear_batch` runs the built-in clearing rules over every book at once
-(``heron.market.batched``); :func:`clear_rows` sends each row's orders through that
-row's :class:`~powergrid.envs.coordination.Coordination` (any protocol, the broker of
-distributed mode), as the scalar env does.
+(``heron.market.batched``); the per-row path (``Simulation._market``) builds each row's
+orders (:func:`row_orders`) and clears them through that row's
+:class:`~powergrid.envs.coordination.Coordination` (any protocol, the broker of
+distributed mode) or, in the plain built-in case, by the same compiled kernel
+(:func:`compiled_clearing`, :func:`clear_compiled`), then :func:`settle_rows` sums them.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -94,13 +94,14 @@ class SafetyMetrics:
 
 @dataclass
 class StepOutput:
-    """One step of B envs: (B, N) per-agent arrays, (B,) shared ones."""
+    """One step of B envs: (B, N) per-agent arrays, (B,) shared ones (read-only mappings:
+    the compiled step gives ``powergrid.core.rows.RowTable`` views of its output rows)."""
 
-    costs: dict[str, np.ndarray]
+    costs: Mapping[str, np.ndarray]
     total: np.ndarray
     rewards: np.ndarray            # (B, N), after share_reward
-    per_agent: dict[str, np.ndarray]
-    shared: dict[str, np.ndarray]
+    per_agent: Mapping[str, np.ndarray]
+    shared: Mapping[str, np.ndarray]
     dso_reward: np.ndarray | None  # (B,) with a learning operator
     dso_info: dict[str, np.ndarray] | None
     market: MarketResult | None = None  # the real-time clearing (per-row results, orders)

@@ -129,7 +129,8 @@ class SeriesPlanner:
 @lru_cache(maxsize=32)
 def _step_grid(dt_hours: float, steps: int) -> tuple[np.ndarray, ...]:
     """:func:`step_cells` split into what a planner indexes with, read-only and cached:
-    the scalar env builds a planner every reset, and dt -> fraction is the slow part."""
+    every env (and every ``Simulation``) of one (dt, steps) shares them, and
+    dt -> fraction is the slow part of building a planner."""
     cells, weights = step_cells(dt_hours, steps)
     out = (cells % 24, cells // 24, weights, cells[:, 0] % 24, cells[:, 0] // 24)
     for a in out:

@@ -337,7 +337,7 @@ class Simulation:
         pf = k.grid(retail, feed_in)
         terms: dict[str, np.ndarray] = {}
         dso_reward = dso_info = None
-        if self.coords is not None:
+        if self.coords is not None and self._coord_needs.settle:  # else nothing to settle
             bought, sold = k.traded()
             exchange = grid_exchange(net_kw, p.dt, bought, sold)
             terms["tracking_penalty"], dso_reward, dso_info = self._settle(exchange, net_kw,

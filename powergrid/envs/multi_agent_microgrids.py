@@ -233,6 +233,12 @@ class MultiAgentMicrogrids(ParallelEnv):
         return self._network_costs
 
     @property
+    def sim(self) -> Any:
+        """The simulation core this env steps with B = 1 (``powergrid.core.step.Simulation``,
+        as ``VectorMicrogrids.sim``): for profiling and tools; its state is the env's."""
+        return self._sim
+
+    @property
     def coordination(self) -> Coordination:
         """The env's protocols and broker (``powergrid.envs.coordination``)."""
         return self._coord

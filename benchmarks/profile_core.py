@@ -1,44 +1,56 @@
 """Where a VectorMicrogrids step spends its time, per stage of the core.
 
-    python benchmarks/profile_core.py [--num-envs 1 1024] [--steps 300] [--general]
+    PYTHONPATH=. python benchmarks/profile_core.py [--num-envs 1 1024] [--steps 300] [--general]
 
 Default: the fused compiled step (``powergrid.core.kernel``), timed with perf_counter
-around its parts (the compiled step, of which the batch power flow is re-timed on the same
-inputs; the compiled observations; resets; the front end: validation, infos, clipping).
-``--general``: the numpy stages (``FusedStep`` switched off), as cProfile shares.
-Shares (not absolute times) are what to read on a busy machine.
+around public methods (``FusedStep.step``: the compiled call with its output tables;
+``Simulation.observe``; ``Simulation.reset_rows``; the rest is the front end: validation,
+infos, clipping). The batch power flow inside the compiled call cannot be timed from
+outside, so a twin env on the numpy stages steps the same actions from the same seeds
+(the two are held equal by the tests) and the compiled solve its ``BatchPowerFlow``
+calls (``powergrid.core.powerflow.solve_packed``: the same solve on the same set-points
+and warm start) is timed instead. ``--general``: the numpy stages (``Simulation(fused=False)``), as
+cProfile shares. Shares (not absolute times) are what to read on a busy machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import cProfile
 import pstats
 import time
 
 import numpy as np
 
+import powergrid.core.powerflow as powerflow
 from powergrid.envs.vector import VectorMicrogrids
+
+try:  # run as a script: benchmarks/ is on sys.path
+    from bench_core_stages import make
+    from single_env_stages import wrap
+except ImportError:  # imported as benchmarks.profile_core
+    from benchmarks.bench_core_stages import make
+    from benchmarks.single_env_stages import wrap
 
 STAGES = ("_tariff", "_dispatch", "_market", "_settle", "_power_flow", "_safety",
           "_network_costs", "_storage_terminal", "observe", "reset_rows")
+WARM_UP = 20  # steps: numba compilation, caches
 
 
-def _setup(num_envs: int, fused: bool):
-    vec = VectorMicrogrids(num_envs)
-    if not fused:
-        vec.sim.kernel = None
+def _setup(num_envs: int, fused: bool) -> tuple[VectorMicrogrids, list[dict]]:
+    vec = make({}, num_envs, row_market=False, compiled=fused)
     rng = np.random.default_rng(0)
     acts = [{a: rng.uniform(-1, 1, (num_envs, *vec.single_action_space(a).shape))
              for a in vec.possible_agents} for _ in range(8)]
     vec.reset(seed=0)
-    for k in range(20):  # warm-up: numba compilation, caches
-        vec.step(acts[k % 8])
     return vec, acts
 
 
 def profile_general(num_envs: int, steps: int) -> dict[str, float]:
     vec, acts = _setup(num_envs, fused=False)
+    for k in range(WARM_UP):
+        vec.step(acts[k % 8])
     prof = cProfile.Profile()
     prof.enable()
     for k in range(steps):
@@ -53,52 +65,37 @@ def profile_general(num_envs: int, steps: int) -> dict[str, float]:
 
 
 def profile_fused(num_envs: int, steps: int) -> dict[str, float]:
-    # after the env (powergrid.core.layout cannot be the first module imported)
-    import powergrid.core.kernel as kernel
-    from powergrid.core.powerflow import CHUNK, solve_packed
-
     vec, acts = _setup(num_envs, fused=True)
-    sim, fs = vec.sim, vec.sim.kernel
-    spent = {"compiled step": 0.0, "power flow (in it)": 0.0, "observe": 0.0,
-             "reset_rows": 0.0}
-
-    def timed(name, fn):
-        def wrapper(*a, **kw):
-            t0 = time.perf_counter()
-            out = fn(*a, **kw)
-            spent[name] += time.perf_counter() - t0
-            return out
-        return wrapper
-
-    step_kernel, observe, reset_rows = kernel._step, fs.observe, sim.reset_rows
-    kernel._step = timed("compiled step", step_kernel)
-    fs.observe = timed("observe", observe)
-    sim.reset_rows = timed("reset_rows", reset_rows)
-    pf = sim.pf
-    V = pf.warm_start.copy()  # compile the Python entry of the solve (timing only)
-    solve_packed(fs._X, V, np.zeros(vec.num_envs, bool), fs._vm.copy(), fs._loading.copy(),
-                 fs._slack.copy(), CHUNK, *pf.packed)
+    twin, _ = _setup(num_envs, fused=False)  # the same trajectory, for the power flow
+    assert vec.sim.kernel is not None and vec.sim.kernel.fused, "not the fused step"
+    acc: collections.Counter = collections.Counter()
+    missing: list[str] = []
+    wrap(vec.sim.kernel, ("step",), "compiled step", acc, missing)
+    wrap(vec.sim, ("observe", "reset_rows"), "sim", acc, missing)
+    solve = powerflow.solve_packed  # what the twin's BatchPowerFlow.solve calls
+    wrap(powerflow, ("solve_packed",), "power flow", acc, missing)
+    if missing:
+        raise SystemExit(f"not found (renamed?): {', '.join(missing)}")
     total = 0.0
     try:
-        for k in range(steps):
-            V0 = pf.warm_start.copy()
+        for k in range(WARM_UP + steps):
+            if k == WARM_UP:
+                acc.clear()
             t0 = time.perf_counter()
             vec.step(acts[k % 8])
-            total += time.perf_counter() - t0
-            # the same solve again, on the step's inputs and warm start (timing only)
-            V, ok = V0.copy(), np.zeros(vec.num_envs, bool)
-            vm, ld, sl = fs._vm.copy(), fs._loading.copy(), fs._slack.copy()
-            t0 = time.perf_counter()
-            solve_packed(fs._X, V, ok, vm, ld, sl, CHUNK, *pf.packed)
-            spent["power flow (in it)"] += time.perf_counter() - t0
+            if k >= WARM_UP:
+                total += time.perf_counter() - t0
+            twin.step(acts[k % 8])
     finally:
-        kernel._step = step_kernel
-        fs.observe, sim.reset_rows = observe, reset_rows
-    out = dict(spent)
-    out["front end (validation, infos, clipping)"] = (
+        powerflow.solve_packed = solve
+    spent = {"compiled step": acc["compiled step.step"],
+             "power flow (in it)": acc["power flow.solve_packed"],
+             "observe": acc["sim.observe"], "reset_rows": acc["sim.reset_rows"]}
+    spent["front end (validation, infos, clipping)"] = (
         total - spent["compiled step"] - spent["observe"] - spent["reset_rows"])
+    out = {k: v / total for k, v in spent.items()}
     out["step (µs)"] = 1e6 * total / steps * vec.num_envs  # shown as-is below
-    return {k: (v if k == "step (µs)" else v / total) for k, v in out.items()}
+    return out
 
 
 def main() -> None:

@@ -9,8 +9,8 @@ parsed; a private name (``_x``, not ``__dunder__``) may be read only
 
 Everything else -- ``obj._x``, ``getattr(obj, "_x")``, ``from module import _x`` -- must
 have a public, documented name at its owner instead, or be listed below with its reason:
-``THIRD_PARTY`` (internals of libraries we cannot rename), ``SAME_MODULE`` (a module's own
-private fields read by another class of that module) and, for now, ``TEMPORARY``.
+``THIRD_PARTY`` (internals of libraries we cannot rename) and ``SAME_MODULE`` (a module's
+own private fields read by another class of that module).
 """
 
 from __future__ import annotations
@@ -57,19 +57,6 @@ SAME_MODULE: dict[tuple[str, str], str] = {
         "OperatingPoint is the result type of Sensitivity, in the same module",
     ("powergrid/pf/sensitivity.py", "sens._pos"):
         "OperatingPoint is the result type of Sensitivity, in the same module",
-}
-
-# TEMPORARY: removed by the core refactor of issue 15 (these files are being rewritten:
-# MultiAgentMicrogrids on Simulation, the compiled step with Python stages). Entries that
-# no longer occur are harmless here; drop them as they go.
-TEMPORARY: set[tuple[str, str]] = {
-    # benchmarks/profile_core.py times FusedStep's parts from its buffers and the module's
-    # private step kernel: it needs public names in powergrid/core/kernel.py (being rewritten)
-    ("benchmarks/profile_core.py", "kernel._step"),
-    ("benchmarks/profile_core.py", "fs._X"),
-    ("benchmarks/profile_core.py", "fs._vm"),
-    ("benchmarks/profile_core.py", "fs._loading"),
-    ("benchmarks/profile_core.py", "fs._slack"),
 }
 
 
@@ -193,7 +180,7 @@ def accesses() -> list[Access]:
 
 
 def test_no_module_reads_another_modules_private_attributes(accesses):
-    allowed = THIRD_PARTY.keys() | SAME_MODULE.keys() | TEMPORARY
+    allowed = THIRD_PARTY.keys() | SAME_MODULE.keys()
     bad = [a for a in accesses if a.key not in allowed]
     assert not bad, (
         "private attributes read outside their module (give the owner a public, documented "

@@ -138,22 +138,12 @@ def test_base_case_matches_runpp(name: str) -> None:
     assert res.losses_mw == pytest.approx(losses, abs=1e-6)
 
 
+@pytest.mark.parametrize("name", ["two_feeder", "cigre"])
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(x=injections("two_feeder"))
-def test_two_feeder_random_injections(x) -> None:
-    net, fast, ref = solvers("two_feeder")
-    args = scaled(net, *x)
-    res = fast.solve(*args)
-    want = ref.solve(*args)
-    assert res.converged and want.converged
-    assert_close(res, want)
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(x=injections("cigre"))
-def test_cigre_random_injections(x) -> None:
-    net, fast, ref = solvers("cigre")
-    args = scaled(net, *x)
+@given(data=st.data())
+def test_random_injections_match_runpp(name: str, data: st.DataObject) -> None:
+    net, fast, ref = solvers(name)
+    args = scaled(net, *data.draw(injections(name), label="injections"))
     res = fast.solve(*args)
     want = ref.solve(*args)
     assert res.converged and want.converged

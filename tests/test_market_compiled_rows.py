@@ -116,3 +116,38 @@ def test_pair_fees_keep_the_python_clearing():
 
 def test_the_broker_keeps_the_python_clearing():
     assert compiled_clearing(_coord(P2PTradingProtocol(), centralized=False)) is None
+
+
+def test_a_rule_replaced_mid_episode_clears_through_its_own_clear():
+    # the compiled whole step is chosen per step: a rule set after construction is used
+    calls = []
+
+    class CountingUniform(UniformPrice):
+        def clear(self, book, fee_per_unit=0.0, pair_fee=None):
+            calls.append(len(book))
+            return super().clear(book, fee_per_unit, pair_fee)
+
+    env = MultiAgentMicrogrids({"microgrids": _microgrids(3), "max_episode_steps": 24})
+    env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    for k in range(10):
+        if k == 5:
+            env.coordination.horizontal.clearing_rule = CountingUniform()
+        env.step({a: rng.uniform(-1, 1, env.action_space(a).shape) for a in env.agents})
+        assert len(calls) == max(k - 4, 0)
+
+
+def test_a_fee_changed_mid_episode_is_charged_from_the_next_step():
+    env = MultiAgentMicrogrids({"microgrids": _microgrids(4), "max_episode_steps": 24})
+    env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    fees = []
+    for k in range(12):
+        if k == 6:
+            env.coordination.horizontal.trading_fee = 0.02
+        _, _, _, _, infos = env.step(
+            {a: rng.uniform(-1, 1, env.action_space(a).shape) for a in env.agents})
+        trades = [t for info in infos.values() for t in info["market"]["trades"]]
+        fees.append({t.fee > 0 for t in trades})
+    assert fees[:6] == [set() if not f else {False} for f in fees[:6]]
+    assert any(f == {True} for f in fees[6:])

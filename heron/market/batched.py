@@ -29,7 +29,8 @@ from numba import njit
 if TYPE_CHECKING:
     from heron.market.clearing import ClearingRule
 
-__all__ = ["BatchClearing", "clear_into", "clear_kernel", "clear_logged", "clear_rows"]
+__all__ = ["BatchClearing", "clear_into", "clear_into_logged", "clear_kernel", "clear_logged",
+           "clear_rows"]
 
 UNIFORM, PAY_AS_BID, MCAFEE, CDA = 0, 1, 2, 3
 #: columns of a trade log (:func:`clear_logged`), one row per trade
@@ -336,8 +337,8 @@ def clear_into(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, f
                volume, surplus):  # pragma: no cover - compiled
     """Clear every row with rule ``code`` into the outputs (zeros, price NaN on entry);
     the inputs are trusted (:func:`check_books`). For compiled callers (a fused step)."""
-    _clear_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                  volume, surplus, np.empty((0, LOG_WIDTH)), np.zeros(1, np.int64))
+    clear_into_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
+                      price, volume, surplus, np.empty((0, LOG_WIDTH)), np.zeros(1, np.int64))
 
 
 @njit(cache=True)
@@ -357,14 +358,17 @@ def clear_logged(code, k, book, fee):  # pragma: no cover - compiled
     price = np.full(1, np.nan)
     # every trade fills an auction segment (at most 2K) or empties a CDA order (at most 2K)
     log, nlog = np.empty((2 * K, LOG_WIDTH)), np.zeros(1, np.int64)
-    _clear_logged(code, k, side, qty, prc, fee, np.zeros((1, K, K)), z[0], z[1], z[2], z[3],
-                  z[4], price, np.zeros(1), np.zeros(1), log, nlog)
+    clear_into_logged(code, k, side, qty, prc, fee, np.zeros((1, K, K)), z[0], z[1], z[2],
+                      z[3], z[4], price, np.zeros(1), np.zeros(1), log, nlog)
     return log[:nlog[0]], price[0]
 
 
 @njit(cache=True)
-def _clear_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                  volume, surplus, log, nlog):  # pragma: no cover - compiled
+def clear_into_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
+                      price, volume, surplus, log, nlog):  # pragma: no cover - compiled
+    """:func:`clear_into` that also appends every trade to ``log`` (columns ``LOG_*``, room
+    for 2K trades per row; a (0, LOG_WIDTH) log records nothing), ``nlog[0]`` counting
+    them: a compiled caller can rebuild the scalar rule's ``Trade`` list."""
     K = side.shape[1]
     # scratch shared by all rows: a clearing allocates nothing per book
     bids, asks = np.empty(K, np.int64), np.empty(K, np.int64)

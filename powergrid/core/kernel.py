@@ -11,7 +11,10 @@ pipeline. The step is split into compiled stages around the stages that stay Pyt
 
 and the observations are one more call (the ahead market's and the coordination's
 features are filled in by ``Simulation.observe`` in the columns left for them). When no
-stage is Python (:attr:`FusedStep.fused`), the whole step is one call (:func:`_step`).
+stage is Python (:attr:`FusedStep.fused`), the whole step is one call (:func:`_step`);
+so it is when rows clear through their Coordinations but each is the plain built-in
+case (:meth:`FusedStep.step_rows`: the scalar env's default set-up), the kernel then
+logging each row's trades so that the ``Order``/``Trade`` results are rebuilt exactly.
 The stages are small njit functions; they call the same compiled functions the general
 path uses (the device twins' :func:`step_twin`, the clearing rules' :func:`clear_into`,
 the batch power flow's :func:`solve_packed`) and repeat only the few array formulas of
@@ -34,10 +37,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit
 
-from heron.market.batched import clear_into
+from heron.market.batched import LOG_WIDTH, clear_into, clear_into_logged
 from powergrid.core.ahead import AHEAD_LABELS
 from powergrid.core.layout import COMMON_LABELS, COST_NAMES, COST_SIGNS
-from powergrid.core.market import EPS_KWH, MarketResult
+from powergrid.core.market import EPS_KWH, MarketResult, logged_results
 from powergrid.core.packing import f1, f2, i1, i2, pack
 from powergrid.core.powerflow import CHUNK, BatchPF, BatchPowerFlow, solve_packed
 from powergrid.core.rows import RowLayout
@@ -104,8 +107,10 @@ D_KIND, D_AGENT, D_COL, D_STORAGE, D_ROW, D_BUCKET, D_WIDTH, D_QROW = range(8)
 class FusedStep:
     """The compiled stages of one :class:`Simulation` (see the module docstring).
 
-    :meth:`step` runs a whole step in one call when :attr:`fused`; otherwise
-    ``Simulation.step`` calls the stages in order, with its Python stages in between:
+    :meth:`step` runs a whole step in one call when :attr:`fused`, :meth:`step_rows`
+    when the rows' Coordinations clear as a compiled rule (``Simulation._plain_rows``);
+    otherwise ``Simulation.step`` calls the stages in order, with its Python stages in
+    between:
     :meth:`dispatch`, :meth:`book` (a market cleared in Python), :meth:`grid`,
     :meth:`book_costs`, :meth:`check` and :meth:`close` (or :meth:`finish` for both), then
     :meth:`output`.
@@ -118,7 +123,7 @@ class FusedStep:
         self.sim, self.B, self.N = sim, sim.B, sim.params.n_agents
         self._output = StepOutput
         self.pf: BatchPowerFlow = sim.pf
-        self._devices, self._code, self._k = devices, code, k
+        self._devices = devices
         #: no Python stage: :meth:`step` is the whole step in one compiled call
         self.fused = fused
         #: the market clears in compiled code (the grid stage), not through :meth:`book`
@@ -144,7 +149,11 @@ class FusedStep:
         for j, (_, _, d) in enumerate(devices):
             d.bind(self.dev_state[j], self.dev_clip[j])
         self._static: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-        self._widths: tuple[int, ...] = ()
+        #: (code, k, fee, clears) of the construction's clearing; :meth:`step_rows` packs
+        #: its own, so static inputs are kept per (action widths, clearing)
+        self._clearing = (int(code), float(k), float(sim.fee), bool(clears))
+        self._key: tuple = ()
+        self._statics: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         # observation columns: common, the gap Simulation.observe fills (ahead market),
         # devices, then the coordination's extra features (also filled there)
         self.gap = 0 if sim.ahead is None else len(AHEAD_LABELS)
@@ -161,6 +170,13 @@ class FusedStep:
         self._vm = np.zeros((B, md.n_bus))
         self._loading = np.zeros((B, md.n_line + md.n_trafo))  # lines, then trafos
         self._slack = np.zeros((2, B))
+        # the compiled clearing's books (side, quantity, limit per slot) and, for
+        # step_rows, its trade log: row b's trades end at _ends[b]
+        self._book = np.zeros((3, B, self.N))
+        self._no_log = np.empty((0, LOG_WIDTH))
+        self._log = np.empty((2 * self.N * B, LOG_WIDTH))
+        self._ends = np.zeros(B, np.int64)
+        self._all_live = np.ones(B, np.bool_)  # grid(): the batched books clear every row
         # the outputs of the step under way (new arrays each step: callers keep them)
         self._out = self._flags = self._shared = self._ok = np.zeros(0)
 
@@ -189,9 +205,12 @@ class FusedStep:
                  and not sim.pf.voltages)
         return cls(sim, devices, int(code), float(k), clears, fused)
 
-    def _pack(self, widths: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The static inputs, once the action widths are known (first step)."""
+    def _pack(self, widths: tuple[int, ...], clearing: tuple[int, float, float, bool]
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The static inputs, once the action widths are known (first step), for one
+        clearing ``(code, k, fee, clears)``."""
         sim, p = self.sim, self.sim.params
+        code, k, fee, clears = clearing
         off = np.cumsum([0, *widths])
         meta = np.zeros((len(self.dev_state), 8), np.int64)
         par = np.zeros((len(self.dev_state), PAR_LEN))
@@ -205,13 +224,13 @@ class FusedStep:
             par[j] = ct.par
         fr, (lo, hi) = p.failure, p.voltage_band
         return pack([
-            np.array([p.dt, sim.fee, self._k, lo, hi, p.voltage_penalty_per_pu,
+            np.array([p.dt, fee, k, lo, hi, p.voltage_penalty_per_pu,
                       p.line_overload_penalty_per_pct, p.storage_terminal_price, fr.base]),
             np.stack([p.peak_kw, fr.bound, fr.rated_kva, fr.q_per_kw,
                       fr.voltage_violation_pu]).astype(float),
             par, p.load_share_mw, p.load_q_ratio, p.feeder_load_mw.astype(float),
             np.array([COST_SIGNS[c] for c in self.costs]), HOUR_SIN, HOUR_COS,
-            np.array([self.N, p.steps, self._code, self.clears, p.share_reward, p.n_load,
+            np.array([self.N, p.steps, code, clears, p.share_reward, p.n_load,
                       p.n_sgen, p.n_storage, sim.pf.model.n_line, self.gap], np.int64),
             meta[:max(len(self._devices), 1)] if self._devices else np.zeros((0, 6), np.int64),
             off[1:] - 1, p.load_owner, p.feeder_load_rows, p.feeder_buses,
@@ -222,13 +241,17 @@ class FusedStep:
         ])
 
     # ------------------------------------------------------------------ step
-    def _begin(self, acts: Sequence[np.ndarray]) -> np.ndarray:
+    def _begin(self, acts: Sequence[np.ndarray],
+               clearing: tuple[int, float, float, bool] | None = None) -> np.ndarray:
         """New output arrays for a step; the agents' actions packed in one array."""
         B, N = self.B, self.N
         acts = acts[:N]
-        widths = tuple(a.shape[1] for a in acts)
-        if widths != self._widths:
-            self._static, self._widths = self._pack(widths), widths
+        key = (tuple(a.shape[1] for a in acts), clearing or self._clearing)
+        if key != self._key:
+            static = self._statics.get(key)
+            if static is None:
+                static = self._statics[key] = self._pack(*key)
+            self._static, self._key = static, key
         self._out = np.zeros((len(ROWS), B, N))
         self._flags = np.zeros((len(FLAGS), B, N), np.bool_)
         self._shared = np.empty((len(SHARED), B))
@@ -243,13 +266,37 @@ class FusedStep:
                      s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min,
                      s.v_max, s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset,
                      self.dev_state, self.dev_clip, self._out, self._flags, self._shared,
-                     self._ok, self._vm, self._loading, self._slack, *self._static, self._X,
-                     self.pf.warm_start, *self.pf.packed):
+                     self._ok, self._vm, self._loading, self._slack, self._book, self._no_log,
+                     self._ends, *self._static, self._X, self.pf.warm_start, *self.pf.packed):
             # some rows did not converge: FastSolver (with its Newton fallback) re-solves
             # them, then the rest of the step runs on the repaired results
             self._repair()
             self.finish(live)
         return self.output()
+
+    def step_rows(self, acts: Sequence[np.ndarray], live: np.ndarray, agents: Sequence[str],
+                  clearing: tuple[int, float, float]) -> StepOutput:
+        """The whole step in one compiled call for rows that clear through their own
+        Coordination when that is the plain built-in case (``core.market.compiled_clearing``
+        with ``clearing = (code, k, fee)`` for every row): the kernel clears and logs each
+        row's trades, and each live row's ``Order``/``Trade`` results are rebuilt from the
+        books and the log, as the row market's."""
+        code, k, fee = clearing
+        s, packed = self.sim.state, self._begin(acts, (code, k, fee, True))
+        if not _step(packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
+                     s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min,
+                     s.v_max, s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset,
+                     self.dev_state, self.dev_clip, self._out, self._flags, self._shared,
+                     self._ok, self._vm, self._loading, self._slack, self._book, self._log,
+                     self._ends, *self._static, self._X, self.pf.warm_start, *self.pf.packed):
+            self._repair()
+            self.finish(live)
+        out = self._out
+        results, orders = logged_results(agents, self._book, self._log, self._ends,
+                                         live, code, self._shared[S_PRICE])
+        market = MarketResult(out[R_BOUGHT], out[R_SOLD], out[R_PAID], out[R_RECEIVED],
+                              out[R_FEES], self._shared[S_PRICE], results, orders)
+        return self.output(market=market)
 
     def dispatch(self, acts: Sequence[np.ndarray]) -> np.ndarray:
         """K1: the devices step; (B, N) net kW (a view of this step's outputs)."""
@@ -275,7 +322,8 @@ class FusedStep:
         s = self.sim.state
         if not _k_grid(self._packed, retail, feed_in, s.t, s.feeder_load_pu, self._out,
                        self._shared, self._X, self._ok, self._vm, self._loading, self._slack,
-                       *self._static, self.pf.warm_start, *self.pf.packed):
+                       self._all_live, self._book, self._no_log, self._ends, *self._static,
+                       self.pf.warm_start, *self.pf.packed):
             return self._repair()
         n_line = self.pf.model.n_line
         return BatchPF(self._ok, self._vm, self._loading[:, :n_line], self._slack[0],
@@ -340,7 +388,7 @@ class FusedStep:
         left for the caller to fill."""
         s = self.sim.state
         if self._static is None:  # before the first step: action widths are not needed
-            self._static = self._pack(tuple(1 for _ in range(self.N)))
+            self._static = self._pack(tuple(1 for _ in range(self.N)), self._clearing)
         _observe(s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_forecast, s.last_price,
                  s.last_p2p, s.last_grid, s.v_min, s.v_max, self.dev_state, out,
                  *self._static)
@@ -390,15 +438,18 @@ def _dispatch(acts, t, pv, load_kw, dev_state, dev_clip, dev_par, dev, dt, out, 
 
 
 @njit(cache=True)
-def _market(acts, price_col, retail, feed_in, dt, fee, code, k, out,
-            price):  # pragma: no cover - compiled
+def _market(acts, price_col, retail, feed_in, dt, fee, code, k, out, price, live, book, log,
+            ends):  # pragma: no cover - compiled
     """Orders from net positions (as powergrid.core.market.clear_batch), then clearing;
-    ``retail``/``feed_in`` (B,) are this step's tariff."""
+    ``retail``/``feed_in`` (B,) are this step's tariff. ``book`` (3, B, N) receives every
+    slot's order (side, quantity, limit). With a ``log`` (rows > 0: the row market's
+    clearing) the rows clear one at a time and log their trades, row b's ending at
+    ``ends[b]``, and rows not ``live`` post no orders (as the row market)."""
+    logged = log.shape[0] > 0
     net = out[R_NET]
     B, N = net.shape
     side = np.zeros((B, N), np.int64)
-    qty = np.empty((B, N))
-    limit = np.empty((B, N))
+    qty, limit = book[1], book[2]
     half = 0.5 * fee
     for b in range(B):
         low, high = feed_in[b] + half, retail[b] - half
@@ -406,12 +457,23 @@ def _market(acts, price_col, retail, feed_in, dt, fee, code, k, out,
             q = abs(net[b, i]) * dt
             qty[b, i] = q
             limit[b, i] = low + (acts[b, price_col[i]] + 1.0) * 0.5 * (high - low)
-            if q > EPS_KWH and low <= high:
+            if q > EPS_KWH and low <= high and (live[b] or not logged):
                 side[b, i] = -1 if net[b, i] > 0 else 1
+            book[0, b, i] = side[b, i]
         price[b] = np.nan
-    clear_into(code, k, side, qty, limit, fee, np.zeros((1, N, N)), out[R_BOUGHT],
-               out[R_SOLD], out[R_PAID], out[R_RECEIVED], out[R_FEES], price, np.zeros(B),
-               np.zeros(B))
+    pf = np.zeros((1, N, N))
+    if not logged:
+        clear_into(code, k, side, qty, limit, fee, pf, out[R_BOUGHT], out[R_SOLD],
+                   out[R_PAID], out[R_RECEIVED], out[R_FEES], price, np.zeros(B),
+                   np.zeros(B))
+        return
+    nlog = np.zeros(1, np.int64)
+    for b in range(B):
+        r = slice(b, b + 1)
+        clear_into_logged(code, k, side[r], qty[r], limit[r], fee, pf, out[R_BOUGHT, r],
+                          out[R_SOLD, r], out[R_PAID, r], out[R_RECEIVED, r], out[R_FEES, r],
+                          price[r], np.zeros(1), np.zeros(1), log, nlog)
+        ends[b] = nlog[0]
 
 
 @njit(cache=True)
@@ -583,15 +645,15 @@ def _k_dispatch(acts, t, pv, load_kw, dev_state, dev_clip, out, flags, shared, X
 
 
 @njit(cache=True)
-def _k_grid(acts, retail, feed_in, t, feeder_pu, out, shared, X, ok, vm, loading, slack, fv, iv,
-            h, V, pfv, piv, ph):  # pragma: no cover - compiled
+def _k_grid(acts, retail, feed_in, t, feeder_pu, out, shared, X, ok, vm, loading, slack, live,
+            book, log, ends, fv, iv, h, V, pfv, piv, ph):  # pragma: no cover - compiled
     """K2: the compiled clearing (when the market has one), the residual with the grid at
     the (B,) tariff, the power flow. False when a row did not converge."""
     fpar, ipar = f1(fv, h, F_PAR), i1(iv, h, I_PAR)
     dt = fpar[P_DT]
     if ipar[Q_CLEAR]:
         _market(acts, i1(iv, h, I_PRICE_COL), retail, feed_in, dt, fpar[P_FEE], ipar[Q_CODE],
-                fpar[P_K], out, shared[S_PRICE])
+                fpar[P_K], out, shared[S_PRICE], live, book, log, ends)
     _settle(out, retail, feed_in, dt)
     _loads(out, t, feeder_pu, X, i1(iv, h, I_LOAD_OWNER), f1(fv, h, F_LOAD_SHARE),
            f1(fv, h, F_LOAD_Q), i1(iv, h, I_FEEDER_ROWS), f1(fv, h, F_FEEDER_MW))
@@ -640,8 +702,8 @@ def _finish(out, flags, ok, vm, loading, slack, shared, last_losses, last_pcc, v
 @njit(cache=True)
 def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_price, last_p2p,
           last_grid, v_min, v_max, last_losses, last_pcc, stored_start, needs_reset, dev_state,
-          dev_clip, out, flags, shared, ok, vm, loading, slack, fv, iv, h, X, V, pfv,
-          piv, ph):  # pragma: no cover - compiled
+          dev_clip, out, flags, shared, ok, vm, loading, slack, book, log, ends, fv, iv, h, X,
+          V, pfv, piv, ph):  # pragma: no cover - compiled
     """The fused step: K1, K2 at the episode's tariff, then :func:`_finish` unless a row's
     power flow failed (returns False: the caller repairs those rows, then finishes)."""
     B = acts.shape[0]
@@ -649,8 +711,8 @@ def _step(acts, live, t, hours, pv, retail, feed_in, load_kw, feeder_pu, last_pr
     for b in range(B):
         rt[b], ft[b] = retail[b, t[b]], feed_in[b, t[b]]
     _k_dispatch(acts, t, pv, load_kw, dev_state, dev_clip, out, flags, shared, X, fv, iv, h)
-    if not _k_grid(acts, rt, ft, t, feeder_pu, out, shared, X, ok, vm, loading, slack, fv, iv,
-                   h, V, pfv, piv, ph):
+    if not _k_grid(acts, rt, ft, t, feeder_pu, out, shared, X, ok, vm, loading, slack, live,
+                   book, log, ends, fv, iv, h, V, pfv, piv, ph):
         return False
     _finish(out, flags, ok, vm, loading, slack, shared, last_losses, last_pcc, v_min, v_max, t,
             feeder_pu, dev_state, live, needs_reset, last_price, last_p2p, last_grid,

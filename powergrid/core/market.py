@@ -22,6 +22,7 @@ from heron.market import ClearingResult, Order, Side, Trade
 from heron.market.batched import CDA, PAY_AS_BID, clear_logged
 from heron.market.clearing import CLEARING_RULES
 from heron.protocols.horizontal import P2PTradingProtocol
+from powergrid.core.state import live_rows
 from powergrid.envs.series import limit_price
 
 if TYPE_CHECKING:
@@ -97,9 +98,39 @@ def clear_compiled(spec: tuple[int, float], orders: Sequence[Order],
         return ClearingResult.from_trades(())
     book = np.array([(x, o.quantity, o.price) for x, o in zip(sides, orders)])
     log, price = clear_logged(code, k, book, fee)
-    # a log row is (buyer slot, seller slot, quantity, price, fee, surplus): Trade's fields
-    trades = [Trade(orders[int(b)].agent, orders[int(s)].agent, q, p, f, int(b), int(s), sur)
-              for b, s, q, p, f, sur in log.tolist()]
+    agents = [o.agent for o in orders]
+    return _logged_result(code, log.tolist(), agents, range(len(orders)), price)
+
+
+def logged_results(agents: Sequence[str], book: np.ndarray, log: np.ndarray,
+                   ends: np.ndarray, live: np.ndarray, code: int, price: np.ndarray
+                   ) -> tuple[list[ClearingResult | None], list[list[Order]]]:
+    """Per row, the orders and result of a compiled clearing over slot = agent books
+    (``book`` (3, B, N): side, quantity, limit; row b's trades are ``log[ends[b - 1]:
+    ends[b]]``), exactly as :func:`row_orders` and :func:`clear_compiled` give them (order
+    ids = positions among the row's orders). Rows not live: ``None`` and no orders."""
+    B = len(ends)
+    results: list[ClearingResult | None] = [None] * B
+    orders: list[list[Order]] = [[] for _ in range(B)]
+    sides, qty, limit = book.tolist()
+    bounds, prices = [0, *ends.tolist()], price.tolist()
+    for b in live_rows(live):
+        own, ids = orders[b], [-1] * len(agents)
+        for i, (x, a) in enumerate(zip(sides[b], agents)):
+            if x:
+                ids[i] = len(own)
+                own.append(Order(a, Side.BUY if x > 0 else Side.SELL, qty[b][i], limit[b][i]))
+        rows = log[bounds[b]:bounds[b + 1]].tolist()
+        results[b] = _logged_result(code, rows, agents, ids, prices[b])
+    return results, orders
+
+
+def _logged_result(code: int, rows: list[list[float]], agents: Sequence[str],
+                   ids: Sequence[int], price: float) -> ClearingResult:
+    """A clearing rule's result from its kernel's log ``rows`` (columns ``LOG_*``, slots
+    naming ``agents[slot]`` with order id ``ids[slot]``)."""
+    trades = [Trade(agents[int(b)], agents[int(s)], q, p, f, ids[int(b)], ids[int(s)], sur)
+              for b, s, q, p, f, sur in rows]
     # as the rules: pay-as-bid and CDA price by volume weight, the others at one price
     return ClearingResult.from_trades(trades, None if code in (PAY_AS_BID, CDA) else price)
 

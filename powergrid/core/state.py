@@ -54,3 +54,9 @@ class CoreState:
             v_max=np.ones((B, N)), last_losses_kw=np.zeros(B), last_pcc=np.zeros((B, N)),
             stored_start=np.zeros((B, N)),
             needs_reset=np.zeros(B, bool))
+
+
+def live_rows(live: np.ndarray) -> list[int]:
+    """Indices of the live rows as Python ints (cheaper than ``np.flatnonzero`` at small B,
+    where the per-row stages run)."""
+    return [b for b, x in enumerate(live.tolist()) if x]

@@ -35,7 +35,7 @@ from powergrid.core.market import (
 )
 from powergrid.core.params import CoreParams
 from powergrid.core.powerflow import make_batch_power_flow
-from powergrid.core.state import CoreState
+from powergrid.core.state import CoreState, live_rows
 from powergrid.core.storage import storage_terminal, stored_kwh
 from powergrid.devices import ESS
 from powergrid.devices.batched import BatchContext, BatchedDevice, batched
@@ -63,12 +63,6 @@ def check_finite(agent: str, devices: Sequence[BatchedDevice]) -> None:
                 raise ValueError(
                     f"device {d.name!r} of agent {agent!r} returned {what}={float(bad)!r} from "
                     f"step(); a device must give finite power (kW) and cost ($)")
-
-
-def live_rows(live: np.ndarray) -> list[int]:
-    """Indices of the live rows as Python ints (cheaper than ``np.flatnonzero`` at small B,
-    where the per-row stages run)."""
-    return [b for b, x in enumerate(live.tolist()) if x]
 
 
 def grid_exchange(net_kw: np.ndarray, dt: float, bought: np.ndarray,
@@ -264,6 +258,9 @@ class Simulation:
         if self.kernel is not None:
             if self.kernel.fused:
                 return self.kernel.step(acts, live)
+            clearing = self._plain_rows(live)
+            if clearing is not None:
+                return self.kernel.step_rows(acts, live, self.agents, clearing)
             return self._step_compiled(acts, live)
         p, s, N = self.params, self.state, self.params.n_agents
         t, r = s.t, self._arange
@@ -357,6 +354,39 @@ class Simulation:
             k.book_costs({**terms, **network_terms})
             k.close(live)
         return k.output(per_agent, network_info, dso_reward, dso_info, market)
+
+    @cached_property
+    def _rows_may_be_plain(self) -> bool:
+        """Rows clear through their Coordinations, which need nothing else per step and no
+        Python stage follows: the whole step compiles whenever each row's market is the
+        plain built-in case (:meth:`_plain_rows`; the scalar env's default set-up)."""
+        needs = self._coord_needs
+        return (self.kernel is not None and self.coords is not None and self.has_market
+                and self.ahead is None and self.network_costs is None
+                and not self.pf.voltages and not needs.signal and not needs.settle)
+
+    def _plain_rows(self, live: np.ndarray) -> tuple[int, float, float] | None:
+        """``(code, k, fee)`` when every row's Coordination clears exactly as that compiled
+        kernel (``compiled_clearing``, checked every step: protocols are mutable), else
+        None; then each live row's tariff is recorded as :meth:`_tariff` does."""
+        if not self._rows_may_be_plain:
+            return None
+        clearing = None
+        for c in self.coords:  # type: ignore[union-attr]
+            spec = compiled_clearing(c)
+            if spec is None:
+                return None
+            row = (*spec, float(c.horizontal.fee_per_unit))  # type: ignore[union-attr]
+            if clearing is None:
+                clearing = row
+            elif row != clearing:
+                return None
+        s = self.state
+        t = s.t.tolist()
+        for b in live_rows(live):  # nothing else of the tariff stage is needed
+            self.coords[b].tariff(t[b], float(s.retail[b, t[b]]),  # type: ignore[index]
+                                  float(s.feed_in[b, t[b]]))
+        return clearing
 
     def _tariff(self, live: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Import/export price per row: the tariff, or the operator's signal (per row)."""

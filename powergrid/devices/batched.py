@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -334,6 +334,19 @@ def observe_twin(kind, state, par, out):  # pragma: no cover - compiled
             out[i] = state[2, i] / par[0]
 
 
+def _row_writer(fields: tuple[str, ...], bool_fields: frozenset[str]
+                ) -> Callable[[PowerDevice, list[float], bool], None]:
+    """``write(device, values, clipped)``: ``values`` = [p_kw, cost, *fields] of one row
+    stored as the device's attributes (bool fields as ``value != 0.0``), as one generated
+    function: it runs for every twin after every scalar step."""
+    lines = [f"    d.{name} = v[{k}]" + (" != 0.0" if name in bool_fields else "")
+             for k, name in enumerate(("p_kw", "cost", *fields))]
+    code = "def write(d, v, clipped):\n" + "\n".join(lines) + "\n    d.clipped = clipped\n"
+    namespace: dict[str, object] = {}
+    exec(compile(code, "<_row_writer>", "exec"), namespace)  # noqa: S102
+    return namespace["write"]  # type: ignore[return-value]
+
+
 class _CompiledTwin(BatchedDevice):
     """State as one (fields, B) float array (row 0 p_kw, row 1 cost, then ``fields``).
 
@@ -347,6 +360,12 @@ class _CompiledTwin(BatchedDevice):
     kind: ClassVar[int]
     fields: ClassVar[tuple[str, ...]] = ()  # scalar attribute per state row after p_kw, cost
     bool_fields: ClassVar[frozenset[str]] = frozenset()  # of those, the scalar device's bools
+    _write: ClassVar[Callable[[PowerDevice, list[float], bool], None]]  # write_row's setter
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        # per class, not per instance: a generated function does not pickle
+        cls._write = staticmethod(_row_writer(cls.fields, cls.bool_fields))
 
     def __init__(self, device: PowerDevice, num_envs: int) -> None:
         self.num_envs = _check_num_envs(num_envs)
@@ -363,7 +382,6 @@ class _CompiledTwin(BatchedDevice):
         self.clipped = np.full(self.num_envs, bool(device.clipped))
         self.p_kw, self.cost = self._state[0], self._state[1]
         self._rows: dict[int, np.ndarray] = {}  # write_row's views of _state, per row
-        self._write_plan = tuple((f, f in self.bool_fields) for f in self.fields)
         if "q_kvar" not in self.fields:  # no inverter: no reactive power
             self.q_kvar = np.zeros(self.num_envs)
 
@@ -394,14 +412,13 @@ class _CompiledTwin(BatchedDevice):
     def write_row(self, device: PowerDevice, b: int = 0) -> None:
         """Set ``device``'s state attributes (``p_kw``, ``cost``, ``clipped`` and the twin's
         ``fields``) to row ``b``: a scalar front end keeps its live objects current (after
-        every step, so the row's view and the attribute plan are made once)."""
+        every step, so the row's view is made once and the setter generated per class of
+        fields: one ``tolist()`` and plain attribute stores, about a third of a loop of
+        ``setattr``)."""
         row = self._rows.get(b)
         if row is None:
             row = self._rows[b] = self._state[:, b]
-        p_kw, cost, *values = row.tolist()
-        device.p_kw, device.cost, device.clipped = p_kw, cost, self.clipped.item(b)
-        for (name, as_bool), value in zip(self._write_plan, values):
-            setattr(device, name, value != 0.0 if as_bool else value)
+        self._write(device, row.tolist(), self.clipped.item(b))
 
     def observe(self) -> np.ndarray:
         out = np.empty(self.num_envs)

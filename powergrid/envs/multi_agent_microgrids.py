@@ -324,15 +324,15 @@ class MultiAgentMicrogrids(ParallelEnv):
 
         rows = [[batched(d, 1) if has_compiled_twin(d) else PerRowDevices(d, 1, share=True)
                  for d in self._agents[a].devices] for a in self._mg]
-        self._twins = [(bd, d) for devs, a in zip(rows, self._mg)
+        self._twins = [(bd.write_row, d) for devs, a in zip(rows, self._mg)
                        for bd, d in zip(devs, self._agents[a].devices) if bd.compiled]
         self._live = np.ones(1, bool)
         self._sim = Simulation(self, 1, row_market=True, coords=[self._coord], devices=rows,
                                share_solver=True)
 
     def _sync_devices(self) -> None:
-        for twin, device in self._twins:
-            twin.write_row(device, 0)
+        for write_row, device in self._twins:
+            write_row(device, 0)
 
     def _info_plan(self, out: Any) -> InfoPlan:
         """The step infos' plan for the core's output keys (built at the first step)."""

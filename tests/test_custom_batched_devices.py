@@ -4,8 +4,6 @@ The documented interface (docs/vector-env.md, ``powergrid.devices.batched``): pa
 ``build_batched(num_envs)`` give the core that ``BatchedDevice``; the scalar env steps the
 Python device itself (``PerRowDevices(share=True)``), so ``devices(a)`` stays live. The
 device here is the heat pump of test_batched_devices.py with a numpy batch version.
-``VectorMicrogrids`` does not use ``build_batched`` yet (the xfail below); the scalar ==
-vector test gives its core the devices' own batched versions explicitly.
 """
 
 from __future__ import annotations
@@ -13,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 import numpy as np
-import pytest
 
-from powergrid.core.step import Simulation
 from powergrid.devices.batched import BatchContext, BatchedDevice, batched
 from powergrid.envs.config import default_microgrids
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
@@ -70,11 +66,8 @@ def config() -> dict:
 
 
 def vector_env() -> VectorMicrogrids:
-    """B envs whose core steps each device's own batched version, built from its params
-    (what ``VectorMicrogrids`` should do by itself: see the xfail below)."""
+    """B envs whose core steps each device's own batched version."""
     vec = VectorMicrogrids(B, config())
-    devices = [[batched(p, B) for p in mg.devices] for mg in vec.config.microgrids]
-    vec.sim = Simulation(MultiAgentMicrogrids(vec.config), B, devices=devices)
     assert isinstance(vec.sim.devices[1][-1], BatchedHeatPump)
     return vec
 
@@ -103,10 +96,6 @@ def test_the_batched_heat_pump_equals_the_python_one_row_by_row():
             assert tuple(bat.observe()[b]) == d.observe()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "Simulation builds its batched devices from the template's device objects "
-    "(batched(d, B) for d in template.devices(a)); batched() consults build_batched only "
-    "for DeviceParams, so a device object always runs per row"))
 def test_the_vector_env_steps_the_devices_own_batched_version():
     vec = VectorMicrogrids(B, config())
     assert any(isinstance(d, BatchedHeatPump) for d in vec.sim.devices[1])

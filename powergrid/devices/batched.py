@@ -549,17 +549,20 @@ def batched(device: PowerDevice | DeviceParams, num_envs: int) -> BatchedDevice:
 
     Exact built-in types get their compiled twin. Params that define
     ``build_batched(num_envs) -> BatchedDevice`` (a custom device's own batched version) get
-    that. Everything else, subclasses of the built-ins included, runs per row.
+    that, given either the params or a device built from them (a batch starts from the
+    params: its rows are reset with the episode). Everything else, subclasses of the
+    built-ins included, runs per row.
     """
     num_envs = _check_num_envs(num_envs)
+    params = device if isinstance(device, DeviceParams) else getattr(device, "params", None)
+    own = getattr(params, "build_batched", None) if isinstance(params, DeviceParams) else None
+    if own is not None:
+        out = own(num_envs)
+        if not isinstance(out, BatchedDevice) or out.num_envs != num_envs:
+            raise ValueError(f"{type(params).__name__}.build_batched({num_envs}) returned "
+                             f"{out!r}, expected a BatchedDevice with num_envs={num_envs}")
+        return out
     if isinstance(device, DeviceParams):
-        own = getattr(device, "build_batched", None)
-        if own is not None:
-            out = own(num_envs)
-            if not isinstance(out, BatchedDevice) or out.num_envs != num_envs:
-                raise ValueError(f"{type(device).__name__}.build_batched({num_envs}) returned "
-                                 f"{out!r}, expected a BatchedDevice with num_envs={num_envs}")
-            return out
         device = device.build()
     if not isinstance(device, PowerDevice):
         raise ValueError(f"batched() needs a PowerDevice or DeviceParams, got "

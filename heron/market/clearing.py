@@ -29,7 +29,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -164,11 +164,16 @@ class ClearingRule(ABC):
 
 class CompiledRule(ClearingRule):
     """A rule that :func:`heron.market.batched.clear_into` clears exactly: its batched
-    clearing runs the compiled kernel named by :meth:`kernel` (the built-in rules)."""
+    clearing runs the compiled kernel named by :meth:`kernel` (the built-in rules).
 
-    @abstractmethod
+    Each rule names its kernel by ``code``; only a rule with a parameter (uniform's ``k``)
+    overrides :meth:`kernel`."""
+
+    code: ClassVar[int]
+
     def kernel(self) -> tuple[int, float]:
         """``(code, k)`` of this rule's compiled kernel."""
+        return self.code, 0.0
 
     def clear_batch(self, side: np.ndarray, quantity: np.ndarray, price: np.ndarray,
                     fee_per_unit: float = 0.0,
@@ -181,15 +186,6 @@ class CompiledRule(ClearingRule):
 # --------------------------------------------------------------------------- helpers
 
 
-def _crossed(book: OrderBook, fee_per_unit: float, pair_fee: PairFees | None):
-    """The per-pair fee and :func:`_cross` of a book after validating the fees, or None
-    when no bid crosses an ask (the common start of the sealed-bid rules)."""
-    _check_fee(fee_per_unit)
-    fee = _fees(fee_per_unit, pair_fee, book)
-    crossing = _cross(book.bids, book.asks)
-    return None if not crossing[0] else (fee, crossing)
-
-
 def _matched_trades(pairs: Iterable[tuple[Order, Order, float]], fee: _UnitFee, price: float | None,
                     surplus_per_unit: float = 0.0) -> list[Trade]:
     """Trades of matched ``(bid, ask, q)`` segments at ``price`` (None: the bid's price),
@@ -200,18 +196,26 @@ def _matched_trades(pairs: Iterable[tuple[Order, Order, float]], fee: _UnitFee, 
             for bid, ask, q in pairs]
 
 
-def _cross(
-    bids: Sequence[Order], asks: Sequence[Order]
-) -> tuple[list[list], list[list], float, float | None, float | None, list[tuple[Order, Order, float]]]:
+class _Crossing(NamedTuple):
+    """The aggregate curves crossed (:func:`_cross`): ``bid_fills`` / ``ask_fills`` are the
+    accepted orders as ``[order, filled_quantity]`` in priority order, ``last`` the
+    quantity of the final (marginal) segment, ``next_bid`` / ``next_ask`` the prices of the
+    first unmatched step on each curve (None if that curve is exhausted), ``segments``
+    every matched ``(bid, ask, quantity)``."""
+
+    bid_fills: list[list]
+    ask_fills: list[list]
+    last: float
+    next_bid: float | None
+    next_ask: float | None
+    segments: list[tuple[Order, Order, float]]
+
+
+def _cross(bids: Sequence[Order], asks: Sequence[Order]) -> _Crossing:
     """Walk the aggregate demand and supply curves, ignoring agent identities.
 
     Each iteration matches the best remaining bid with the best remaining ask (one
     "segment" of the quantity-weighted step curves) while the bid price >= the ask price.
-
-    Returns ``(bid_fills, ask_fills, last_segment, next_bid, next_ask, segments)``: the
-    accepted orders as ``[order, filled_quantity]`` in priority order, the quantity of the
-    final (marginal) segment, the prices of the first unmatched step on each curve
-    (``None`` if that curve is exhausted), and every segment as ``(bid, ask, quantity)``.
     """
     nb = len(bids)
     na = len(asks)
@@ -219,7 +223,8 @@ def _cross(
     af: list[list] = []
     segs: list[tuple[Order, Order, float]] = []
     if nb == 0 or na == 0:
-        return bf, af, 0.0, bids[0].price if nb else None, asks[0].price if na else None, segs
+        return _Crossing(bf, af, 0.0, bids[0].price if nb else None,
+                         asks[0].price if na else None, segs)
     i = j = 0
     b: Order | None = bids[0]
     a: Order | None = asks[0]
@@ -254,7 +259,7 @@ def _cross(
         bf.append([b, fb])
     if a is not None and fa > 0.0:
         af.append([a, fa])
-    return (
+    return _Crossing(
         bf,
         af,
         x if bf else 0.0,
@@ -311,8 +316,28 @@ def _pair(bf: list[list], af: list[list],
 # --------------------------------------------------------------------------- rules
 
 
+class _SealedBidRule(CompiledRule):
+    """A two-sided auction that crosses the aggregate curves first and then prices what
+    was accepted. Validating the fees, crossing and the no-trade answer are the same for
+    all of them, so they live here and each rule states only its pricing (:meth:`_price`).
+    """
+
+    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
+              pair_fee: PairFees | None = None) -> ClearingResult:
+        _check_fee(fee_per_unit)
+        fee = _fees(fee_per_unit, pair_fee, book)
+        crossing = _cross(book.bids, book.asks)
+        if not crossing.bid_fills:
+            return _EMPTY
+        return self._price(crossing, fee)
+
+    @abstractmethod
+    def _price(self, crossing: _Crossing, fee: _UnitFee) -> ClearingResult:
+        """The trades of a book whose curves cross (``crossing`` has at least one fill)."""
+
+
 @dataclass(frozen=True)
-class UniformPrice(CompiledRule):
+class UniformPrice(_SealedBidRule):
     """k-double auction: everyone trades at one price between the marginal bid and ask.
 
     The crossing quantity is found by matching sorted bids against sorted asks while the
@@ -323,6 +348,7 @@ class UniformPrice(CompiledRule):
     """
 
     name: ClassVar[str] = "uniform"
+    code: ClassVar[int] = UNIFORM
     k: float = 0.5
 
     def __post_init__(self) -> None:
@@ -331,14 +357,10 @@ class UniformPrice(CompiledRule):
             raise ValueError(f"UniformPrice k must be a number in [0, 1], got {k!r}")
 
     def kernel(self) -> tuple[int, float]:
-        return UNIFORM, float(self.k)
+        return self.code, float(self.k)
 
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
-              pair_fee: PairFees | None = None) -> ClearingResult:
-        crossed = _crossed(book, fee_per_unit, pair_fee)
-        if crossed is None:
-            return _EMPTY
-        fee, (bf, af, _, _, _, segs) = crossed
+    def _price(self, crossing: _Crossing, fee: _UnitFee) -> ClearingResult:
+        bf, af, _, _, _, segs = crossing
         b = bf[-1][0].price
         a = af[-1][0].price
         k = self.k
@@ -349,21 +371,15 @@ class UniformPrice(CompiledRule):
 
 
 @dataclass(frozen=True)
-class PayAsBid(CompiledRule):
+class PayAsBid(_SealedBidRule):
     """Discriminatory auction: same accepted quantities as :class:`UniformPrice`, but
     each trade is priced at its buyer's bid (sellers capture all the gains from trade)."""
 
     name: ClassVar[str] = "pay_as_bid"
+    code: ClassVar[int] = PAY_AS_BID
 
-    def kernel(self) -> tuple[int, float]:
-        return PAY_AS_BID, 0.0
-
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
-              pair_fee: PairFees | None = None) -> ClearingResult:
-        crossed = _crossed(book, fee_per_unit, pair_fee)
-        if crossed is None:
-            return _EMPTY
-        fee, (bf, af, _, _, _, segs) = crossed
+    def _price(self, crossing: _Crossing, fee: _UnitFee) -> ClearingResult:
+        bf, af, _, _, _, segs = crossing
         return ClearingResult.from_trades(_matched_trades(_pair(bf, af, segs), fee, None))
 
 
@@ -409,9 +425,7 @@ class ContinuousDoubleAuction(CompiledRule):
     """
 
     name: ClassVar[str] = "cda"
-
-    def kernel(self) -> tuple[int, float]:
-        return CDA, 0.0
+    code: ClassVar[int] = CDA
 
     def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
               pair_fee: PairFees | None = None) -> ClearingResult:
@@ -437,7 +451,7 @@ class ContinuousDoubleAuction(CompiledRule):
 
 
 @dataclass(frozen=True)
-class McAfee(CompiledRule):
+class McAfee(_SealedBidRule):
     """McAfee (1992) trade-reduction double auction, generalised to divisible quantities.
 
     Unit-demand original: sort bids ``b_1 >= b_2 >= ...`` and asks ``a_1 <= a_2 <= ...``,
@@ -473,16 +487,10 @@ class McAfee(CompiledRule):
     """
 
     name: ClassVar[str] = "mcafee"
+    code: ClassVar[int] = MCAFEE
 
-    def kernel(self) -> tuple[int, float]:
-        return MCAFEE, 0.0
-
-    def clear(self, book: OrderBook, fee_per_unit: float = 0.0,
-              pair_fee: PairFees | None = None) -> ClearingResult:
-        crossed = _crossed(book, fee_per_unit, pair_fee)
-        if crossed is None:
-            return _EMPTY
-        fee, (bf, af, last, next_bid, next_ask, segs) = crossed
+    def _price(self, crossing: _Crossing, fee: _UnitFee) -> ClearingResult:
+        bf, af, last, next_bid, next_ask, segs = crossing
         b_k = bf[-1][0].price
         a_k = af[-1][0].price
         if next_bid is not None and next_ask is not None:

@@ -217,22 +217,17 @@ def _cross(bids: Sequence[Order], asks: Sequence[Order]) -> _Crossing:
     Each iteration matches the best remaining bid with the best remaining ask (one
     "segment" of the quantity-weighted step curves) while the bid price >= the ask price.
     """
-    nb = len(bids)
-    na = len(asks)
     bf: list[list] = []
     af: list[list] = []
     segs: list[tuple[Order, Order, float]] = []
-    if nb == 0 or na == 0:
-        return _Crossing(bf, af, 0.0, bids[0].price if nb else None,
-                         asks[0].price if na else None, segs)
-    i = j = 0
-    b: Order | None = bids[0]
-    a: Order | None = asks[0]
-    rb = b.quantity
-    ra = a.quantity
-    fb = fa = 0.0
-    x = 0.0
-    while b.price >= a.price:
+    # Iterators, not indices: an exhausted curve is simply None, which also covers an
+    # empty side without a special case.
+    bid_iter, ask_iter = iter(bids), iter(asks)
+    b, a = next(bid_iter, None), next(ask_iter, None)
+    rb = 0.0 if b is None else b.quantity
+    ra = 0.0 if a is None else a.quantity
+    fb = fa = x = 0.0
+    while b is not None and a is not None and b.price >= a.price:
         x = rb if rb <= ra else ra
         segs.append((b, a, x))
         rb -= x
@@ -242,19 +237,13 @@ def _cross(bids: Sequence[Order], asks: Sequence[Order]) -> _Crossing:
         if rb <= _DUST * b.quantity:
             bf.append([b, fb])
             fb = 0.0
-            i += 1
-            b = bids[i] if i < nb else None
-            if b is not None:
-                rb = b.quantity
+            b = next(bid_iter, None)
+            rb = 0.0 if b is None else b.quantity
         if ra <= _DUST * a.quantity:
             af.append([a, fa])
             fa = 0.0
-            j += 1
-            a = asks[j] if j < na else None
-            if a is not None:
-                ra = a.quantity
-        if b is None or a is None:
-            break
+            a = next(ask_iter, None)
+            ra = 0.0 if a is None else a.quantity
     if b is not None and fb > 0.0:
         bf.append([b, fb])
     if a is not None and fa > 0.0:

@@ -154,12 +154,11 @@ class FusedStep:
         self._clearing = (int(code), float(k), float(sim.fee), bool(clears))
         self._key: tuple = ()
         self._statics: dict[tuple, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        # observation columns: common, the gap Simulation.observe fills (ahead market),
-        # devices, then the coordination's extra features (also filled there)
+        # observation columns (Simulation.obs_offsets, the one layout): common, the gap
+        # Simulation.observe fills (ahead market), one per device, then the coordination's
+        # extra features (also filled there)
         self.gap = 0 if sim.ahead is None else len(AHEAD_LABELS)
-        dims = [len(COMMON_LABELS) + self.gap + len(devs) + sim.extra_obs
-                for devs in sim.devices]
-        self._obs_off = np.cumsum([0, *dims])
+        self._obs_off = np.array(sim.obs_offsets[:self.N + 1], np.int64)
         p, md, B = sim.params, sim.pf.model, self.B
         # scratch the caller never sees: PF set-points and results
         # load p | load q | sgen p | storage p (| sgen q | storage q with reactive power)
@@ -191,7 +190,9 @@ class FusedStep:
         for i, devs in enumerate(sim.devices):
             col = 0
             for d in devs:
-                if not d.compiled or not hasattr(d, "compiled_form"):
+                # a twin observes one feature (observe_twin)
+                if (not d.compiled or not hasattr(d, "compiled_form")
+                        or len(d.obs_labels) != 1):
                     return None
                 devices.append((i, col, d))
                 col += d.action_dim

@@ -32,6 +32,7 @@ are reported as ``vm_pu = va_degree = 0`` (pandapower reports NaN).
 from __future__ import annotations
 
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pandapower as pp
@@ -186,6 +187,8 @@ class FastSolver(PowerFlowSolver):
     solves per batch size.
     """
 
+    _solved: ClassVar[bool] = False  # a single solve has run in this process
+
     def __init__(
         self,
         net: pp.pandapowerNet,
@@ -246,8 +249,10 @@ class FastSolver(PowerFlowSolver):
         if self.use_numba:
             # One compiled call for injections + iteration + results: at ~30 buses
             # numpy's per-call overhead would otherwise dominate the solve.
-            if not _solve_nb.signatures:  # first solve of this process: loads or compiles
+            if not FastSolver._solved:  # first solve of this process: loads or compiles
+                # (a flag: the dispatcher's ``signatures`` costs as much as a solve)
                 announce_compilation(_fixed_point_nb, _post_nb, _solve_nb)
+                FastSolver._solved = True
             V = np.empty_like(self._V_single)
             res = np.zeros(self._packed.n_res)
             it, status = _solve_nb(x, self._V_single, V, res, *self._kargs)

@@ -3,6 +3,8 @@ through given Coordination objects, shared device objects, twins written back to
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -64,6 +66,15 @@ def test_compiled_renderer_takes_a_name_from_its_last_group():
     assert renderer.compile(("hour",), ("hour",))([1], [[2]], 0, [])["hour"] == 2
 
 
+def test_renderer_function_evaluates_each_named_source_over_its_parameters():
+    renderer = NestedRenderer(_schema(MultiAgentMicrogrids({"max_episode_steps": 2})))
+    render = renderer.function("a, b", {"hour": "a[1]", "costs/total": "b.real",
+                                        "market/orders": "[a[0]]"})
+    out = render([7, 3], 2.5)
+    expected = renderer.render({"hour": 3, "costs/total": 2.5, "market/orders": [7]})
+    assert repr(out) == repr(expected)
+
+
 def test_compiled_renderer_gives_fresh_neutral_lists_every_call():
     render = NestedRenderer(_schema(MultiAgentMicrogrids({"max_episode_steps": 2}))).compile(())
     first = render([], [], 0, [])
@@ -123,3 +134,23 @@ def test_compiled_twin_writes_its_row_into_a_scalar_device():
         for k in ("p_kw", "cost", "clipped", *twin.fields):
             assert getattr(mirror, k) == getattr(scalar, k), (d.name, k)
             assert type(getattr(mirror, k)) is type(getattr(scalar, k)), (d.name, k)
+
+
+def test_step_infos_do_not_depend_on_how_the_core_lays_out_its_output_tables():
+    plain, tabled = (MultiAgentMicrogrids({"max_episode_steps": 4}) for _ in range(2))
+    step = plain.sim.step
+
+    def as_dicts(*args):  # every other step: plain dicts (a new layout each time)
+        out = step(*args)
+        if plain.sim.state.t[0] % 2:
+            out = dataclasses.replace(out, per_agent=dict(out.per_agent),
+                                      shared=dict(out.shared))
+        return out
+
+    plain.sim.step = as_dicts
+    plain.reset(seed=1)
+    tabled.reset(seed=1)
+    rng = np.random.default_rng(0)
+    while tabled.agents:
+        actions = {a: rng.uniform(-1, 1, tabled.action_space(a).shape) for a in tabled.agents}
+        assert repr(plain.step(actions)[1:]) == repr(tabled.step(actions)[1:])

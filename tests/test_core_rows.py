@@ -47,3 +47,12 @@ def test_a_plain_mapping_is_read_as_a_table():
     assert RowTable.of(arrays).row(0) == [[1.0, 2.0], 3.0]
     table = LAYOUT.bind(_arrays())
     assert RowTable.of(table) is table
+
+
+def test_lists_give_each_arrays_row_that_layout_slots_index():
+    table = LAYOUT.bind(_arrays())
+    lists = table.lists(1)
+    assert len(lists) == 3 and table.layout is LAYOUT
+    for name, value in zip(table, table.row(1)):
+        a, row = table.layout.where[name]
+        assert (lists[a] if row is None else lists[a][row]) == value

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -228,12 +228,18 @@ class NestedRenderer:
         ``f(c, p, i, x)`` renders what :meth:`render` would from the values named
         ``common[j]`` = ``c[j]``, ``per_agent[j]`` = ``p[j][i]`` (agent ``i``'s entry of
         one list per key) and ``own[j]`` = ``x[j]``; a name given twice takes its last
-        group's value (as ``{**common, **per_agent, **own}``). It runs every step for every
-        agent: one dict display per subtree instead of a walk of the plan with lookups.
+        group's value (as ``{**common, **per_agent, **own}``).
         """
         source: dict[str, str] = {}
         for names, template in ((common, "c[{}]"), (per_agent, "p[{}][i]"), (own, "x[{}]")):
             source.update((name, template.format(j)) for j, name in enumerate(names))
+        return self.function("c, p, i, x", source)
+
+    def function(self, params: str, source: Mapping[str, str]) -> Callable[..., dict[str, Any]]:
+        """This schema's rendering as one generated function of ``params``: the leaf (or
+        subtree) named ``n`` is the Python expression ``source[n]`` over them, every other
+        leaf its neutral value (a fresh copy of a list). It runs every step for every agent:
+        one dict display per subtree instead of a walk of the plan with lookups."""
         consts: list[Any] = []
 
         def const(value: Any) -> str:
@@ -250,9 +256,9 @@ class NestedRenderer:
                 items.append(f"{key!r}: {expr}")
             return "{" + ", ".join(items) + "}"
 
-        code = f"def render(c, p, i, x):\n    return {display(self._plan)}\n"
+        code = f"def render({params}):\n    return {display(self._plan)}\n"
         namespace: dict[str, Any] = {"K": tuple(consts), "copy": copy.copy}
-        exec(compile(code, "<NestedRenderer.compile>", "exec"), namespace)  # noqa: S102
+        exec(compile(code, "<NestedRenderer.function>", "exec"), namespace)  # noqa: S102
         return namespace["render"]
 
     def _render(self, plan: tuple, values: dict[str, Any]) -> dict[str, Any]:

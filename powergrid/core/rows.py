@@ -38,7 +38,9 @@ class RowTable(Mapping[str, np.ndarray]):
 
     ``row(b)``: every array's row ``b`` as Python values (a list per (B, N) array, a scalar
     per (B,) one), in the table's order: what a single env reads, without a view and a
-    conversion per key.
+    conversion per key. ``lists(b)``: the same values per array rather than per name (name ``n`` is
+    ``lists[a][r]`` for ``layout.where[n] = (a, r)``, ``lists[a]`` when ``r`` is None): for
+    a reader that resolved the layout once.
     """
 
     __slots__ = ("_layout", "_arrays")
@@ -71,9 +73,17 @@ class RowTable(Mapping[str, np.ndarray]):
     def __len__(self) -> int:
         return len(self._layout.where)
 
+    @property
+    def layout(self) -> RowLayout:
+        return self._layout
+
+    def lists(self, b: int) -> list[Any]:
+        """Row ``b`` of every array as Python values, one entry per array."""
+        return [(a[:, b] if stacked else a[b]).tolist()
+                for a, stacked in zip(self._arrays, self._layout.stacked)]
+
     def row(self, b: int) -> list[Any]:
         """Row ``b`` of every array, as Python values, in the table's order."""
-        lists = [(a[:, b] if stacked else a[b]).tolist()
-                 for a, stacked in zip(self._arrays, self._layout.stacked)]
+        lists = self.lists(b)
         return [lists[a] if row is None else lists[a][row]
                 for a, row in self._layout.where.values()]

@@ -24,7 +24,7 @@ from powergrid.core.infos import (
 from powergrid.core.layout import COMMON_OBS
 from powergrid.core.layout import COST_SIGNS as COST_SIGNS  # re-exported: public name
 from powergrid.core.market import EPS_KWH as EPS_KWH  # re-exported: public name
-from powergrid.core.rows import RowTable
+from powergrid.core.rows import RowLayout, RowTable
 from powergrid.data import load_profiles
 from powergrid.data.user import user_profiles
 from powergrid.devices import PowerDevice
@@ -46,7 +46,7 @@ from powergrid.envs.spaces import (
     resolve,
     unify_same_shape,
 )
-from powergrid.envs.step_infos import InfoPlan, split_market
+from powergrid.envs.step_infos import InfoPlan, slot_value, split_market
 from powergrid.limits import PRICE_PER_KWH
 from powergrid.network_costs import EnvNetworkCosts, NetworkCostSettings
 from powergrid.networks import FeederDevice, make_network
@@ -202,6 +202,9 @@ class MultiAgentMicrogrids(ParallelEnv):
                               for a, ag in self._agents.items()}
         self.action_labels = {a: ag.action_labels for a, ag in self._agents.items()}
         self._build_observation_spaces(cfg)
+        self._action_shapes = tuple((a, self.action_spaces[a].shape) for a in self.possible_agents)
+        self._not_clipped = [False] * len(self.possible_agents)  # read-only: shared by steps
+        self._max_steps = cfg.max_episode_steps
         self.agents: list[str] = []
         self._rng = np.random.default_rng()
         self._t = 0
@@ -210,6 +213,9 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._info_schema: dict[str, tuple] | None = None  # built at the first reset
         self._plan: InfoPlan | None = None  # built at the first step
         self._build_core()
+        # annotate() adds nothing to the infos' neutral values unless a step has signals,
+        # deliveries, consensus or an operator (StepNeeds.signal)
+        self._annotates = self._coord.needs.signal
 
     # ------------------------------------------------------------------ PettingZoo API
     @property
@@ -286,27 +292,25 @@ class MultiAgentMicrogrids(ParallelEnv):
                                "episode has ended (or reset() was never called); call reset()")
         acts, clipped = self._validate_actions(actions)
         t = self._t
-        out = self._sim.step([acts[a][None] for a in self.possible_agents], self._live)
+        out = self._sim.step(acts, self._live)
         self._sync_devices()
-        plan = self._info_plan(out)
-        per = RowTable.of(out.per_agent).row(0)  # one list (over agents) per key
-        shared = RowTable.of(out.shared).row(0)
-        net, total = per[plan.net_kw], per[plan.total]
+        per, shared = RowTable.of(out.per_agent), RowTable.of(out.shared)
+        plan = self._info_plan(per.layout, shared.layout)
+        P, S = per.lists(0), shared.lists(0)  # one list per output array
+        net, total = slot_value(P, plan.net_kw), slot_value(P, plan.total)
         if not all(map(math.isfinite, map(operator.add, net, total))):
             for i, a in enumerate(self._mg):  # the scalar env's check: one per agent
                 if not math.isfinite(net[i] + total[i]):
                     self._raise_non_finite_device(a)
         rewards = dict(zip(self._mg, out.rewards[0].tolist()))
-        infos = self._step_infos(t, out, plan, per, shared, clipped, rewards)
-        self._grid_mw = (shared[plan.upstream] * 1e-3, shared[plan.losses] * 1e-3)
-        self._t += 1
-        done = self._t >= self.config.max_episode_steps
+        obs = self._observations()  # before the infos, which report obs_clipped
+        infos = self._step_infos(t, out, plan, P, S, clipped, rewards)
+        self._grid_mw = (slot_value(S, plan.upstream) * 1e-3, slot_value(S, plan.losses) * 1e-3)
+        self._t = t + 1
+        done = t + 1 >= self._max_steps
         terminateds = dict.fromkeys(self.agents, False)
         truncateds = dict.fromkeys(self.agents, done)
         self._last_infos = infos
-        obs = self._observations()
-        for a, info in infos.items():
-            info["start_day"], info["obs_clipped"] = self.start_day, self._obs_clipped[a]
         if done:
             self.agents = []
         if self.render_mode == "human":
@@ -334,21 +338,20 @@ class MultiAgentMicrogrids(ParallelEnv):
         for write_row, device in self._twins:
             write_row(device, 0)
 
-    def _info_plan(self, out: Any) -> InfoPlan:
-        """The step infos' plan for the core's output keys (built at the first step)."""
-        keys = (tuple(out.per_agent), tuple(out.shared))
+    def _info_plan(self, per: RowLayout, shared: RowLayout) -> InfoPlan:
+        """The step infos' plan for the core's output layouts (built at the first step)."""
         plan = self._plan
-        if plan is None or plan.keys != keys:
+        if plan is None or not plan.fits(per, shared):
             plan = self._plan = InfoPlan.build(
-                keys, [self._renderers[a] for a in self._mg],
+                per, shared, [self._renderers[a] for a in self._mg],
                 [self._device_keys[a] for a in self._mg])
         return plan
 
-    def _step_infos(self, t: int, out: Any, plan: InfoPlan, per: list[list], shared: list,
-                    clipped: dict[str, bool], rewards: dict[str, float]
+    def _step_infos(self, t: int, out: Any, plan: InfoPlan, P: list, S: list,
+                    clipped: list[bool], rewards: dict[str, float]
                     ) -> dict[str, dict[str, Any]]:
-        """The nested infos of one step, rendered from the core's output through the info
-        schema (``InfoPlan``), then the coordination's annotations."""
+        """The nested infos of one step, rendered from the core's output tables through the
+        info schema (``InfoPlan``), then the coordination's annotations."""
         market = out.market
         result = market.results[0] if market is not None and market.results else None
         orders = (market.orders[0] if market is not None and market.orders else None) or []
@@ -357,17 +360,18 @@ class MultiAgentMicrogrids(ParallelEnv):
         coordinated = self._sim.coords is not None  # else no protocol ever ran this step
         retail, feed_in = (self._coord.tariff_now if coordinated
                            else (float(self.series.retail[t]), float(self.series.feed_in[t])))
-        common = [*shared, self._hours[t], int(self._days[t]), price, retail, feed_in,
-                  result.volume if result is not None else 0.0]
+        common = (self._hours[t], int(self._days[t]), price, retail, feed_in,
+                  result.volume if result is not None else 0.0, self.start_day)
         mine, deals = split_market(self._mg, orders,
                                    result.trades if result is not None else None)
+        flags = self._obs_flags
         infos: dict[str, dict[str, Any]] = {}
-        for i, (a, render, readers) in enumerate(zip(self._mg, plan.renders, plan.readers)):
-            own = plan.device_values(readers)
-            own += (clipped[a], mine[a], deals[a])
-            infos[a] = render(common, per, i, own)
-        if coordinated:
+        for i, (a, render, devices) in enumerate(zip(self._mg, plan.renders, plan.devices)):
+            infos[a] = render(S, P, i, common, devices, (clipped[i], mine[a], deals[a], flags[i]))
+        if coordinated and self._annotates:
             self._coord.annotate(infos, rewards)
+            if self._coord.has_dso:  # the operator's infos are the coordination's own
+                infos[DSO]["start_day"], infos[DSO]["obs_clipped"] = self.start_day, flags[-1]
         return infos
 
     def _raise_non_finite_device(self, agent: str) -> None:
@@ -432,7 +436,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         parts = [self.observation_spaces[a] for a in self.possible_agents]
         self.state_space = box(np.concatenate([p.low for p in parts] + [[-flow, 0.0]]),
                                np.concatenate([p.high for p in parts] + [[flow, flow]]))
-        self._obs_clipped = dict.fromkeys(self.possible_agents, False)
+        self._obs_flags = [False] * len(self.possible_agents)
         # every agent observed and clipped in one pass (the core's observe_all layout)
         self._obs_box = SideBySide.of(parts)
         off = self._obs_box.offsets.tolist()
@@ -482,31 +486,31 @@ class MultiAgentMicrogrids(ParallelEnv):
         # the step's renderer with nothing measured: every other leaf is its neutral value
         episode = {"start_day": self.start_day, "hour": self._hours[0],
                    "day": int(self._days[0])}
-        return {a: self._renderers[a].render({**episode, "obs_clipped": self._obs_clipped[a]})
-                for a in self.agents}
+        return {a: self._renderers[a].render({**episode, "obs_clipped": flag})
+                for a, flag in zip(self.possible_agents, self._obs_flags)}
 
-    def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
-        """Float64 copies of the actions and whether each was clipped to [-1, 1]."""
-        agents = self.agents
-        if type(actions) is dict and len(actions) == len(agents):
+    def _validate_actions(self, actions: Mapping[str, Any]
+                          ) -> tuple[list[np.ndarray], list[bool]]:
+        """The actions as float64 (1, action_dim) copies, in ``possible_agents`` order (the
+        core's input), and whether each was clipped to [-1, 1]."""
+        if type(actions) is dict and len(actions) == len(self.agents):
             # the common case, checked in one pass: a dict of exactly the live agents' float
             # arrays of their shapes, finite and in bounds (nothing to clip)
-            out = {}
-            for a in agents:
+            out = []
+            for a, shape in self._action_shapes:
                 arr = actions.get(a)
-                if (type(arr) is not np.ndarray or arr.dtype.kind != "f"
-                        or arr.shape != self.action_spaces[a].shape):
+                if type(arr) is not np.ndarray or arr.dtype.kind != "f" or arr.shape != shape:
                     break
                 values = arr.tolist()  # a finite sum: no NaN/inf (each is within bounds)
                 if not (values and -1.0 <= min(values) and max(values) <= 1.0
                         and math.isfinite(sum(values))):
                     break
-                out[a] = np.array(values)
+                out.append(np.array((values,)))
             else:
-                return out, dict.fromkeys(agents, False)
+                return out, self._not_clipped
         return self._check_actions(actions)
 
-    def _check_actions(self, actions: Mapping[str, Any]) -> tuple[dict, dict]:
+    def _check_actions(self, actions: Mapping[str, Any]) -> tuple[list[np.ndarray], list[bool]]:
         """Every check of ``_validate_actions``, one error per mistake."""
         if not isinstance(actions, Mapping):
             raise ValueError(f"actions must be a dict {{agent: action}}, got "
@@ -530,8 +534,9 @@ class MultiAgentMicrogrids(ParallelEnv):
                 raise ValueError(f"action for {a!r} contains NaN or inf: {values}")
             bounded = [min(max(v, -1.0), 1.0) for v in values]
             clipped[a] = bounded != values
-            out[a] = np.array(bounded)
-        return out, clipped
+            out[a] = np.array((bounded,))
+        return ([out[a] for a in self.possible_agents],
+                [clipped[a] for a in self.possible_agents])
 
     # ------------------------------------------------------------------ network costs
     def _build_network_costs(self, cfg: EnvConfig) -> EnvNetworkCosts | None:
@@ -569,20 +574,18 @@ class MultiAgentMicrogrids(ParallelEnv):
     def _observations(self) -> dict[str, np.ndarray]:
         """The live agents' observations: views of one new array per call, so a kept
         observation is never overwritten by a later step."""
-        obs = self._observe_all()
-        live = self.agents
-        return {a: obs[lo:hi] for a, lo, hi in self._obs_slices if a in live}
+        obs = self._observe_all()  # every agent is live whenever observed (reset, step)
+        return {a: obs[lo:hi] for a, lo, hi in self._obs_slices}
 
     def _observe_all(self) -> np.ndarray:
         """Every possible agent's observation from the core, side by side (float32), each
-        inside its space (clipped and flagged in ``_obs_clipped``); never NaN/inf, which
-        raise naming the feature."""
+        inside its space (clipped and flagged in ``_obs_flags``, per possible agent); never
+        NaN/inf, which raise naming the feature."""
         raw = self._sim.observe_all()[0]
         clipped = self._obs_box.clip(raw)
         if clipped is None:
             self._raise_non_finite_obs(raw)
-        obs, flags = clipped
-        self._obs_clipped = dict(zip(self.possible_agents, flags))
+        obs, self._obs_flags = clipped
         return obs
 
     def devices(self, agent: str) -> list[PowerDevice]:

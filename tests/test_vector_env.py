@@ -340,3 +340,28 @@ def test_gymnasium_vector_conventions_autoreset_mode_and_batched_spaces():
         assert vec.observation_spaces[a].shape == (3, *vec.single_observation_spaces[a].shape)
         assert vec.observation_spaces[a].contains(obs[a])
         assert vec.action_spaces[a].shape == (3, *vec.single_action_spaces[a].shape)
+
+
+def test_observations_are_new_contiguous_float32_arrays_inside_their_spaces():
+    vec = VectorMicrogrids(3, {"max_episode_steps": 6})
+    first, _ = vec.reset(seed=1)
+    kept = {a: o.copy() for a, o in first.items()}
+    acts = {a: np.full((3, *vec.single_action_space(a).shape), 0.5) for a in vec.possible_agents}
+    second = vec.step(acts)[0]
+    for a in vec.possible_agents:
+        np.testing.assert_array_equal(first[a], kept[a])  # a later step never overwrites
+        assert not np.shares_memory(first[a], second[a])
+        o, space = second[a], vec.single_observation_space(a)
+        assert o.dtype == np.float32 and o.flags.c_contiguous and o.shape == (3, *space.shape)
+        assert all(space.contains(row) for row in o)
+
+
+def test_out_of_range_actions_are_clipped_and_flagged_per_env():
+    vec = VectorMicrogrids(3, {"max_episode_steps": 6})
+    vec.reset(seed=2)
+    acts = {a: np.zeros((3, *vec.single_action_space(a).shape)) for a in vec.possible_agents}
+    acts["MG2"][1, 0] = 1.5
+    infos = vec.step(acts)[4]
+    assert infos["MG2"]["action_clipped"].tolist() == [False, True, False]
+    assert not infos["MG1"]["action_clipped"].any()
+    assert acts["MG2"][1, 0] == 1.5  # the caller's array is not modified

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 import reprlib
 from typing import Any
 
 import numpy as np
+from numba import njit
 
 # dtype kinds accepted as actions: signed/unsigned integers and floats. Booleans are
 # refused (a mask passed by mistake, not a set-point); complex, strings, bytes, dates and
@@ -52,3 +54,22 @@ def _from_objects(agent: str, arr: np.ndarray, value: Any) -> np.ndarray:
     except OverflowError as exc:
         raise ValueError(f"action for {agent!r} has a value beyond the float64 range "
                          f"(expected numbers in [-1, 1]): {reprlib.repr(value)}") from exc
+
+
+@njit(cache=True)
+def clip_batch(arr, out, clipped):  # pragma: no cover - compiled
+    """(B, dim) float64 actions clipped to [-1, 1] into ``out`` (``np.minimum(np.maximum(
+    x, -1), 1)``), ``clipped[b]`` whether row b changed; the first row holding NaN/inf, or
+    -1 (then ``out`` is complete). One compiled pass instead of four numpy calls."""
+    for b in range(arr.shape[0]):
+        changed = False
+        for q in range(arr.shape[1]):
+            x = arr[b, q]
+            if not math.isfinite(x):
+                return b
+            c = x if x >= -1.0 else -1.0
+            c = c if c <= 1.0 else 1.0
+            changed |= c != x
+            out[b, q] = c
+        clipped[b] = changed
+    return -1

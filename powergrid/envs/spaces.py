@@ -118,6 +118,39 @@ class SideBySide:
         return out, flags.tolist()
 
 
+    def clip_rows(self, raw: np.ndarray) -> list[np.ndarray]:
+        """``raw`` (B, total) float64 features of B envs as each agent's new (B, dim)
+        float32 array inside its bounds, NaN as 0 and +-inf as the bound (``np.nan_to_num``
+        then the clip, as the vector env always did); the agents' arrays are contiguous
+        blocks of one new buffer (one allocation and one compiled pass per step)."""
+        B, off = raw.shape[0], self.offsets.tolist()
+        buf = np.empty(B * off[-1], np.float32)
+        _clip_rows(raw, self.low, self.high, self.offsets, buf)
+        return [buf[B * a:B * b].reshape(B, b - a) for a, b in zip(off[:-1], off[1:])]
+
+
+@njit(cache=True)
+def _clip_rows(raw, low, high, offsets, out):  # pragma: no cover - compiled
+    """:meth:`SideBySide.clip_rows` into ``out``: agent k's (B, dim_k) block row-major at
+    ``B * offsets[k]``; the float32 cast, NaN -> 0 and +-inf -> +-float32 max
+    (``np.nan_to_num``), then ``np.minimum(np.maximum(x, low), high)``."""
+    B = raw.shape[0]
+    big = np.float32(np.finfo(np.float32).max)
+    for k in range(offsets.shape[0] - 1):
+        lo, d = offsets[k], offsets[k + 1] - offsets[k]
+        for b in range(B):
+            o = B * lo + b * d
+            for j in range(d):
+                q = lo + j
+                x = np.float32(raw[b, q])
+                if math.isnan(x):
+                    x = np.float32(0.0)
+                elif math.isinf(x):
+                    x = big if x > 0 else -big
+                c = x if x >= low[q] else low[q]
+                out[o + j] = c if c <= high[q] else high[q]
+
+
 @njit(cache=True)
 def _clip_side_by_side(raw, low, high, offsets, out, flags):  # pragma: no cover - compiled
     """The float32 cast, then ``np.minimum(np.maximum(x, low), high)`` element by element

@@ -13,11 +13,12 @@ from gymnasium.vector.utils import batch_space
 from heron.validation import Range
 from powergrid.core.infos import FlatRenderer, microgrid_schema, operator_schema
 from powergrid.core.step import Simulation
-from powergrid.envs.actions import action_array
+from powergrid.envs.actions import action_array, clip_batch
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 from powergrid.envs.options import check_seeds, reset_options
+from powergrid.envs.spaces import SideBySide
 
 # what the batch does not model (each raises ValueError naming it)
 UNSUPPORTED = ("render_mode",)
@@ -116,6 +117,11 @@ class VectorMicrogrids:
                                    for a, sp in self._obs_spaces.items()}
         self.action_spaces = {a: batch_space(sp, num_envs) for a, sp in self._act_spaces.items()}
         self.sim = Simulation(tpl, num_envs)
+        # every agent's observation checked and clipped in one pass, in the core's layout
+        self._obs_box = SideBySide.of([self._obs_spaces[a] for a in self.possible_agents])
+        if tuple(self._obs_box.offsets.tolist()) != self.sim.obs_offsets:
+            raise AssertionError(f"observation spaces {self._obs_box.offsets.tolist()} do "
+                                 f"not match the core's layout {self.sim.obs_offsets}")
         # the flat rows of the info schema (powergrid.core.infos) the batch reports
         self._infos = FlatRenderer(microgrid_schema(
             (), network_costs=self.sim.network_costs is not None, ahead=self.sim.ahead is not None))
@@ -220,20 +226,14 @@ class VectorMicrogrids:
         out, clipped = [], np.zeros((self.num_envs, len(self.possible_agents)), bool)
         for i, a in enumerate(self.possible_agents):
             arr = action_array(a, actions[a], (self.num_envs, *self._act_spaces[a].shape))
-            if not np.isfinite(arr).all():
+            c = np.empty_like(arr)
+            if clip_batch(arr, c, clipped[:, i]) >= 0:
                 bad = np.flatnonzero(~np.isfinite(arr).all(1)).tolist()
                 raise ValueError(f"action for {a!r} contains NaN or inf (envs {bad[:10]})")
-            c = np.minimum(np.maximum(arr, -1.0), 1.0)  # np.clip, without its overhead
-            clipped[:, i] = (c != arr).any(1)
             out.append(c)
         return out, clipped
 
     def _observations(self) -> dict[str, np.ndarray]:
-        obs = {}
-        for a, raw in zip(self.possible_agents, self.sim.observe()):
-            space = self._obs_spaces[a]
-            x = raw.astype(np.float32)
-            if not np.isfinite(x).all():
-                x = np.nan_to_num(x)
-            obs[a] = np.minimum(np.maximum(x, space.low, out=x), space.high, out=x)
-        return obs
+        """Each agent's (B, obs_dim) float32 observations inside its space (NaN as 0), new
+        arrays every step (contiguous blocks of one buffer)."""
+        return dict(zip(self.possible_agents, self._obs_box.clip_rows(self.sim.observe_all())))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import math
-import operator
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
@@ -277,10 +276,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         self.series = EpisodeSeries(st.hours[0].copy(), st.days[0].copy(), st.pv[0].copy(),
                                     st.retail[0].copy(), st.feed_in[0].copy(),
                                     st.load_forecast[0].copy(), st.load_kw[0].copy())
-        self._hours, self._days = self.series.hours.tolist(), self.series.days
+        self._hours, self._days = self.series.hours.tolist(), self.series.days.tolist()
         self._t = 0
         self._sync_devices()
-        self._grid_mw = (0.0, 0.0)  # (upstream import, losses) as reported, for state()
+        self._shared_row: list | None = None  # the last step's shared outputs, for state()
         self._started = True
         obs = self._observations()
         self._last_infos = self._reset_infos()
@@ -294,18 +293,22 @@ class MultiAgentMicrogrids(ParallelEnv):
         t = self._t
         out = self._sim.step(acts, self._live)
         self._sync_devices()
-        per, shared = RowTable.of(out.per_agent), RowTable.of(out.shared)
-        plan = self._info_plan(per.layout, shared.layout)
+        per, shared = out.per_agent, out.shared
+        if type(per) is not RowTable or type(shared) is not RowTable:
+            per, shared = RowTable.of(per), RowTable.of(shared)
+        plan = self._plan
+        if plan is None or not plan.fits(per.layout, shared.layout):
+            plan = self._info_plan(per.layout, shared.layout)
         P, S = per.lists(0), shared.lists(0)  # one list per output array
         net, total = slot_value(P, plan.net_kw), slot_value(P, plan.total)
-        if not all(map(math.isfinite, map(operator.add, net, total))):
+        if not math.isfinite(sum(net) + sum(total)):  # NaN/inf: find the agent
             for i, a in enumerate(self._mg):  # the scalar env's check: one per agent
                 if not math.isfinite(net[i] + total[i]):
                     self._raise_non_finite_device(a)
         rewards = dict(zip(self._mg, out.rewards[0].tolist()))
         obs = self._observations()  # before the infos, which report obs_clipped
         infos = self._step_infos(t, out, plan, P, S, clipped, rewards)
-        self._grid_mw = (slot_value(S, plan.upstream) * 1e-3, slot_value(S, plan.losses) * 1e-3)
+        self._shared_row = S
         self._t = t + 1
         done = t + 1 >= self._max_steps
         terminateds = dict.fromkeys(self.agents, False)
@@ -339,13 +342,11 @@ class MultiAgentMicrogrids(ParallelEnv):
             write_row(device, 0)
 
     def _info_plan(self, per: RowLayout, shared: RowLayout) -> InfoPlan:
-        """The step infos' plan for the core's output layouts (built at the first step)."""
-        plan = self._plan
-        if plan is None or not plan.fits(per, shared):
-            plan = self._plan = InfoPlan.build(
-                per, shared, [self._renderers[a] for a in self._mg],
-                [self._device_keys[a] for a in self._mg])
-        return plan
+        """The step infos' plan for new core output layouts (at the first step, and when
+        a Python stage extends the tables)."""
+        self._plan = InfoPlan.build(per, shared, [self._renderers[a] for a in self._mg],
+                                    [self._device_keys[a] for a in self._mg])
+        return self._plan
 
     def _step_infos(self, t: int, out: Any, plan: InfoPlan, P: list, S: list,
                     clipped: list[bool], rewards: dict[str, float]
@@ -390,7 +391,10 @@ class MultiAgentMicrogrids(ParallelEnv):
         if not self._started:
             raise RuntimeError("state() called before reset(): there is no episode yet; "
                                "call reset() first")
-        state = np.concatenate((self._observe_all(), np.array(self._grid_mw, np.float32)))
+        S, plan = self._shared_row, self._plan
+        grid_mw = ((0.0, 0.0) if S is None or plan is None else  # (upstream import, losses)
+                   (slot_value(S, plan.upstream) * 1e-3, slot_value(S, plan.losses) * 1e-3))
+        state = np.concatenate((self._observe_all(), np.array(grid_mw, np.float32)))
         return clip_observation(state, self.state_space)[0]
 
     def render(self) -> str | None:
@@ -505,7 +509,7 @@ class MultiAgentMicrogrids(ParallelEnv):
                 if not (values and -1.0 <= min(values) and max(values) <= 1.0
                         and math.isfinite(sum(values))):
                     break
-                out.append(np.array((values,)))
+                out.append(np.array(values, ndmin=2))
             else:
                 return out, self._not_clipped
         return self._check_actions(actions)

@@ -92,8 +92,12 @@ def split_market(agents: Sequence[str], orders: Sequence[Any], trades: Sequence[
             own.append(o)
     deals: dict[str, list] = {a: [] for a in agents}
     for tr in trades or ():
-        for side in (tr.buyer, tr.seller) if tr.buyer != tr.seller else (tr.buyer,):
-            own = deals.get(side)
+        buyer, seller = tr.buyer, tr.seller
+        own = deals.get(buyer)
+        if own is not None:
+            own.append(tr)
+        if seller != buyer:
+            own = deals.get(seller)
             if own is not None:
                 own.append(tr)
     return mine, deals

@@ -56,3 +56,14 @@ def test_lists_give_each_arrays_row_that_layout_slots_index():
     for name, value in zip(table, table.row(1)):
         a, row = table.layout.where[name]
         assert (lists[a] if row is None else lists[a][row]) == value
+
+
+def test_a_swapped_table_gives_each_agents_values_as_rows_of_new_copies():
+    stacked, extra = np.arange(12.0).reshape(2, 3, 2), np.arange(6.0).reshape(3, 2)
+    table = RowLayout.build(["a", "b", "c"], [(0, 0), (0, 1), (1, None)]).bind(
+        (stacked, extra))
+    swapped = table.swapped()
+    for name in ("a", "b", "c"):
+        np.testing.assert_array_equal(swapped[name], table[name].T)
+        assert swapped[name].flags.c_contiguous
+    assert not any(np.shares_memory(s, a) for s, a in zip(swapped.arrays, table.arrays))

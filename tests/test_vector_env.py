@@ -365,3 +365,30 @@ def test_out_of_range_actions_are_clipped_and_flagged_per_env():
     assert infos["MG2"]["action_clipped"].tolist() == [False, True, False]
     assert not infos["MG1"]["action_clipped"].any()
     assert acts["MG2"][1, 0] == 1.5  # the caller's array is not modified
+
+
+@pytest.mark.parametrize("config", [{}, {"market_timing": "ahead"},
+                                    {"vertical_protocol": SetpointProtocol(0.05),
+                                     "setpoint_target_kw": 300.0}])
+def test_compiled_infos_equal_the_generic_rendering_in_keys_order_and_values(config):
+    vec = VectorMicrogrids(3, {**config, "max_episode_steps": 6})
+    vec.reset(seed=4)
+    acts = {a: np.full((3, *vec.single_action_space(a).shape), 0.3) for a in vec.possible_agents}
+    acts["MG1"][2, 0] = 2.0
+    out_seen = {}
+    step = vec.sim.step
+    vec.sim.step = lambda *a: out_seen.setdefault("out", step(*a))
+    infos = vec.step(acts)[4]
+    out = out_seen["out"]
+    rows = {k: np.ascontiguousarray(v.T) for k, v in out.per_agent.items()}
+    rows["action_clipped"] = np.array([[False, False, True], [False, False, False]])
+    for i, a in enumerate(vec.microgrid_agents):
+        generic = vec._infos.render_row(rows, out.shared, i, None)
+        got = {k: v for k, v in infos[a].items() if k not in ("autoreset", "start_day")}
+        assert list(got) == list(generic) and list(got["costs"]) == list(generic["costs"])
+        for k, v in generic.items():
+            if k == "costs":
+                for c, x in v.items():
+                    np.testing.assert_array_equal(got["costs"][c], x)
+            else:
+                np.testing.assert_array_equal(got[k], v)

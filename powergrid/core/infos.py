@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from powergrid.core.layout import COST_NAMES
+from powergrid.core.rows import RowLayout
 from powergrid.devices import ESS, PowerDevice, Solar
 from powergrid.network_costs import NETWORK_COST_TERMS, NETWORK_DSO_KEYS
 
@@ -152,6 +153,31 @@ class FlatRenderer:
                ) -> dict[str, Any]:
         return self.render_row({}, values, 0,
                                idle if idle is not None and idle.any() else None)
+
+    def compile(self, per_agent: RowLayout, own: Sequence[str], shared: Sequence[str]
+                ) -> Callable[[Sequence[np.ndarray], Sequence[np.ndarray],
+                               Sequence[np.ndarray], int], dict[str, Any]]:
+        """:meth:`render_row` with no idle row, as one generated function ``f(P, X, S, i)``:
+        the field named ``n`` is ``P[a][r, i]`` (or ``P[a][i]``) for ``per_agent.where[n] =
+        (a, r)`` over the arrays ``P`` of a :meth:`RowTable.swapped` table, else
+        ``X[j][i]`` for ``own[j] = n`` ((N, B) arrays of the caller), else ``S[j]`` for
+        ``shared[j] = n`` ((B,) arrays). One dict display per agent and step instead of a
+        lookup and two views per field; an unknown field raises ``KeyError`` here."""
+        source: dict[str, str] = {}
+        for j, name in enumerate(shared):
+            source[name] = f"S[{j}]"
+        for j, name in enumerate(own):
+            source[name] = f"X[{j}][i]"
+        for name, (a, r) in per_agent.where.items():
+            source[name] = f"P[{a}][i]" if r is None else f"P[{a}][{r}, i]"
+        plain = [f"{name!r}: {source[name]}" for name, cost, _, _ in self._plan if cost is None]
+        costs = [f"{cost!r}: {source[name]}" for name, cost, _, _ in self._plan
+                 if cost is not None]
+        code = ("def render(P, X, S, i):\n    return {'costs': {" + ", ".join(costs) + "}, "
+                + ", ".join(plain) + "}\n")
+        namespace: dict[str, Any] = {}
+        exec(compile(code, "<FlatRenderer.compile>", "exec"), namespace)  # noqa: S102
+        return namespace["render"]
 
     def render_row(self, per_agent: dict[str, np.ndarray], shared: dict[str, np.ndarray],
                    i: int, idle: np.ndarray | None) -> dict[str, Any]:

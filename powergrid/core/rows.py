@@ -77,6 +77,19 @@ class RowTable(Mapping[str, np.ndarray]):
     def layout(self) -> RowLayout:
         return self._layout
 
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The stacked arrays, as :attr:`layout` places the names in them."""
+        return self._arrays
+
+    def swapped(self) -> RowTable:
+        """This table over new contiguous copies with the last two axes swapped: (B, N)
+        names become (N, B), so agent ``i``'s (B,) values are row views (``[..., i, :]``)
+        of a few copies, not a copy per name (the vector env's per-agent infos)."""
+        return RowTable(self._layout, tuple(
+            a if a.ndim < 2 else np.ascontiguousarray(np.swapaxes(a, -1, -2))
+            for a in self._arrays))
+
     def lists(self, b: int) -> list[Any]:
         """Row ``b`` of every array as Python values, one entry per array."""
         return [(a[:, b] if stacked else a[b]).tolist()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +12,8 @@ from gymnasium.vector.utils import batch_space
 
 from heron.validation import Range
 from powergrid.core.infos import FlatRenderer, microgrid_schema, operator_schema
-from powergrid.core.step import Simulation
+from powergrid.core.rows import RowLayout, RowTable
+from powergrid.core.step import Simulation, StepOutput
 from powergrid.envs.actions import action_array, clip_batch
 from powergrid.envs.config import EnvConfig
 from powergrid.envs.coordination import DSO
@@ -130,6 +131,8 @@ class VectorMicrogrids:
         self._days_split = tpl.days_split
         self._split = cfg.split
         self._started = False
+        # the generated renderer of the last output layout: (layout, render, shared names)
+        self._render_plan: tuple[RowLayout, Callable, tuple[str, ...]] | None = None
 
     # ------------------------------------------------------------------ API
     def single_observation_space(self, agent: str) -> spaces.Box:
@@ -184,19 +187,11 @@ class VectorMicrogrids:
             sim.reset_rows(auto, self._rngs, [day] * B, self._split, [None] * B)
         start_day = sim.state.start_day.copy()
         idle = auto if auto.any() else None
-        # (N, B) per-agent arrays: one copy per key, agent i's infos are row views of it
-        if out is not None:
-            rows = {k: v.T.copy() for k, v in out.per_agent.items()}
-            shared, reward_rows = out.shared, out.rewards.T.copy()
-        else:
-            zero = np.zeros((N, B))
-            rows, shared = dict.fromkeys((f.flat for f in self._infos.fields), zero), {}
-            reward_rows = zero
-        rows["action_clipped"] = clipped.T.copy()
         rewards, infos = {}, {}
+        render = self._renderer(out, idle, clipped.T.copy())
+        reward_rows = np.zeros((N, B)) if out is None else out.rewards.T.copy()
         for i, a in enumerate(self.microgrid_agents):
-            infos[a] = {**self._infos.render_row(rows, shared, i, idle),
-                        "autoreset": auto.copy(), "start_day": start_day}
+            infos[a] = {**render(i), "autoreset": auto.copy(), "start_day": start_day}
             rewards[a] = reward_rows[i] if idle is None else np.where(auto, 0.0, reward_rows[i])
         if sim.has_dso:
             dso = (out.dso_info if out is not None
@@ -208,6 +203,32 @@ class VectorMicrogrids:
         return (self._observations(), rewards,
                 {a: np.zeros(B, bool) for a in self.possible_agents},
                 {a: done.copy() for a in self.possible_agents}, infos)
+
+    def _renderer(self, out: StepOutput | None, idle: np.ndarray | None,
+                  clipped: np.ndarray) -> Callable[[int], dict[str, Any]]:
+        """Agent ``i``'s flat infos of this step (``clipped``: (N, B) action flags).
+        Per-agent values are (B,) row views of an (N, B) copy of each of the core's output
+        arrays (:meth:`RowTable.swapped`); without idle rows through a function generated
+        once per output layout."""
+        if out is None:  # every row autoreset: idle values only
+            zero = np.zeros((len(self.microgrid_agents), self.num_envs))
+            rows = dict.fromkeys((f.flat for f in self._infos.fields), zero)
+            rows["action_clipped"] = clipped
+            return lambda i: self._infos.render_row(rows, {}, i, idle)
+        per = RowTable.of(out.per_agent)
+        if idle is not None:
+            table = per.swapped()
+            rows = {**dict(table.items()), "action_clipped": clipped}
+            return lambda i: self._infos.render_row(rows, out.shared, i, idle)
+        layout, plan = per.layout, self._render_plan
+        if plan is None or (plan[0] is not layout and plan[0].where != layout.where):
+            names = tuple(f.flat for f in self._infos.fields
+                          if f.flat not in layout.where and f.flat != "action_clipped")
+            plan = self._render_plan = (
+                layout, self._infos.compile(layout, ("action_clipped",), names), names)
+        _, render, names = plan
+        P, X, S = per.swapped().arrays, (clipped,), [out.shared[n] for n in names]
+        return lambda i: render(P, X, S, i)
 
     def close(self) -> None:
         for c in self.sim.coords or ():

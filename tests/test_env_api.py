@@ -132,6 +132,18 @@ def test_env_pickles_before_reset_and_deepcopies_mid_episode():
     assert r1 == r2
 
 
+def test_env_pickles_mid_episode_and_continues_with_the_same_rewards():
+    env = MultiAgentMicrogrids()
+    env.reset(seed=0)
+    rng = np.random.default_rng(0)
+    env.step(random_actions(env, rng))
+    clone = pickle.loads(pickle.dumps(env))  # the generated info renderers are rebuilt
+    for _ in range(2):
+        actions = random_actions(env, rng)
+        (o1, r1, *_), (o2, r2, *_) = env.step(actions), clone.step(actions)
+        assert r1 == r2 and all(np.array_equal(o1[a], o2[a]) for a in o1)
+
+
 def test_state_has_global_dimension():
     env = MultiAgentMicrogrids()
     env.reset(seed=0)

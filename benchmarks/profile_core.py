@@ -4,7 +4,7 @@
 
 Default: the fused compiled step (``powergrid.core.kernel``), timed with perf_counter
 around public methods (``FusedStep.step``: the compiled call with its output tables;
-``Simulation.observe``; ``Simulation.reset_rows``; the rest is the front end: validation,
+``Simulation.observe_all``; ``Simulation.reset_rows``; the rest is the front end: validation,
 infos, clipping). The batch power flow inside the compiled call cannot be timed from
 outside, so a twin env on the numpy stages steps the same actions from the same seeds
 (the two are held equal by the tests) and the compiled solve its ``BatchPowerFlow``
@@ -71,7 +71,7 @@ def profile_fused(num_envs: int, steps: int) -> dict[str, float]:
     acc: collections.Counter = collections.Counter()
     missing: list[str] = []
     wrap(vec.sim.kernel, ("step",), "compiled step", acc, missing)
-    wrap(vec.sim, ("observe", "reset_rows"), "sim", acc, missing)
+    wrap(vec.sim, ("observe_all", "reset_rows"), "sim", acc, missing)
     solve = powerflow.solve_packed  # what the twin's BatchPowerFlow.solve calls
     wrap(powerflow, ("solve_packed",), "power flow", acc, missing)
     if missing:
@@ -90,7 +90,7 @@ def profile_fused(num_envs: int, steps: int) -> dict[str, float]:
         powerflow.solve_packed = solve
     spent = {"compiled step": acc["compiled step.step"],
              "power flow (in it)": acc["power flow.solve_packed"],
-             "observe": acc["sim.observe"], "reset_rows": acc["sim.reset_rows"]}
+             "observe": acc["sim.observe_all"], "reset_rows": acc["sim.reset_rows"]}
     spent["front end (validation, infos, clipping)"] = (
         total - spent["compiled step"] - spent["observe"] - spent["reset_rows"])
     out = {k: v / total for k, v in spent.items()}

@@ -196,6 +196,22 @@ class FlatRenderer:
         return out
 
 
+def generated(params: str, body: Callable[[Callable[[Any], str]], str]
+              ) -> Callable[..., Any]:
+    """``def f(params): return body`` as a function; ``body(const)`` is Python source over
+    ``params`` in which ``const(value)`` names a constant (and ``copy`` is ``copy.copy``)."""
+    consts: list[Any] = []
+
+    def const(value: Any) -> str:
+        consts.append(value)
+        return f"K[{len(consts) - 1}]"
+
+    code = f"def render({params}):\n    return {body(const)}\n"
+    namespace: dict[str, Any] = {"K": tuple(consts), "copy": copy.copy}
+    exec(compile(code, "<NestedRenderer.function>", "exec"), namespace)  # noqa: S102
+    return namespace["render"]
+
+
 _MISSING = object()
 _COPY = object()  # plan marker: a leaf whose neutral value is mutable (copied per render)
 
@@ -266,11 +282,11 @@ class NestedRenderer:
         subtree) named ``n`` is the Python expression ``source[n]`` over them, every other
         leaf its neutral value (a fresh copy of a list). It runs every step for every agent:
         one dict display per subtree instead of a walk of the plan with lookups."""
-        consts: list[Any] = []
+        return generated(params, lambda const: self.display(source, const))
 
-        def const(value: Any) -> str:
-            consts.append(value)
-            return f"K[{len(consts) - 1}]"
+    def display(self, source: Mapping[str, str], const: Callable[[Any], str]) -> str:
+        """The Python dict display of :meth:`function`'s body; ``const(value)`` names a
+        neutral value (see :func:`generated`)."""
 
         def display(plan: tuple) -> str:
             items = []
@@ -282,10 +298,7 @@ class NestedRenderer:
                 items.append(f"{key!r}: {expr}")
             return "{" + ", ".join(items) + "}"
 
-        code = f"def render({params}):\n    return {display(self._plan)}\n"
-        namespace: dict[str, Any] = {"K": tuple(consts), "copy": copy.copy}
-        exec(compile(code, "<NestedRenderer.function>", "exec"), namespace)  # noqa: S102
-        return namespace["render"]
+        return display(self._plan)
 
     def _render(self, plan: tuple, values: dict[str, Any]) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -352,7 +352,8 @@ class MultiAgentMicrogrids(ParallelEnv):
     def _info_plan(self, per: RowLayout, shared: RowLayout) -> InfoPlan:
         """The step infos' plan for new core output layouts (at the first step, and when
         a Python stage extends the tables)."""
-        self._plan = InfoPlan.build(per, shared, [self._renderers[a] for a in self._mg],
+        self._plan = InfoPlan.build(per, shared, self._mg,
+                                    [self._renderers[a] for a in self._mg],
                                     [self._device_keys[a] for a in self._mg])
         return self._plan
 
@@ -374,9 +375,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         mine, deals = split_market(self._mg, orders,
                                    result.trades if result is not None else None)
         flags = self._obs_flags
-        infos: dict[str, dict[str, Any]] = {}
-        for i, (a, render, devices) in enumerate(zip(self._mg, plan.renders, plan.devices)):
-            infos[a] = render(S, P, i, common, devices, (clipped[i], mine[a], deals[a], flags[i]))
+        infos = plan.render(S, P, common, plan.devices, clipped, mine, deals, flags)
         if coordinated and self._annotates:
             self._coord.annotate(infos, rewards)
             if self._coord.has_dso:  # the operator's infos are the coordination's own

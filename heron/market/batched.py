@@ -143,7 +143,7 @@ def clear_rows(rule: ClearingRule, side: np.ndarray, quantity: np.ndarray, price
     return BatchClearing(bought, sold, paid, received, fees, p, volume, surplus)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _trade(b, i, s, q, pr, sur, fee, pf, bought, sold, paid, received, fees,
            log, nlog):  # pragma: no cover - compiled
     """Book one trade of q at pr (surplus sur) between buy slot i and sell slot s of row b;
@@ -179,157 +179,164 @@ def _insert_sorted(slots, n, j, key):  # pragma: no cover - compiled
 
 
 @njit(cache=True)
-def _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                 volume, surplus, bids, asks, key, seg_b, seg_a, seg_q, log,
-                 nlog):  # pragma: no cover - compiled
-    """Uniform k-DA, pay-as-bid or McAfee on row b: cross the curves, then price segments.
-    ``bids``/``asks``/``key`` (K,) and ``seg_*`` (2K,) are scratch (one set per call)."""
+def _auction_rows(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
+                  volume, surplus, log, nlog):  # pragma: no cover - compiled
+    """Uniform k-DA, pay-as-bid or McAfee on every row: cross the curves, then price
+    segments. The row loop is inside and the scratch shared by all rows: a compiled call
+    per row (its array arguments reference-counted) costs more than a small book."""
     K = side.shape[1]
-    nb = 0
-    na = 0
-    for j in range(K):  # best first: bids by descending, asks by ascending price
-        if side[b, j] > 0:
-            key[j] = -prc[b, j]
-            _insert_sorted(bids, nb, j, key)
-            nb += 1
-        elif side[b, j] < 0:
-            key[j] = prc[b, j]
-            _insert_sorted(asks, na, j, key)
-            na += 1
-    if nb == 0 or na == 0:
-        return
-    n = 0
-    i = 0
-    j = 0
-    rb = qty[b, bids[0]]
-    ra = qty[b, asks[0]]
-    while prc[b, bids[i]] >= prc[b, asks[j]]:
-        x = rb if rb <= ra else ra
-        seg_b[n] = bids[i]
-        seg_a[n] = asks[j]
-        seg_q[n] = x
-        n += 1
-        rb -= x
-        ra -= x
-        if rb <= _DUST * qty[b, bids[i]]:
-            i += 1
-            if i < nb:
-                rb = qty[b, bids[i]]
-        if ra <= _DUST * qty[b, asks[j]]:
-            j += 1
-            if j < na:
-                ra = qty[b, asks[j]]
-        if i >= nb or j >= na:
-            break
-    if n == 0:
-        return
-    b_k = prc[b, seg_b[n - 1]]
-    a_k = prc[b, seg_a[n - 1]]
-    m = n
-    sur_per_unit = 0.0
-    if code == UNIFORM:
-        p = k * b_k + (1.0 - k) * a_k
-        p = a_k if p < a_k else (b_k if p > b_k else p)
-    elif code == MCAFEE:
-        p = b_k
-        reduce = True
-        if i < nb and j < na:
-            p0 = 0.5 * (prc[b, bids[i]] + prc[b, asks[j]])
-            if a_k <= p0 <= b_k:
-                p = p0
-                reduce = False
-        if reduce:  # trade reduction: the marginal segment does not trade
-            m = n - 1
-            sur_per_unit = b_k - a_k
-    else:
-        p = 0.0
-    vol = 0.0
-    val = 0.0
-    sur_total = 0.0
-    for s in range(m):
-        q = seg_q[s]
-        pr = prc[b, seg_b[s]] if code == PAY_AS_BID else p
-        sur = sur_per_unit * q
-        _trade(b, seg_b[s], seg_a[s], q, pr, sur, fee, pf, bought, sold, paid, received, fees,
-               log, nlog)
-        vol += q
-        val += q * pr
-        sur_total += sur
-    if m == 0:
-        return
-    price[b] = val / vol if code == PAY_AS_BID else p
-    volume[b] = vol
-    surplus[b] = sur_total
+    bids, asks = np.empty(K, np.int64), np.empty(K, np.int64)
+    key = np.empty(K)
+    seg_b, seg_a, seg_q = np.empty(2 * K, np.int64), np.empty(2 * K, np.int64), np.empty(2 * K)
+    for b in range(side.shape[0]):
+        nb = 0
+        na = 0
+        for j in range(K):  # best first: bids by descending, asks by ascending price
+            if side[b, j] > 0:
+                key[j] = -prc[b, j]
+                _insert_sorted(bids, nb, j, key)
+                nb += 1
+            elif side[b, j] < 0:
+                key[j] = prc[b, j]
+                _insert_sorted(asks, na, j, key)
+                na += 1
+        if nb == 0 or na == 0:
+            continue
+        n = 0
+        i = 0
+        j = 0
+        rb = qty[b, bids[0]]
+        ra = qty[b, asks[0]]
+        while prc[b, bids[i]] >= prc[b, asks[j]]:
+            x = rb if rb <= ra else ra
+            seg_b[n] = bids[i]
+            seg_a[n] = asks[j]
+            seg_q[n] = x
+            n += 1
+            rb -= x
+            ra -= x
+            if rb <= _DUST * qty[b, bids[i]]:
+                i += 1
+                if i < nb:
+                    rb = qty[b, bids[i]]
+            if ra <= _DUST * qty[b, asks[j]]:
+                j += 1
+                if j < na:
+                    ra = qty[b, asks[j]]
+            if i >= nb or j >= na:
+                break
+        if n == 0:
+            continue
+        b_k = prc[b, seg_b[n - 1]]
+        a_k = prc[b, seg_a[n - 1]]
+        m = n
+        sur_per_unit = 0.0
+        if code == UNIFORM:
+            p = k * b_k + (1.0 - k) * a_k
+            p = a_k if p < a_k else (b_k if p > b_k else p)
+        elif code == MCAFEE:
+            p = b_k
+            reduce = True
+            if i < nb and j < na:
+                p0 = 0.5 * (prc[b, bids[i]] + prc[b, asks[j]])
+                if a_k <= p0 <= b_k:
+                    p = p0
+                    reduce = False
+            if reduce:  # trade reduction: the marginal segment does not trade
+                m = n - 1
+                sur_per_unit = b_k - a_k
+        else:
+            p = 0.0
+        vol = 0.0
+        val = 0.0
+        sur_total = 0.0
+        for s in range(m):
+            q = seg_q[s]
+            pr = prc[b, seg_b[s]] if code == PAY_AS_BID else p
+            sur = sur_per_unit * q
+            _trade(b, seg_b[s], seg_a[s], q, pr, sur, fee, pf, bought, sold, paid, received, fees,
+                   log, nlog)
+            vol += q
+            val += q * pr
+            sur_total += sur
+        if m == 0:
+            continue
+        price[b] = val / vol if code == PAY_AS_BID else p
+        volume[b] = vol
+        surplus[b] = sur_total
 
 
 @njit(cache=True)
-def _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price, volume,
-             surplus, rest, rem, count, log, nlog):  # pragma: no cover - compiled
-    """Continuous double auction replayed in slot (arrival) order on row b; ``rest``
-    (2, K) int, ``rem`` (2, K) and ``count`` (2,) int are scratch (one set per call)."""
+def _cda_rows(side, qty, prc, fee, pf, bought, sold, paid, received, fees, price, volume,
+              surplus, log, nlog):  # pragma: no cover - compiled
+    """Continuous double auction replayed in slot (arrival) order on every row (the row
+    loop inside, as :func:`_auction_rows`)."""
     K = side.shape[1]
-    count[0] = 0  # resting slots: [0] bids, [1] asks, best first
-    count[1] = 0
-    vol = 0.0
-    val = 0.0
-    for o in range(K):
-        if side[b, o] == 0:
-            continue
-        is_buy = side[b, o] > 0
-        opp = 1 if is_buy else 0
-        own = 0 if is_buy else 1
-        left = qty[b, o]
-        eps = qty[b, o] * _DUST
-        emptied = False
-        for e in range(count[opp]):
-            r_slot = rest[opp, e]
-            r = rem[opp, e]
-            if (prc[b, r_slot] > prc[b, o]) if is_buy else (prc[b, r_slot] < prc[b, o]):
-                break
-            if r <= 0.0:
+    rest, rem = np.empty((2, K), np.int64), np.empty((2, K))
+    count = np.zeros(2, np.int64)
+    for b in range(side.shape[0]):
+        count[0] = 0  # resting slots: [0] bids, [1] asks, best first
+        count[1] = 0
+        vol = 0.0
+        val = 0.0
+        for o in range(K):
+            if side[b, o] == 0:
                 continue
-            x = left if left < r else r
-            pr = prc[b, r_slot]
-            if is_buy:
-                _trade(b, o, r_slot, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees,
-                       log, nlog)
-            else:
-                _trade(b, r_slot, o, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees,
-                       log, nlog)
-            vol += x
-            val += x * pr
-            r -= x
-            if r <= _DUST * qty[b, r_slot]:
-                rem[opp, e] = 0.0
-                emptied = True
-            else:
-                rem[opp, e] = r
-            left -= x
-            if left <= eps:
-                break
-        if emptied:
-            c = 0
+            is_buy = side[b, o] > 0
+            opp = 1 if is_buy else 0
+            own = 0 if is_buy else 1
+            left = qty[b, o]
+            eps = qty[b, o] * _DUST
+            emptied = False
             for e in range(count[opp]):
-                if rem[opp, e] > 0.0:
-                    rest[opp, c] = rest[opp, e]
-                    rem[opp, c] = rem[opp, e]
-                    c += 1
-            count[opp] = c
-        if left > qty[b, o] * _DUST:
-            # behind every resting order of its side at an equal or better price
-            pos = 0
-            while pos < count[own] and (prc[b, rest[own, pos]] >= prc[b, o] if is_buy
-                                        else prc[b, rest[own, pos]] <= prc[b, o]):
-                pos += 1
-            for e in range(count[own], pos, -1):
-                rest[own, e] = rest[own, e - 1]
-                rem[own, e] = rem[own, e - 1]
-            rest[own, pos] = o
-            rem[own, pos] = left
-            count[own] += 1
-    if vol > 0.0:
-        price[b] = val / vol
-        volume[b] = vol
+                r_slot = rest[opp, e]
+                r = rem[opp, e]
+                if (prc[b, r_slot] > prc[b, o]) if is_buy else (prc[b, r_slot] < prc[b, o]):
+                    break
+                if r <= 0.0:
+                    continue
+                x = left if left < r else r
+                pr = prc[b, r_slot]
+                if is_buy:
+                    _trade(b, o, r_slot, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees,
+                           log, nlog)
+                else:
+                    _trade(b, r_slot, o, x, pr, 0.0, fee, pf, bought, sold, paid, received, fees,
+                           log, nlog)
+                vol += x
+                val += x * pr
+                r -= x
+                if r <= _DUST * qty[b, r_slot]:
+                    rem[opp, e] = 0.0
+                    emptied = True
+                else:
+                    rem[opp, e] = r
+                left -= x
+                if left <= eps:
+                    break
+            if emptied:
+                c = 0
+                for e in range(count[opp]):
+                    if rem[opp, e] > 0.0:
+                        rest[opp, c] = rest[opp, e]
+                        rem[opp, c] = rem[opp, e]
+                        c += 1
+                count[opp] = c
+            if left > qty[b, o] * _DUST:
+                # behind every resting order of its side at an equal or better price
+                pos = 0
+                while pos < count[own] and (prc[b, rest[own, pos]] >= prc[b, o] if is_buy
+                                            else prc[b, rest[own, pos]] <= prc[b, o]):
+                    pos += 1
+                for e in range(count[own], pos, -1):
+                    rest[own, e] = rest[own, e - 1]
+                    rem[own, e] = rem[own, e - 1]
+                rest[own, pos] = o
+                rem[own, pos] = left
+                count[own] += 1
+        if vol > 0.0:
+            price[b] = val / vol
+            volume[b] = vol
 
 
 @njit(cache=True)
@@ -369,16 +376,9 @@ def clear_into_logged(code, k, side, qty, prc, fee, pf, bought, sold, paid, rece
     """:func:`clear_into` that also appends every trade to ``log`` (columns ``LOG_*``, room
     for 2K trades per row; a (0, LOG_WIDTH) log records nothing), ``nlog[0]`` counting
     them: a compiled caller can rebuild the scalar rule's ``Trade`` list."""
-    K = side.shape[1]
-    # scratch shared by all rows: a clearing allocates nothing per book
-    bids, asks = np.empty(K, np.int64), np.empty(K, np.int64)
-    key = np.empty(K)
-    seg_b, seg_a, seg_q = np.empty(2 * K, np.int64), np.empty(2 * K, np.int64), np.empty(2 * K)
-    rest, rem, count = np.empty((2, K), np.int64), np.empty((2, K)), np.zeros(2, np.int64)
-    for b in range(side.shape[0]):
-        if code == CDA:
-            _cda_row(b, side, qty, prc, fee, pf, bought, sold, paid, received, fees, price,
-                     volume, surplus, rest, rem, count, log, nlog)
-        else:
-            _auction_row(code, k, b, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
-                         price, volume, surplus, bids, asks, key, seg_b, seg_a, seg_q, log, nlog)
+    if code == CDA:
+        _cda_rows(side, qty, prc, fee, pf, bought, sold, paid, received, fees, price, volume,
+                  surplus, log, nlog)
+    else:
+        _auction_rows(code, k, side, qty, prc, fee, pf, bought, sold, paid, received, fees,
+                      price, volume, surplus, log, nlog)

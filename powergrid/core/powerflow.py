@@ -281,6 +281,7 @@ if HAVE_NUMBA:
             dmax = np.empty(L)
             bad = np.zeros(L, np.bool_)
             done = np.zeros(L, np.bool_)
+            upd = np.zeros(L, np.bool_)
             for _ in range(max_iter):
                 # b = conj(S / V) = conj(S) V / |V|^2, in the factors' row order
                 for q in range(npq):
@@ -332,18 +333,22 @@ if HAVE_NUMBA:
                             dmax[k] = e
                         nr[i, k] = ar
                         ni[i, k] = ai
+                # Finished rows stay frozen so each matches its own single solve; the
+                # copy runs batch-innermost (row by row it strides through the block)
+                for k in range(L):
+                    upd[k] = not (done[k] or bad[k])
+                for i in range(npq):
+                    for k in range(L):
+                        if upd[k]:
+                            vr[i, k] = nr[i, k]
+                            vi[i, k] = ni[i, k]
                 active = 0
                 for k in range(L):
-                    if done[k] or bad[k]:
-                        continue
-                    # Finished rows stay frozen so each matches its own single solve.
-                    for i in range(npq):
-                        vr[i, k] = nr[i, k]
-                        vi[i, k] = ni[i, k]
-                    if dmax[k] < tol2:
-                        done[k] = True
-                    else:
-                        active += 1
+                    if upd[k]:
+                        if dmax[k] < tol2:
+                            done[k] = True
+                        else:
+                            active += 1
                 if active == 0:
                     break
             Vr = np.empty(n)

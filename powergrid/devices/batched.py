@@ -321,7 +321,7 @@ def step_twin(kind, state, clipped, par, actions, dt, pv_per_kw):  # pragma: no 
         _solar_step(state, par, actions, pv_per_kw)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def observe_twin(kind, state, par, out):  # pragma: no cover - compiled
     """The twin's one observation per row into ``out`` (B,): gen p / p_max, ESS soc, PV
     available / capacity."""

@@ -154,15 +154,19 @@ class FlatRenderer:
         return self.render_row({}, values, 0,
                                idle if idle is not None and idle.any() else None)
 
-    def compile(self, per_agent: RowLayout, own: Sequence[str], shared: Sequence[str]
-                ) -> Callable[[Sequence[np.ndarray], Sequence[np.ndarray],
-                               Sequence[np.ndarray], int], dict[str, Any]]:
+    def compile(self, per_agent: RowLayout, own: Sequence[str], shared: Sequence[str],
+                tail: Sequence[str] = ()) -> Callable[[Sequence[np.ndarray],
+                                                       Sequence[np.ndarray],
+                                                       Sequence[np.ndarray], int],
+                                                      dict[str, Any]]:
         """:meth:`render_row` with no idle row, as one generated function ``f(P, X, S, i)``:
         the field named ``n`` is ``P[a][r, i]`` (or ``P[a][i]``) for ``per_agent.where[n] =
         (a, r)`` over the arrays ``P`` of a :meth:`RowTable.swapped` table, else
         ``X[j][i]`` for ``own[j] = n`` ((N, B) arrays of the caller), else ``S[j]`` for
-        ``shared[j] = n`` ((B,) arrays). One dict display per agent and step instead of a
-        lookup and two views per field; an unknown field raises ``KeyError`` here."""
+        ``shared[j] = n`` ((B,) arrays); the names of ``tail`` (the caller's own keys,
+        from ``own`` or ``shared``) follow the schema's fields. One dict display per agent
+        and step instead of a lookup and two views per field; an unknown field raises
+        ``KeyError`` here."""
         source: dict[str, str] = {}
         for j, name in enumerate(shared):
             source[name] = f"S[{j}]"
@@ -173,6 +177,7 @@ class FlatRenderer:
         plain = [f"{name!r}: {source[name]}" for name, cost, _, _ in self._plan if cost is None]
         costs = [f"{cost!r}: {source[name]}" for name, cost, _, _ in self._plan
                  if cost is not None]
+        plain += [f"{name!r}: {source[name]}" for name in tail]
         code = ("def render(P, X, S, i):\n    return {'costs': {" + ", ".join(costs) + "}, "
                 + ", ".join(plain) + "}\n")
         namespace: dict[str, Any] = {}

@@ -133,6 +133,7 @@ class VectorMicrogrids:
         self._started = False
         # the generated renderer of the last output layout: (layout, render, shared names)
         self._render_plan: tuple[RowLayout, Callable, tuple[str, ...]] | None = None
+        self._agent_set = set(self.possible_agents)
 
     # ------------------------------------------------------------------ API
     def single_observation_space(self, agent: str) -> spaces.Box:
@@ -188,10 +189,10 @@ class VectorMicrogrids:
         start_day = sim.state.start_day.copy()
         idle = auto if auto.any() else None
         rewards, infos = {}, {}
-        render = self._renderer(out, idle, clipped.T.copy())
+        render = self._renderer(out, idle, clipped, auto, start_day)
         reward_rows = np.zeros((N, B)) if out is None else out.rewards.T.copy()
         for i, a in enumerate(self.microgrid_agents):
-            infos[a] = {**render(i), "autoreset": auto.copy(), "start_day": start_day}
+            infos[a] = render(i)
             rewards[a] = reward_rows[i] if idle is None else np.where(auto, 0.0, reward_rows[i])
         if sim.has_dso:
             dso = (out.dso_info if out is not None
@@ -204,30 +205,36 @@ class VectorMicrogrids:
                 {a: np.zeros(B, bool) for a in self.possible_agents},
                 {a: done.copy() for a in self.possible_agents}, infos)
 
-    def _renderer(self, out: StepOutput | None, idle: np.ndarray | None,
-                  clipped: np.ndarray) -> Callable[[int], dict[str, Any]]:
-        """Agent ``i``'s flat infos of this step (``clipped``: (N, B) action flags).
-        Per-agent values are (B,) row views of an (N, B) copy of each of the core's output
-        arrays (:meth:`RowTable.swapped`); without idle rows through a function generated
-        once per output layout."""
-        if out is None:  # every row autoreset: idle values only
-            zero = np.zeros((len(self.microgrid_agents), self.num_envs))
-            rows = dict.fromkeys((f.flat for f in self._infos.fields), zero)
+    def _renderer(self, out: StepOutput | None, idle: np.ndarray | None, clipped: np.ndarray,
+                  auto: np.ndarray, start_day: np.ndarray) -> Callable[[int], dict[str, Any]]:
+        """Agent ``i``'s flat infos of this step (``clipped``: (agents, B) action flags),
+        then ``autoreset`` (its own copy of ``auto``) and ``start_day``. Per-agent values
+        are (B,) row views of an (N, B) copy of each of the core's output arrays
+        (:meth:`RowTable.swapped`); without idle rows through a function generated once
+        per output layout."""
+        N = len(self.microgrid_agents)
+        if out is None or idle is not None:  # autoreset rows: the generic rendering
+            if out is None:  # every row autoreset: idle values only
+                rows = dict.fromkeys((f.flat for f in self._infos.fields),
+                                     np.zeros((N, self.num_envs)))
+                shared: Mapping[str, np.ndarray] = {}
+            else:
+                rows, shared = dict(RowTable.of(out.per_agent).swapped().items()), out.shared
             rows["action_clipped"] = clipped
-            return lambda i: self._infos.render_row(rows, {}, i, idle)
+            return lambda i: {**self._infos.render_row(rows, shared, i, idle),
+                              "autoreset": auto.copy(), "start_day": start_day}
         per = RowTable.of(out.per_agent)
-        if idle is not None:
-            table = per.swapped()
-            rows = {**dict(table.items()), "action_clipped": clipped}
-            return lambda i: self._infos.render_row(rows, out.shared, i, idle)
         layout, plan = per.layout, self._render_plan
         if plan is None or (plan[0] is not layout and plan[0].where != layout.where):
             names = tuple(f.flat for f in self._infos.fields
                           if f.flat not in layout.where and f.flat != "action_clipped")
-            plan = self._render_plan = (
-                layout, self._infos.compile(layout, ("action_clipped",), names), names)
+            plan = self._render_plan = (layout, self._infos.compile(
+                layout, ("action_clipped", "autoreset"), (*names, "start_day"),
+                ("autoreset", "start_day")), names)
         _, render, names = plan
-        P, X, S = per.swapped().arrays, (clipped,), [out.shared[n] for n in names]
+        P = per.swapped().arrays
+        X = (clipped, np.repeat(auto[None], N, axis=0))  # each agent its own autoreset row
+        S = [*(out.shared[n] for n in names), start_day]
         return lambda i: render(P, X, S, i)
 
     def close(self) -> None:
@@ -236,6 +243,22 @@ class VectorMicrogrids:
 
     # ------------------------------------------------------------------ internals
     def _validate_actions(self, actions: Mapping[str, Any]) -> tuple[list[np.ndarray], np.ndarray]:
+        """The actions clipped to [-1, 1] (new float64 arrays, possible_agents order) and
+        (agents, B) flags of the rows clipped."""
+        if not (type(actions) is dict and actions.keys() == self._agent_set):
+            self._check_agents(actions)
+        out, clipped = [], np.zeros((len(self.possible_agents), self.num_envs), bool)
+        for i, a in enumerate(self.possible_agents):
+            arr = action_array(a, actions[a], (self.num_envs, *self._act_spaces[a].shape))
+            c = np.empty_like(arr)
+            if clip_batch(arr, c, clipped[i]) >= 0:
+                bad = np.flatnonzero(~np.isfinite(arr).all(1)).tolist()
+                raise ValueError(f"action for {a!r} contains NaN or inf (envs {bad[:10]})")
+            out.append(c)
+        return out, clipped
+
+    def _check_agents(self, actions: Any) -> None:
+        """A mapping of exactly the possible agents, else a ValueError naming the mistake."""
         if not isinstance(actions, Mapping):
             raise ValueError(f"actions must be a dict {{agent: (B, act_dim) array}}, got "
                              f"{type(actions).__name__}")
@@ -244,15 +267,6 @@ class VectorMicrogrids:
         if unknown or missing:
             raise ValueError(f"actions must have exactly the agents {self.possible_agents}; "
                              f"unknown {unknown}, missing {missing}")
-        out, clipped = [], np.zeros((self.num_envs, len(self.possible_agents)), bool)
-        for i, a in enumerate(self.possible_agents):
-            arr = action_array(a, actions[a], (self.num_envs, *self._act_spaces[a].shape))
-            c = np.empty_like(arr)
-            if clip_batch(arr, c, clipped[:, i]) >= 0:
-                bad = np.flatnonzero(~np.isfinite(arr).all(1)).tolist()
-                raise ValueError(f"action for {a!r} contains NaN or inf (envs {bad[:10]})")
-            out.append(c)
-        return out, clipped
 
     def _observations(self) -> dict[str, np.ndarray]:
         """Each agent's (B, obs_dim) float32 observations inside its space (NaN as 0), new

@@ -201,17 +201,24 @@ class FlatRenderer:
         return out
 
 
-def generated(params: str, body: Callable[[Callable[[Any], str]], str]
+DISPLAY_MAX = 12  # keys of the largest dict a generated renderer builds as a display
+
+
+def generated(params: str, body: Callable[[Callable[[Any], str], list[str]], str]
               ) -> Callable[..., Any]:
-    """``def f(params): return body`` as a function; ``body(const)`` is Python source over
-    ``params`` in which ``const(value)`` names a constant (and ``copy`` is ``copy.copy``)."""
+    """``def f(params): <lines>; return <expr>`` as a function, for ``expr = body(const,
+    lines)``: Python source over ``params`` (``lines`` the statements ``body`` appended)
+    in which ``const(value)`` names a constant (and ``copy`` is ``copy.copy``)."""
     consts: list[Any] = []
+    lines: list[str] = []
 
     def const(value: Any) -> str:
         consts.append(value)
         return f"K[{len(consts) - 1}]"
 
-    code = f"def render({params}):\n    return {body(const)}\n"
+    expr = body(const, lines)
+    code = f"def render({params}):\n" + "".join(f"    {line}\n" for line in lines)
+    code += f"    return {expr}\n"
     namespace: dict[str, Any] = {"K": tuple(consts), "copy": copy.copy}
     exec(compile(code, "<NestedRenderer.function>", "exec"), namespace)  # noqa: S102
     return namespace["render"]
@@ -286,22 +293,33 @@ class NestedRenderer:
         """This schema's rendering as one generated function of ``params``: the leaf (or
         subtree) named ``n`` is the Python expression ``source[n]`` over them, every other
         leaf its neutral value (a fresh copy of a list). It runs every step for every agent:
-        one dict display per subtree instead of a walk of the plan with lookups."""
-        return generated(params, lambda const: self.display(source, const))
+        a few dict builds instead of a walk of the plan with lookups."""
+        return generated(params, lambda const, lines: self.display(source, const, lines))
 
-    def display(self, source: Mapping[str, str], const: Callable[[Any], str]) -> str:
-        """The Python dict display of :meth:`function`'s body; ``const(value)`` names a
-        neutral value (see :func:`generated`)."""
+    def display(self, source: Mapping[str, str], const: Callable[[Any], str],
+                lines: list[str]) -> str:
+        """:meth:`function`'s result as a Python expression, valid after the statements it
+        appends to ``lines``; ``const(value)`` names a constant (see :func:`generated`).
+
+        A dict of more than ``DISPLAY_MAX`` keys is a copy of its template (every key, the
+        neutral values in place) with the other values stored: CPython builds a display of
+        many keys at about twice the cost of that copy and the stores.
+        """
 
         def display(plan: tuple) -> str:
-            items = []
+            exprs = []
             for key, name, neutral, sub in plan:
                 expr = source.get(name)
-                if expr is None:
-                    expr = (const(neutral) if sub is None else f"copy({const(neutral)})"
-                            if sub is _COPY else display(sub))
-                items.append(f"{key!r}: {expr}")
-            return "{" + ", ".join(items) + "}"
+                if expr is None and sub is not None:
+                    expr = f"copy({const(neutral)})" if sub is _COPY else display(sub)
+                exprs.append((key, expr, neutral))
+            if len(plan) <= DISPLAY_MAX:
+                return "{" + ", ".join(f"{key!r}: {const(neutral) if expr is None else expr}"
+                                       for key, expr, neutral in exprs) + "}"
+            name = f"_d{len(lines)}"  # unique: every such dict appends a line
+            lines.append(f"{name} = {const({key: neutral for key, _, neutral in exprs})}.copy()")
+            lines.extend(f"{name}[{key!r}] = {expr}" for key, expr, _ in exprs if expr is not None)
+            return name
 
         return display(self._plan)
 

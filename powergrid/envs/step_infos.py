@@ -61,8 +61,8 @@ class InfoPlan:
             mine.update((n, template.format(i=i, a=a)) for n, template in OWN.items())
             sources.append(mine)
 
-        def body(const: Callable[[Any], str]) -> str:
-            return "{" + ", ".join(f"{a!r}: {r.display(src, const)}"
+        def body(const: Callable[[Any], str], lines: list[str]) -> str:
+            return "{" + ", ".join(f"{a!r}: {r.display(src, const, lines)}"
                                    for a, r, src in zip(agents, renderers, sources)) + "}"
 
         return cls(per, shared, generated(PARAMS, body),

@@ -205,6 +205,8 @@ class MultiAgentMicrogrids(ParallelEnv):
         self.action_labels = {a: ag.action_labels for a, ag in self._agents.items()}
         self._build_observation_spaces(cfg)
         self._action_shapes = tuple((a, self.action_spaces[a].shape) for a in self.possible_agents)
+        ends = np.cumsum([0] + [self.action_spaces[a].shape[0] for a in self.possible_agents])
+        self._action_cols = tuple(zip(ends[:-1].tolist(), ends[1:].tolist()))
         self._not_clipped = [False] * len(self.possible_agents)  # read-only: shared by steps
         self._max_steps = cfg.max_episode_steps
         self.agents: list[str] = []
@@ -509,19 +511,18 @@ class MultiAgentMicrogrids(ParallelEnv):
         core's input), and whether each was clipped to [-1, 1]."""
         if type(actions) is dict and len(actions) == len(self.agents):
             # the common case, checked in one pass: a dict of exactly the live agents' float
-            # arrays of their shapes, finite and in bounds (nothing to clip)
-            out = []
+            # arrays of their shapes, finite and in bounds (nothing to clip), packed in one
+            # array of which each agent gets its view
+            values: list[float] = []
             for a, shape in self._action_shapes:
                 arr = actions.get(a)
                 if type(arr) is not np.ndarray or arr.dtype.kind != "f" or arr.shape != shape:
                     break
-                values = arr.tolist()  # a finite sum: no NaN/inf (each is within bounds)
-                if not (values and -1.0 <= min(values) and max(values) <= 1.0
-                        and math.isfinite(sum(values))):
-                    break
-                out.append(np.array(values, ndmin=2))
-            else:
-                return out, self._not_clipped
+                values += arr.tolist()
+            else:  # a finite sum: no NaN/inf (each value is within bounds)
+                if -1.0 <= min(values) and max(values) <= 1.0 and math.isfinite(sum(values)):
+                    packed = np.array(values, ndmin=2)
+                    return [packed[:, lo:hi] for lo, hi in self._action_cols], self._not_clipped
         return self._check_actions(actions)
 
     def _check_actions(self, actions: Mapping[str, Any]) -> tuple[list[np.ndarray], list[bool]]:

@@ -19,14 +19,13 @@ Without numba everything goes through ``FastSolver.solve``.
 from __future__ import annotations
 
 import copy
-import math
 from typing import NamedTuple
 
 import numpy as np
 
 from powergrid.core.packing import f0, f1, f2, f3, i0, i1, pack
 from powergrid.pf.fast import HAVE_NUMBA, FastSolver
-from powergrid.pf.jit import announce_compilation
+from powergrid.pf.jit import announce_compilation, cache_depends_on
 from powergrid.pf.model import NetworkModel
 
 CHUNK = 128  # envs per block: keeps a block's working set in L1/L2
@@ -232,13 +231,16 @@ def _kernel_args(md: NetworkModel, tol: float, max_iter: int) -> tuple:
 if HAVE_NUMBA:
     from numba import njit
 
+    from powergrid.pf.fast import magnitude
+
     @njit(cache=True, inline="always")
     def _branch_current(y, q, fr, fi, tr, ti):  # pragma: no cover - compiled
         """|y_f V_f + y_t V_t| with y = (re f, im f, re t, im t) rows, as FastSolver's
-        complex ``abs(y_f * V_f + y_t * V_t)`` (same operations, same rounding)."""
+        ``magnitude`` of the complex ``y_f * V_f + y_t * V_t`` (same operations, same
+        rounding)."""
         cr = (y[0, q] * fr - y[1, q] * fi) + (y[2, q] * tr - y[3, q] * ti)
         ci = (y[0, q] * fi + y[1, q] * fr) + (y[2, q] * ti + y[3, q] * tr)
-        return math.hypot(cr, ci)
+        return magnitude(cr, ci)
 
     @njit(cache=True, error_model="numpy")
     def _solve_kernel(X, V, conv, vm, loading, slack, chunk, S0, in_pos, in_coef, w, tol,
@@ -367,15 +369,15 @@ if HAVE_NUMBA:
                 Vi[s] = vs[1]
                 for q in range(bus_map.shape[0]):
                     if bus_map[q] >= 0:
-                        vm[b, q] = math.hypot(Vr[bus_map[q]], Vi[bus_map[q]])
+                        vm[b, q] = magnitude(Vr[bus_map[q]], Vi[bus_map[q]])
                 for q in range(fb.shape[0]):
                     f = fb[q]
                     t = tb[q]
                     af = _branch_current(ybr[0], q, Vr[f], Vi[f], Vr[t], Vi[t]) * cf[q]
                     at = _branch_current(ybr[1], q, Vr[f], Vi[f], Vr[t], Vi[t]) * ct[q]
                     if pw[q]:
-                        af *= math.hypot(Vr[f], Vi[f])
-                        at *= math.hypot(Vr[t], Vi[t])
+                        af *= magnitude(Vr[f], Vi[f])
+                        at *= magnitude(Vr[t], Vi[t])
                     loading[b, dest[q]] = max(af, at)  # lines, then trafos
                 # slack injection V_s * conj(Y_s . V) plus the demand at the slack bus
                 yr = 0.0
@@ -405,6 +407,9 @@ if HAVE_NUMBA:
                       f1(fv, h, 24), i1(iv, h, 25), i1(iv, h, 26), i0(iv, h, 27),
                       f2(fv, h, 28), f1(fv, h, 29), f2(fv, h, 30), f0(fv, h, 31),
                       f1(fv, h, 32), f0(fv, h, 33))
+
+    # the kernels inline FastSolver's magnitude: recompile when fast.py changes
+    cache_depends_on((_solve_kernel, solve_packed), "powergrid.pf.fast")
 
 else:  # pragma: no cover - numba missing: BatchPowerFlow uses FastSolver.solve instead
     solve_packed = None

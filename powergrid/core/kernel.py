@@ -247,7 +247,7 @@ class FusedStep:
         """New output arrays for a step; the agents' actions packed in one array."""
         B, N = self.B, self.N
         acts = acts[:N]
-        key = (tuple(a.shape[1] for a in acts), clearing or self._clearing)
+        key = (tuple([a.shape[1] for a in acts]), clearing or self._clearing)
         if key != self._key:
             static = self._statics.get(key)
             if static is None:

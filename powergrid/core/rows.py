@@ -87,7 +87,7 @@ class RowTable(Mapping[str, np.ndarray]):
         names become (N, B), so agent ``i``'s (B,) values are row views (``[..., i, :]``)
         of a few copies, not a copy per name (the vector env's per-agent infos)."""
         return RowTable(self._layout, tuple(
-            a if a.ndim < 2 else np.ascontiguousarray(np.swapaxes(a, -1, -2))
+            a if a.ndim < 2 else np.ascontiguousarray(a.swapaxes(-1, -2))
             for a in self._arrays))
 
     def lists(self, b: int) -> list[Any]:

@@ -180,14 +180,15 @@ class VectorMicrogrids:
         acts, clipped = self._validate_actions(actions)
         sim, B, N = self.sim, self.num_envs, len(self.microgrid_agents)
         auto = sim.state.needs_reset.copy()  # NEXT_STEP autoreset: these rows restart now
+        n_auto = int(np.count_nonzero(auto))
         live = ~auto
-        out = sim.step(acts, live) if live.any() else None
+        out = sim.step(acts, live) if n_auto < B else None
         done = live & (sim.state.t >= self.config.max_episode_steps)
-        if auto.any():
+        idle = auto if n_auto else None
+        if n_auto:
             day = self.config.start_day
             sim.reset_rows(auto, self._rngs, [day] * B, self._split, [None] * B)
         start_day = sim.state.start_day.copy()
-        idle = auto if auto.any() else None
         rewards, infos = {}, {}
         render = self._renderer(out, idle, clipped, auto, start_day)
         reward_rows = np.zeros((N, B)) if out is None else out.rewards.T.copy()

@@ -507,8 +507,8 @@ class MultiAgentMicrogrids(ParallelEnv):
 
     def _validate_actions(self, actions: Mapping[str, Any]
                           ) -> tuple[list[np.ndarray], list[bool]]:
-        """The actions as float64 (1, action_dim) copies, in ``possible_agents`` order (the
-        core's input), and whether each was clipped to [-1, 1]."""
+        """The actions as new float64 (1, action_dim) arrays in ``possible_agents`` order
+        (the core's input), and whether each was clipped to [-1, 1]."""
         if type(actions) is dict and len(actions) == len(self.agents):
             # the common case, checked in one pass: a dict of exactly the live agents' float
             # arrays of their shapes, finite and in bounds (nothing to clip), packed in one

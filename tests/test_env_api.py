@@ -12,6 +12,7 @@ from pettingzoo.test import parallel_api_test, parallel_seed_test
 from heron.protocols.horizontal import P2PTradingProtocol
 from powergrid.envs.config import default_microgrids
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
+from powergrid.envs.vector import VectorMicrogrids
 from tests.conftest import random_actions
 
 
@@ -142,6 +143,37 @@ def test_env_pickles_mid_episode_and_continues_with_the_same_rewards():
         actions = random_actions(env, rng)
         (o1, r1, *_), (o2, r2, *_) = env.step(actions), clone.step(actions)
         assert r1 == r2 and all(np.array_equal(o1[a], o2[a]) for a in o1)
+
+
+@pytest.mark.parametrize("how", ["deepcopy", "pickle"])
+def test_a_copy_made_mid_episode_keeps_its_devices_and_infos_live(how):
+    # the compiled twins' states are views of the kernel's arrays: a copy must rebind them
+    env = MultiAgentMicrogrids()
+    env.reset(seed=0)
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        env.step(random_actions(env, rng))
+    clone = copy.deepcopy(env) if how == "deepcopy" else pickle.loads(pickle.dumps(env))
+    for _ in range(4):
+        actions = random_actions(env, rng)
+        infos1, infos2 = env.step(actions)[4], clone.step(actions)[4]
+        for a in env.agents:
+            assert repr(infos1[a]) == repr(infos2[a])
+            for d1, d2 in zip(env.devices(a), clone.devices(a)):
+                assert (d1.p_kw, d1.cost) == (d2.p_kw, d2.cost)
+                assert infos2[a]["devices"][d2.name]["p_kw"] == d2.p_kw
+
+
+def test_a_copied_vector_env_steps_its_own_devices_across_an_autoreset():
+    vec = VectorMicrogrids(2, {"max_episode_steps": 4})
+    vec.reset(seed=0)
+    acts = {a: np.full((2, *vec.single_action_space(a).shape), 0.7) for a in vec.possible_agents}
+    for _ in range(3):
+        vec.step(acts)
+    clone = copy.deepcopy(vec)
+    for _ in range(6):  # the autoreset resets the devices the clone's kernel steps
+        (o1, r1, *_), (o2, r2, *_) = vec.step(acts), clone.step(acts)
+        assert all(np.array_equal(o1[a], o2[a]) and np.array_equal(r1[a], r2[a]) for a in o1)
 
 
 def test_state_has_global_dimension():

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numba import njit
@@ -178,6 +178,14 @@ class FusedStep:
         self._all_live = np.ones(B, np.bool_)  # grid(): the batched books clear every row
         # the outputs of the step under way (new arrays each step: callers keep them)
         self._out = self._flags = self._shared = self._ok = np.zeros(0)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """After a copy or unpickling the twins' states are views of this kernel's arrays
+        again: a copy turns each view into an array of its own, which the kernel would no
+        longer step (the device objects and infos of a copied env went stale)."""
+        self.__dict__.update(state)
+        for j, (_, _, d) in enumerate(self._devices):
+            d.bind(self.dev_state[j], self.dev_clip[j])
 
     @classmethod
     def build(cls, sim: Simulation) -> FusedStep | None:

@@ -16,11 +16,14 @@ import time
 
 import numpy as np
 
+import powergrid.core.kernel as kernel_module
 from powergrid.envs.multi_agent_microgrids import MultiAgentMicrogrids
 
-SIM = ("step", "_tariff", "_market", "_settle", "observe_all")
-KERNEL = ("dispatch", "book", "grid", "traded", "book_costs", "finish", "output",
+SIM = ("step", "_plain_rows", "_tariff", "_market", "_settle", "observe_all")
+KERNEL = ("step_rows", "dispatch", "book", "grid", "traded", "book_costs", "finish", "output",
           "observe_into")
+# module functions the compiled whole step calls (rebuilding Order/Trade results)
+MODULE = ("logged_results",)
 ENV = ("_validate_actions", "_sync_devices", "_step_infos", "_observations")
 
 
@@ -53,6 +56,7 @@ def main() -> None:
     if sim.kernel is not None:
         wrap(sim.kernel, KERNEL, "kernel", acc, missing)
     wrap(env, ENV, "env", acc, missing)
+    wrap(kernel_module, MODULE, "kernel", acc, missing)
     rng = np.random.default_rng(0)
     env.reset(seed=0)
     acts = [{a: rng.uniform(-1, 1, env.action_space(a).shape) for a in env.possible_agents}

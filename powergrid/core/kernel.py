@@ -269,19 +269,23 @@ class FusedStep:
 
     def step(self, acts: Sequence[np.ndarray], live: np.ndarray) -> StepOutput:
         """The whole step in one compiled call (only when :attr:`fused`)."""
-        s, packed = self.sim.state, self._begin(acts)
+        self._run(self._begin(acts), live, self._no_log)
+        return self.output()
+
+    def _run(self, packed: np.ndarray, live: np.ndarray, log: np.ndarray) -> None:
+        """The fused compiled call (its trades into ``log`` if it has rows)."""
+        s = self.sim.state
         # sgen/storage columns without a device stay 0; every other column is rewritten
         if not _step(packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
                      s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min,
                      s.v_max, s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset,
                      self.dev_state, self.dev_clip, self._out, self._flags, self._shared,
-                     self._ok, self._vm, self._loading, self._slack, self._book, self._no_log,
+                     self._ok, self._vm, self._loading, self._slack, self._book, log,
                      self._ends, *self._static, self._X, self.pf.warm_start, *self.pf.packed):
             # some rows did not converge: FastSolver (with its Newton fallback) re-solves
             # them, then the rest of the step runs on the repaired results
             self._repair()
             self.finish(live)
-        return self.output()
 
     def step_rows(self, acts: Sequence[np.ndarray], live: np.ndarray, agents: Sequence[str],
                   clearing: tuple[int, float, float]) -> StepOutput:
@@ -291,15 +295,7 @@ class FusedStep:
         row's trades, and each live row's ``Order``/``Trade`` results are rebuilt from the
         books and the log, as the row market's."""
         code, k, fee = clearing
-        s, packed = self.sim.state, self._begin(acts, (code, k, fee, True))
-        if not _step(packed, live, s.t, s.hours, s.pv, s.retail, s.feed_in, s.load_kw,
-                     s.feeder_load_pu, s.last_price, s.last_p2p, s.last_grid, s.v_min,
-                     s.v_max, s.last_losses_kw, s.last_pcc, s.stored_start, s.needs_reset,
-                     self.dev_state, self.dev_clip, self._out, self._flags, self._shared,
-                     self._ok, self._vm, self._loading, self._slack, self._book, self._log,
-                     self._ends, *self._static, self._X, self.pf.warm_start, *self.pf.packed):
-            self._repair()
-            self.finish(live)
+        self._run(self._begin(acts, (code, k, fee, True)), live, self._log)
         out = self._out
         results, orders = logged_results(agents, self._book, self._log, self._ends,
                                          live, code, self._shared[S_PRICE])

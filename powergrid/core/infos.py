@@ -178,11 +178,8 @@ class FlatRenderer:
         costs = [f"{cost!r}: {source[name]}" for name, cost, _, _ in self._plan
                  if cost is not None]
         plain += [f"{name!r}: {source[name]}" for name in tail]
-        code = ("def render(P, X, S, i):\n    return {'costs': {" + ", ".join(costs) + "}, "
-                + ", ".join(plain) + "}\n")
-        namespace: dict[str, Any] = {}
-        exec(compile(code, "<FlatRenderer.compile>", "exec"), namespace)  # noqa: S102
-        return namespace["render"]
+        expr = "{'costs': {" + ", ".join(costs) + "}, " + ", ".join(plain) + "}"
+        return generated("P, X, S, i", lambda const, lines: expr)
 
     def render_row(self, per_agent: dict[str, np.ndarray], shared: dict[str, np.ndarray],
                    i: int, idle: np.ndarray | None) -> dict[str, Any]:
@@ -220,7 +217,7 @@ def generated(params: str, body: Callable[[Callable[[Any], str], list[str]], str
     code = f"def render({params}):\n" + "".join(f"    {line}\n" for line in lines)
     code += f"    return {expr}\n"
     namespace: dict[str, Any] = {"K": tuple(consts), "copy": copy.copy}
-    exec(compile(code, "<NestedRenderer.function>", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "<generated renderer>", "exec"), namespace)  # noqa: S102
     return namespace["render"]
 
 

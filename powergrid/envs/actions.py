@@ -10,6 +10,9 @@ from typing import Any
 import numpy as np
 from numba import njit
 
+from powergrid.envs.spaces import clip_value
+from powergrid.pf.jit import cache_depends_on
+
 # dtype kinds accepted as actions: signed/unsigned integers and floats. Booleans are
 # refused (a mask passed by mistake, not a set-point); complex, strings, bytes, dates and
 # durations are refused rather than coerced, since numpy would silently drop the
@@ -67,9 +70,12 @@ def clip_batch(arr, out, clipped):  # pragma: no cover - compiled
             x = arr[b, q]
             if not math.isfinite(x):
                 return b
-            c = x if x >= -1.0 else -1.0
-            c = c if c <= 1.0 else 1.0
+            c = clip_value(x, -1.0, 1.0)
             changed |= c != x
             out[b, q] = c
         clipped[b] = changed
     return -1
+
+
+# clip_batch inlines spaces.clip_value: recompile when that module changes
+cache_depends_on((clip_batch,), "powergrid.envs.spaces")

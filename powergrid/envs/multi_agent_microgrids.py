@@ -347,9 +347,7 @@ class MultiAgentMicrogrids(ParallelEnv):
         self._sim = Simulation(self, 1, row_market=True, coords=[self._coord], devices=rows,
                                share_solver=True)
         # the spaces' layout is the core's (Simulation.obs_offsets, the one definition)
-        if tuple(self._obs_box.offsets.tolist()) != self._sim.obs_offsets:
-            raise AssertionError(f"observation spaces {self._obs_box.offsets.tolist()} do "
-                                 f"not match the core's layout {self._sim.obs_offsets}")
+        self._obs_box.check_layout(self._sim.obs_offsets)
 
     def _sync_devices(self) -> None:
         for write_row, device in self._twins:

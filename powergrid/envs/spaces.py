@@ -117,7 +117,6 @@ class SideBySide:
             return None
         return out, flags.tolist()
 
-
     def clip_rows(self, raw: np.ndarray) -> list[np.ndarray]:
         """``raw`` (B, total) float64 features of B envs as each agent's new (B, dim)
         float32 array inside its bounds, NaN as 0 and +-inf as the bound (``np.nan_to_num``
@@ -127,6 +126,20 @@ class SideBySide:
         buf = np.empty(B * off[-1], np.float32)
         _clip_rows(raw, self.low, self.high, self.offsets, buf)
         return [buf[B * a:B * b].reshape(B, b - a) for a, b in zip(off[:-1], off[1:])]
+
+    def check_layout(self, offsets: Sequence[int]) -> None:
+        """The agents' features sit at ``offsets`` (the core's ``Simulation.obs_offsets``,
+        the one definition of the layout), else an AssertionError naming both."""
+        if tuple(self.offsets.tolist()) != tuple(offsets):
+            raise AssertionError(f"observation spaces {self.offsets.tolist()} do not match "
+                                 f"the core's layout {list(offsets)}")
+
+
+@njit(cache=True, inline="always")
+def clip_value(x, low, high):  # pragma: no cover - compiled
+    """``np.minimum(np.maximum(x, low), high)`` of one value (numpy's comparisons)."""
+    c = x if x >= low else low
+    return c if c <= high else high
 
 
 @njit(cache=True)
@@ -147,8 +160,7 @@ def _clip_rows(raw, low, high, offsets, out):  # pragma: no cover - compiled
                     x = np.float32(0.0)
                 elif math.isinf(x):
                     x = big if x > 0 else -big
-                c = x if x >= low[q] else low[q]
-                out[o + j] = c if c <= high[q] else high[q]
+                out[o + j] = clip_value(x, low[q], high[q])
 
 
 @njit(cache=True)
@@ -162,8 +174,7 @@ def _clip_side_by_side(raw, low, high, offsets, out, flags):  # pragma: no cover
         for q in range(offsets[k], offsets[k + 1]):
             x = np.float32(raw[q])
             finite &= math.isfinite(x)
-            c = x if x >= low[q] else low[q]
-            c = c if c <= high[q] else high[q]
+            c = clip_value(x, low[q], high[q])
             changed |= c != x
             out[q] = c
         flags[k] = changed

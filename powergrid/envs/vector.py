@@ -120,9 +120,7 @@ class VectorMicrogrids:
         self.sim = Simulation(tpl, num_envs)
         # every agent's observation checked and clipped in one pass, in the core's layout
         self._obs_box = SideBySide.of([self._obs_spaces[a] for a in self.possible_agents])
-        if tuple(self._obs_box.offsets.tolist()) != self.sim.obs_offsets:
-            raise AssertionError(f"observation spaces {self._obs_box.offsets.tolist()} do "
-                                 f"not match the core's layout {self.sim.obs_offsets}")
+        self._obs_box.check_layout(self.sim.obs_offsets)
         # the flat rows of the info schema (powergrid.core.infos) the batch reports
         self._infos = FlatRenderer(microgrid_schema(
             (), network_costs=self.sim.network_costs is not None, ahead=self.sim.ahead is not None))
